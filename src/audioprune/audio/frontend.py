@@ -1,0 +1,87 @@
+"""The log-mel front end as an nn.Module, so it runs on the GPU and travels inside the model.
+
+torch.stft computes the power spectrogram; the mel filter bank comes from librosa.filters.mel
+(Slaney-normalised, as in PANNs). Output layout is (batch, 1, frames, mels): time first, as in
+PANNs, so model definitions port directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import librosa
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FrontEndConfig:
+    """Everything that determines the features; its dict goes into model.json and cache keys."""
+
+    sample_rate: int = 32000
+    n_fft: int = 1024
+    win_length: int | None = None  # defaults to n_fft
+    hop_length: int = 320
+    n_mels: int = 64
+    fmin: float = 50.0
+    fmax: float | None = 14000.0  # None = Nyquist
+    log_offset: float = 1e-10  # log-mel = 10 * log10(mel_power + log_offset)
+    clip_seconds: float | None = 10.0  # crop/pad length; None keeps full length (batch size 1)
+    # Global standardisation of the log-mel (as AST does): (logmel - mean) / std. Training
+    # estimates both from the training split unless given, and model.json records them.
+    mean: float = 0.0
+    std: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FrontEndConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown front-end settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "FrontEndConfig":
+        return FrontEndConfig(**{**self.to_dict(), **changes})
+
+    @property
+    def clip_samples(self) -> int | None:
+        return None if self.clip_seconds is None else int(round(self.clip_seconds * self.sample_rate))
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for a waveform of `num_samples` (torch.stft with center=True)."""
+        return num_samples // self.hop_length + 1
+
+
+class LogMel(nn.Module):
+    """Waveform (batch, samples) -> log-mel (batch, 1, frames, n_mels)."""
+
+    def __init__(self, cfg: FrontEndConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        win = cfg.win_length or cfg.n_fft
+        if win > cfg.n_fft:
+            raise ValueError(f"win_length {win} is larger than n_fft {cfg.n_fft}")
+        fmax = cfg.fmax if cfg.fmax is not None else cfg.sample_rate / 2
+        if not 0 <= cfg.fmin < fmax <= cfg.sample_rate / 2:
+            raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={cfg.fmin}, "
+                             f"fmax={fmax}, sample_rate={cfg.sample_rate}")
+        mel = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
+                                  fmin=cfg.fmin, fmax=fmax)  # (n_mels, n_fft // 2 + 1)
+        self.register_buffer("mel_basis", torch.from_numpy(mel.T.copy()).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(win), persistent=False)
+        self.win_length = win
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if wave.ndim != 2:
+            raise ValueError(f"LogMel expects (batch, samples), got shape {tuple(wave.shape)}")
+        spec = torch.stft(wave, n_fft=self.cfg.n_fft, hop_length=self.cfg.hop_length,
+                          win_length=self.win_length, window=self.window, center=True,
+                          pad_mode="reflect", return_complex=True)
+        power = spec.real.square() + spec.imag.square()  # (B, freq, frames)
+        mel = torch.matmul(power.transpose(1, 2), self.mel_basis)  # (B, frames, n_mels)
+        logmel = 10.0 * torch.log10(mel + self.cfg.log_offset)
+        return ((logmel - self.cfg.mean) / self.cfg.std).unsqueeze(1)

@@ -1,0 +1,232 @@
+"""The `audioprune` command. Each subcommand parses its options and calls the library; user
+errors (UserError) print one clear line and exit with status 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from audioprune import __version__
+from audioprune.errors import UserError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _parse_kv(pairs: list[str] | None, what: str) -> dict[str, Any]:
+    """KEY=VALUE pairs with JSON-ish values: --model-arg dropout=0.1 --model-arg width=0.5."""
+    out: dict[str, Any] = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise UserError(f"{what} {item!r} must look like KEY=VALUE")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = raw
+    return out
+
+
+def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", required=required, help="dataset layout (see `audioprune datasets`)")
+    g.add_argument("--data-root", help="directory holding the dataset in its official layout")
+    g.add_argument("--split", help="split scheme, e.g. fsdd: official | speaker:NAME; ravdess: actors:1,2")
+    g.add_argument("--test-fold", type=int, help="fold used as the test set (folded datasets)")
+    g.add_argument("--val-fold", type=int, help="fold used for validation (default: a stratified "
+                   "part of the training folds)")
+    g.add_argument("--subset", help="dataset subset, e.g. esc50: esc10")
+    g.add_argument("--split-file", type=Path, help="explicit split list (gtzan fault-filtered split)")
+    g.add_argument("--val-fraction", type=float, help="fraction of train held out for validation")
+    g.add_argument("--frontend", action="append", metavar="KEY=VALUE",
+                   help="front-end override, e.g. n_mels=64, clip_seconds=5, sample_rate=16000")
+    g.add_argument("--cache-dir", help="feature cache location (default ~/.cache/audioprune or "
+                   "$AUDIOPRUNE_CACHE)")
+    g.add_argument("--no-cache", action="store_true", help="decode audio on every access")
+    g.add_argument("--strict", action="store_true", help="fail on undecodable audio instead of "
+                   "skipping it with a warning")
+
+
+def data_spec(args: argparse.Namespace) -> "DataSpec":
+    from audioprune.train.experiment import DataSpec
+
+    options = {k: getattr(args, k) for k in ("split", "test_fold", "val_fold", "subset",
+                                            "split_file", "val_fraction")
+               if getattr(args, k, None) is not None}
+    if "split_file" in options:
+        options["split_file"] = str(options["split_file"])
+    return DataSpec(dataset=args.dataset, data_root=args.data_root, options=options,
+                    frontend=_parse_kv(args.frontend, "--frontend"), cache=not args.no_cache,
+                    cache_dir=args.cache_dir, strict=args.strict)
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from audioprune.train.fit import TrainConfig
+
+    d = TrainConfig()
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=d.epochs)
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--schedule", choices=["cosine", "step", "none"], default=d.schedule)
+    g.add_argument("--step-size", type=int, default=d.step_size, help="epochs per step (step schedule)")
+    g.add_argument("--patience", type=int, default=d.patience,
+                   help="early stopping: epochs without validation gain (0 = off)")
+    g.add_argument("--mixup", type=float, default=d.mixup, help="mixup Beta(a, a) parameter; 0 = off")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N")
+    g.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader worker processes")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+
+
+def train_config(args: argparse.Namespace) -> "TrainConfig":
+    from audioprune.train.fit import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       weight_decay=args.weight_decay, schedule=args.schedule,
+                       step_size=args.step_size, patience=args.patience, mixup=args.mixup,
+                       seed=args.seed, device=args.device, num_workers=args.workers,
+                       progress=not args.no_progress)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from audioprune.train.distributed import init_distributed, shutdown
+    from audioprune.train.experiment import resume_run, setup_logging, train_run
+
+    ctx = init_distributed(args.device)
+    setup_logging(ctx.is_main)
+    try:
+        if args.resume:
+            metrics = resume_run(Path(args.resume), ctx, **({"epochs": args.epochs}
+                                                            if args.epochs_given else {}))
+            out = Path(args.resume)
+        else:
+            if not args.model or not args.dataset or not args.out:
+                raise UserError("train needs --model, --dataset and --out (or --resume RUN)")
+            kwargs = _parse_kv(args.model_arg, "--model-arg")
+            if args.width is not None:
+                kwargs["width"] = args.width
+            if args.spec_augment:
+                kwargs["spec_augment"] = {"time_masks": 2, "time_width": 20, "freq_masks": 2,
+                                          "freq_width": 8}
+            metrics = train_run(args.model, kwargs, data_spec(args), train_config(args),
+                                Path(args.out), ctx=ctx)
+            out = Path(args.out)
+        if ctx.is_main:
+            print_summary(metrics, out)
+    finally:
+        shutdown(ctx)
+    return 0
+
+
+def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
+    from audioprune.train.metrics import headline
+
+    name, value = headline(metrics)
+    print(f"{run_dir}: {metrics['dataset']} [{metrics['split']}] test {name} {value:.4f}  "
+          f"params {metrics['params']:,}  MACs {metrics['macs']:,}  size {metrics['size_bytes']:,} B")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from audioprune.train.experiment import evaluate_run, setup_logging
+
+    setup_logging()
+    metrics, path = evaluate_run(Path(args.run), data_spec(args) if args.dataset else None,
+                                 device=args.device, progress=not args.no_progress)
+    print_summary(metrics, Path(args.run))
+    print(f"metrics written to {path}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from audioprune.data.registry import list_datasets
+
+    for info in list_datasets():
+        fe = info.frontend
+        print(f"{info.name:13s} {info.description}")
+        print(f"{'':13s} front end: {fe.sample_rate} Hz, {fe.n_mels} mels, hop {fe.hop_length}, "
+              f"clips {fe.clip_seconds} s")
+        if args.verbose:
+            print("\n".join(f"{'':13s} {line}" for line in info.layout.splitlines()))
+        print()
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from audioprune.models.registry import list_models
+
+    for name, desc in list_models().items():
+        print(f"{name:14s} {desc}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from audioprune.demo import run_demo
+
+    run_demo(Path(args.out), dataset=args.dataset, data_root=args.data_root, epochs=args.epochs,
+             progress=not args.no_progress)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audioprune", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"audioprune {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on a dataset into a run directory")
+    p.add_argument("--model", help="model name (see `audioprune models`)")
+    p.add_argument("--width", type=float, help="width multiplier for the model's layers")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="extra model argument, e.g. dropout=0.2")
+    p.add_argument("--spec-augment", action="store_true", help="SpecAugment masks in training")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped run from its last epoch")
+    add_data_args(p, required=False)
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run on its test split (or another dataset)")
+    p.add_argument("run", help="run directory")
+    add_data_args(p, required=False)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("datasets", help="list the dataset layouts audioprune reads")
+    p.add_argument("-v", "--verbose", action="store_true", help="show each expected tree")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("models", help="list the registered models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("demo", help="the main job: train and evaluate on the built-in data")
+    p.add_argument("--out", default="runs/demo", help="directory for the demo's runs")
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--data-root")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.epochs_given = any(a == "--epochs" or a.startswith("--epochs=") for a in argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"audioprune {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"audioprune {args.command}: interrupted; resume with --resume where supported",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

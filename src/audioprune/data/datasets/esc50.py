@@ -1,0 +1,119 @@
+"""ESC-50: 2,000 five-second environmental clips, 50 classes, 5 official folds (ESC-10 subset too)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from audioprune.audio.frontend import FrontEndConfig
+from audioprune.data.registry import register_dataset
+from audioprune.data.splits import fold_split, reject_options
+from audioprune.data.types import Clip, DatasetIndex
+from audioprune.errors import UserError
+
+COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
+FOLDS = [1, 2, 3, 4, 5]
+
+LAYOUT = """<root>/audio/*.wav            e.g. audio/1-100032-A-0.wav
+<root>/meta/esc50.csv          columns filename,fold,target,category,esc10,src_file,take
+  (the ESC-50-master folder of the official download); 5 folds, --test-fold 1..5;
+  --subset esc10 keeps the ESC-10 rows with targets renumbered 0..9"""
+
+
+@register_dataset(
+    "esc50",
+    description="ESC-50 environmental sounds: 50 classes, 5 official folds; --subset esc10 for ESC-10",
+    layout=LAYOUT,
+    frontend=FrontEndConfig(sample_rate=32000, n_fft=1024, hop_length=320, n_mels=64, fmin=50.0,
+                            fmax=14000.0, clip_seconds=5.0),
+)
+def load_esc50(root: Path | None, *, split: str | None = None, seed: int = 0,
+               val_fraction: float = 0.1, test_fold: int | None = None,
+               val_fold: int | None = None, subset: str | None = None,
+               split_file: Path | None = None) -> DatasetIndex:
+    """Official 5-fold cross-validation: `test_fold` (default 1) is the test set, `val_fold` (if
+    given) the validation set, the other folds train (a stratified `val_fraction` of them is the
+    validation set without `val_fold`). Class indices follow the CSV's `target` column; with
+    `subset="esc10"` the ten ESC-10 classes are renumbered 0..9 in target order."""
+    if split is not None:
+        raise UserError(f"esc50 does not take --split {split!r}: choose the official fold with "
+                        f"--test-fold 1..5 (and optionally --val-fold)")
+    reject_options("esc50", split_file=split_file)
+    if subset not in (None, "esc50", "esc10"):
+        raise UserError(f"esc50 --subset must be 'esc10' (or left out for all 50 classes), "
+                        f"got {subset!r}")
+    assert root is not None
+    csv_path = root / "meta" / "esc50.csv"
+    rows = _read_table(csv_path, COLUMNS)
+
+    def bad(msg: str, lines: list[int]) -> UserError:
+        shown = ", ".join(str(n) for n in lines[:5])
+        more = f" and {len(lines) - 5} more" if len(lines) > 5 else ""
+        return UserError(f"{csv_path}: {msg} on line(s) {shown}{more}; fix or restore the official "
+                         f"esc50.csv")
+
+    parsed = []  # (line, filename, fold, target, category, esc10)
+    bad_lines = []
+    for line, r in rows:
+        try:
+            fold, target = int(r["fold"]), int(r["target"])
+            esc10 = {"true": True, "false": False}[r["esc10"].strip().lower()]
+        except (ValueError, KeyError):
+            bad_lines.append(line)
+            continue
+        if fold not in FOLDS or target < 0 or not r["filename"]:
+            bad_lines.append(line)
+            continue
+        parsed.append((line, r["filename"], fold, target, r["category"], esc10))
+    if bad_lines:
+        raise bad("fold must be 1-5, target a non-negative integer and esc10 True/False", bad_lines)
+    if subset == "esc10":
+        parsed = [p for p in parsed if p[5]]
+    if not parsed:
+        raise UserError(f"{csv_path} lists no clips" + (" marked esc10=True" if subset == "esc10" else ""))
+
+    # class names = category ordered by target; one category per target
+    categories: dict[int, str] = {}
+    clash = []
+    for line, _, _, target, category, _ in parsed:
+        if categories.setdefault(target, category) != category:
+            clash.append(line)
+    if clash:
+        raise bad("a target number is paired with two different categories", clash)
+    order = sorted(categories)  # the identity on the official 50-class CSV; 0..9 for ESC-10
+    index = {t: i for i, t in enumerate(order)}
+
+    clips = [Clip(key=f"audio/{fname}", path=root / "audio" / fname, targets=(index[target],),
+                  group=str(fold)) for _, fname, fold, target, _, _ in parsed]
+    _check_files(csv_path, clips, [line for line, *_ in parsed])
+    test_fold = 1 if test_fold is None else test_fold
+    splits = fold_split(clips, test_fold, val_fold, FOLDS, seed, val_fraction)
+    name = "esc10" if subset == "esc10" else "esc50"
+    split_name = f"fold{test_fold}" + (f"-val{val_fold}" if val_fold is not None else "")
+    return DatasetIndex(name=name, task="single-label", class_names=[categories[t] for t in order],
+                        splits=splits, split_name=split_name, sample_rate=44100)
+
+
+def _read_table(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a CSV with a header as (line number, {column: value}); UserError naming the file
+    when it is missing or lacks one of `columns`."""
+    if not path.is_file():
+        raise UserError(f"{path} not found; esc50 expects:\n{LAYOUT}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise UserError(f"{path}: header lacks column(s) {', '.join(missing)} (found "
+                            f"{', '.join(header) or 'no header'}); expected {','.join(columns)}")
+        reader.fieldnames = header
+        return [(reader.line_num, {k: (v or "").strip() for k, v in r.items() if k is not None})
+                for r in reader]
+
+
+def _check_files(csv_path: Path, clips: list[Clip], lines: list[int]) -> None:
+    missing = [(line, c) for line, c in zip(lines, clips) if c.path is None or not c.path.is_file()]
+    if missing:
+        shown = "; ".join(f"line {line}: {c.key}" for line, c in missing[:5])
+        raise UserError(f"{len(missing)} of {len(clips)} clips listed in {csv_path} are missing on "
+                        f"disk (first: {shown}); download the complete dataset or restore the files")

@@ -1,0 +1,64 @@
+"""Free Spoken Digit Dataset: recordings/{digit}_{speaker}_{index}.{wav,flac}, 8 kHz mono."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from audioprune.audio.frontend import FrontEndConfig
+from audioprune.data.registry import register_dataset
+from audioprune.data.splits import group_holdout, reject_options, stratified_holdout
+from audioprune.data.types import Clip, DatasetIndex
+from audioprune.errors import UserError
+
+_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.(wav|flac)$")
+
+LAYOUT = """<root>/recordings/{digit}_{speaker}_{index}.wav   (or .flac)
+  e.g. recordings/0_george_0.wav; index 0-4 of each speaker and digit is the official test set"""
+
+
+@register_dataset(
+    "fsdd",
+    description="Free Spoken Digit Dataset: 10 spoken digits, 8 kHz; official or leave-one-speaker-out split",
+    layout=LAYOUT,
+    frontend=FrontEndConfig(sample_rate=8000, n_fft=256, hop_length=80, n_mels=40, fmin=0.0,
+                            fmax=4000.0, clip_seconds=1.0),
+)
+def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
+              val_fraction: float = 0.1, test_fold: int | None = None,
+              val_fold: int | None = None, subset: str | None = None,
+              split_file: Path | None = None) -> DatasetIndex:
+    """`split`: "official" (default; index 0-4 test) or "speaker:NAME" (NAME's clips are the test
+    set, the other speakers train). Validation is a stratified `val_fraction` of train."""
+    reject_options("fsdd", test_fold=test_fold, val_fold=val_fold, subset=subset,
+                   split_file=split_file)
+    assert root is not None
+    rec = root / "recordings"
+    if not rec.is_dir():
+        raise UserError(f"{rec} not found; fsdd expects:\n{LAYOUT}")
+    clips = []
+    for p in sorted(rec.iterdir()):
+        m = _NAME.match(p.name)
+        if not m:
+            continue
+        digit, speaker, index = int(m.group(1)), m.group(2), int(m.group(3))
+        clips.append((Clip(key=f"recordings/{p.name}", path=p, targets=(digit,), group=speaker), index))
+    if not clips:
+        raise UserError(f"no files named {{digit}}_{{speaker}}_{{index}}.wav|flac in {rec}")
+    split = split or "official"
+    speakers = sorted({c.group for c, _ in clips})
+    if split == "official":
+        test = [c for c, i in clips if i <= 4]
+        train = [c for c, i in clips if i > 4]
+    elif split.startswith("speaker:"):
+        name = split.split(":", 1)[1]
+        if name not in speakers:
+            raise UserError(f"--split {split}: no speaker {name!r}; speakers are {', '.join(speakers)}")
+        train, test = group_holdout([c for c, _ in clips], {name})
+    else:
+        raise UserError(f"fsdd --split must be 'official' or 'speaker:NAME' "
+                        f"(NAME one of {', '.join(speakers)}), got {split!r}")
+    train, val = stratified_holdout(train, val_fraction, seed)
+    return DatasetIndex(name="fsdd", task="single-label", class_names=[str(d) for d in range(10)],
+                        splits={"train": train, "val": val, "test": test}, split_name=split,
+                        sample_rate=8000)

@@ -1,0 +1,76 @@
+"""A registry of dataset layouts: name -> loader that turns a data root into a DatasetIndex."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from audioprune.audio.frontend import FrontEndConfig
+from audioprune.data.types import DatasetIndex
+from audioprune.errors import UserError
+
+
+class Loader(Protocol):
+    def __call__(self, root: Path | None, **options: Any) -> DatasetIndex: ...
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset layout: how to load it, what it looks like on disk, and sensible defaults."""
+
+    name: str
+    loader: Loader
+    description: str  # one line
+    layout: str  # the expected tree, shown by `audioprune datasets`
+    frontend: FrontEndConfig  # default front end (sample rate, clip length, mels)
+    needs_root: bool = True
+
+
+_REGISTRY: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, *, description: str, layout: str, frontend: FrontEndConfig,
+                     needs_root: bool = True) -> Callable[[Loader], Loader]:
+    def wrap(fn: Loader) -> Loader:
+        if name in _REGISTRY:
+            raise ValueError(f"dataset {name!r} registered twice")
+        _REGISTRY[name] = DatasetInfo(name, fn, description, layout, frontend, needs_root)
+        return fn
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every built-in layout.
+    import audioprune.data.datasets  # noqa: F401
+
+
+def list_datasets() -> list[DatasetInfo]:
+    _ensure_loaded()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> DatasetIndex:
+    """Resolve dataset `name` under `root` with loader `options` (split, test_fold, subset, ...)."""
+    info = get_dataset_info(name)
+    if info.needs_root:
+        if root is None:
+            raise UserError(f"dataset {name!r} needs --data-root pointing at:\n{info.layout}")
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f"--data-root {root} is not a directory; dataset {name!r} expects:\n"
+                            f"{info.layout}")
+    try:
+        return info.loader(None if root is None else Path(root), **options)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        bad = str(exc).split("argument")[-1].strip(" '")
+        raise UserError(f"dataset {name!r} has no option {bad!r}") from exc

@@ -1,0 +1,50 @@
+"""What every dataset loader returns: a list of clips per split, the class names and the task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+
+Task = Literal["single-label", "multi-label"]
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One labelled example. `key` is unique in the dataset and stable (a relative path or id);
+    `targets` holds class indices (exactly one for single-label); `group` is the fold, speaker,
+    actor or recording device, kept for per-group reports and leakage-free splits."""
+
+    key: str
+    path: Path | None
+    targets: tuple[int, ...]
+    group: str = ""
+
+
+@dataclass
+class DatasetIndex:
+    """A dataset as laid out on disk, resolved to clips per split.
+
+    `render`, when set, produces a clip's audio at `sample_rate` without a file (the synthetic
+    dataset); otherwise audio is read from `Clip.path`.
+    """
+
+    name: str
+    task: Task
+    class_names: list[str]
+    splits: dict[str, list[Clip]]
+    split_name: str
+    sample_rate: int | None = None  # native rate when all files share one; informative only
+    render: Callable[[Clip, int], np.ndarray] | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. "12 clips listed but missing on disk"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
+        return f"{self.name} [{self.split_name}] {self.task}, {self.num_classes} classes: {sizes}"

@@ -1,0 +1,9 @@
+"""Errors that are the user's to fix: the CLI prints them without a traceback and exits non-zero."""
+
+
+class UserError(Exception):
+    """A bad file, option or data tree; the message says which and what to do."""
+
+
+class AudioDecodeError(UserError):
+    """An audio file that cannot be decoded into finite samples."""

@@ -1,0 +1,68 @@
+"""Atomic writes: a crash or kill leaves either the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n"
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
+                  metadata: dict[str, str] | None = None) -> None:
+    """safetensors, atomically; tensors are made contiguous and detached (shared storage is fine)."""
+    clean = {k: v.detach().contiguous().clone() if v.data_ptr() in _shared(tensors) else
+             v.detach().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda p: save_file(clean, str(p), metadata=metadata))
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load safetensors: plain tensors only, nothing is unpickled."""
+    return load_file(str(path))
+
+
+def _shared(tensors: dict[str, torch.Tensor]) -> set[int]:
+    seen: dict[int, int] = {}
+    for t in tensors.values():
+        seen[t.data_ptr()] = seen.get(t.data_ptr(), 0) + 1
+    return {ptr for ptr, n in seen.items() if n > 1}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")

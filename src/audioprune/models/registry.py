@@ -1,0 +1,64 @@
+"""Model registry after timm: `create_model(name, num_classes, **kw)` builds any registered model."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from audioprune.audio.frontend import FrontEndConfig
+from audioprune.errors import UserError
+from audioprune.models.base import AudioClassifier
+
+ModelFn = Callable[..., AudioClassifier]
+_REGISTRY: dict[str, ModelFn] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_model(name: str, description: str = "") -> Callable[[ModelFn], ModelFn]:
+    def wrap(fn: ModelFn) -> ModelFn:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = fn
+        _DESCRIPTIONS[name] = description or (fn.__doc__ or "").strip().splitlines()[0]
+        return fn
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    import audioprune.models.zoo  # noqa: F401  (registers the built-in models)
+
+
+def list_models() -> dict[str, str]:
+    _ensure_loaded()
+    return {k: _DESCRIPTIONS[k] for k in sorted(_REGISTRY)}
+
+
+def create_model(name: str, num_classes: int, frontend: FrontEndConfig | None = None,
+                 widths: dict[str, int] | None = None, **kwargs: Any) -> AudioClassifier:
+    """Build model `name`. `frontend` defaults to the PANNs AudioSet setting (32 kHz, 64 mels);
+    `widths` overrides per-layer widths (used to rebuild pruned models); other keyword arguments
+    are the model's own (e.g. `width` multiplier, `dropout`, `spec_augment`)."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise UserError(f"unknown model {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    model = _REGISTRY[name](num_classes=num_classes, frontend=frontend or FrontEndConfig(),
+                           widths=widths, **kwargs)
+    model.arch_name = name
+    model.arch_kwargs = dict(kwargs)
+    return model
+
+
+def model_config(model: AudioClassifier) -> dict[str, Any]:
+    """Everything needed to rebuild `model` (pruned or not) without pickle: goes into model.json."""
+    return {
+        "arch": model.arch_name,
+        "num_classes": model.num_classes,
+        "kwargs": model.arch_kwargs,
+        "widths": model.layer_widths(),
+        "frontend": model.frontend_cfg.to_dict(),
+    }
+
+
+def model_from_config(cfg: dict[str, Any]) -> AudioClassifier:
+    return create_model(cfg["arch"], cfg["num_classes"],
+                        frontend=FrontEndConfig.from_dict(cfg["frontend"]),
+                        widths=cfg.get("widths"), **cfg.get("kwargs", {}))

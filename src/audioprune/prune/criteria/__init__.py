@@ -1,0 +1,166 @@
+"""Passive filter-pruning criteria: pure functions from ONE layer's weights to one score per filter.
+
+A criterion takes a weight tensor - numpy or torch, (out, in, kh, kw) for conv2d, (out, in, k) for
+conv1d, (out, in) for linear - and returns a float64 array of shape (out,). It knows nothing about
+Torch-Pruning, models or data (that is the engine adapter's job), so it can be tested on random
+tensors and reused for quaternion layers by aggregating the four components' scores.
+
+THE convention: a HIGHER score means PRUNE FIRST, for every criterion. Norm criteria therefore
+return the negative norm (l1 = -sum|w|), centrality criteria return the centrality itself (the
+most central filters are the most replaceable), and the similarity criteria encode their greedy
+order (see similarity.py). `select_prune(scores, n)` returns the n indices to remove (sorted),
+`prune_order(scores)` all indices from first-to-prune to last; ties go to the LOWER index in both,
+so every selection is deterministic.
+
+    from audioprune.prune.criteria import get_criterion, select_prune
+    crit = get_criterion("betweenness", approx="knn", knn_k=16)
+    remove = select_prune(crit(conv.weight), n=conv.out_channels // 4)  # indices to drop
+
+Names (options in brackets; defaults in the module docs):
+  wdc, wdc-abs, eigenvector     [representative, rank1_method, paper_compat, knn]
+  betweenness                   [... + approx, knn_k, engine]
+  closeness                     [... + approx, knn_k]
+  pagerank                      [... + alpha]
+  similarity                    [representative, rank1_method, paper_compat]   Interspeech 2022
+  similarity-nystrom            [... + m, rank, landmarks, seed]               ICASSP 2023
+  l1, l2, opnorm, opnorm-paper  []
+  fpgm                          [mode ('he' | 'torch-pruning'), p]
+  random                        [seed]
+
+Representatives and the SVD sign: representatives.py. Edge-weight conventions (principled
+1 - |cos| versus `paper_compat=True`, networkx's handling of negative weights): centrality.py and
+paths.py.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from audioprune.prune.criteria import centrality, norms, similarity
+from audioprune.prune.criteria.base import (
+    Criterion,
+    WeightLike,
+    as_filter_array,
+    prune_order,
+    select_prune,
+)
+
+__all__ = [
+    "Criterion",
+    "CriterionInfo",
+    "WeightLike",
+    "as_filter_array",
+    "describe_criterion",
+    "get_criterion",
+    "list_criteria",
+    "prune_order",
+    "register_criterion",
+    "select_prune",
+]
+
+
+@dataclass(frozen=True)
+class CriterionInfo:
+    """A registered criterion: the function, the arguments bound by the name, the options allowed."""
+
+    name: str
+    fn: Callable[..., np.ndarray]
+    options: tuple[str, ...]
+    summary: str
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, CriterionInfo] = {}
+
+
+def register_criterion(
+    name: str,
+    fn: Callable[..., np.ndarray],
+    *,
+    options: tuple[str, ...] = (),
+    summary: str = "",
+    **fixed: Any,
+) -> None:
+    """Add a criterion `fn(weights, **fixed, **options) -> scores` under `name`."""
+    if name in _REGISTRY:
+        raise ValueError(f"criterion {name!r} is already registered")
+    _REGISTRY[name] = CriterionInfo(name, fn, tuple(options), summary, dict(fixed))
+
+
+def list_criteria() -> list[str]:
+    """The registered criterion names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def describe_criterion(name: str) -> CriterionInfo:
+    """The registry entry for `name` (its options and a one-line summary)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown criterion {name!r}; choose from {', '.join(list_criteria())}"
+        ) from None
+
+
+def get_criterion(name: str, **options: Any) -> Criterion:
+    """The criterion `name` with `options` bound: a callable weights -> scores (higher = prune first)."""
+    info = describe_criterion(name)
+    unknown = sorted(set(options) - set(info.options))
+    if unknown:
+        allowed = ", ".join(info.options) or "none"
+        raise ValueError(f"criterion {name!r} has no option {', '.join(unknown)} (allowed: {allowed})")
+    return functools.partial(info.fn, **info.fixed, **options)
+
+
+_GRAPH = ("representative", "rank1_method", "paper_compat", "knn")
+_PATH = _GRAPH + ("approx", "knn_k")
+_CENTRALITY_OPTIONS = {
+    "wdc": (_GRAPH, "weighted degree: row sum of signed cosine similarities"),
+    "wdc-abs": (_GRAPH, "weighted degree of |cosine similarity|"),
+    "betweenness": (_PATH + ("engine",), "shortest-path betweenness on the filter graph"),
+    "closeness": (_PATH, "closeness centrality on the filter graph"),
+    "eigenvector": (_GRAPH, "eigenvector centrality of the similarity graph"),
+    "pagerank": (_GRAPH + ("alpha",), "PageRank of the similarity graph"),
+}
+for _measure, (_opts, _summary) in _CENTRALITY_OPTIONS.items():
+    register_criterion(
+        _measure,
+        centrality.centrality_scores,
+        options=_opts,
+        summary=f"{_summary} (highest centrality pruned first)",
+        measure=_measure,
+    )
+
+_SIMILARITY = ("representative", "rank1_method", "paper_compat")
+register_criterion(
+    "similarity",
+    similarity.similarity_scores,
+    options=_SIMILARITY,
+    summary="closest-pair greedy redundancy (Singh & Plumbley, Interspeech 2022)",
+)
+register_criterion(
+    "similarity-nystrom",
+    similarity.nystrom_scores,
+    options=_SIMILARITY + ("m", "rank", "landmarks", "seed"),
+    summary="the same greedy selection on a Nystrom-approximated similarity (ICASSP 2023)",
+)
+
+register_criterion("l1", norms.l1_scores, summary="smallest l1 norm pruned first")
+register_criterion("l2", norms.l2_scores, summary="smallest l2 norm pruned first")
+register_criterion("opnorm", norms.opnorm_scores, summary="smallest spectral norm pruned first")
+register_criterion(
+    "opnorm-paper",
+    norms.opnorm_paper_scores,
+    summary="the operator-norm score of the authors' public code (TASLP 2025), smallest first",
+)
+register_criterion(
+    "fpgm",
+    norms.fpgm_scores,
+    options=("mode", "p"),
+    summary="closest to the geometric median pruned first (He et al. 2019)",
+)
+register_criterion("random", norms.random_scores, options=("seed",), summary="seeded random scores")

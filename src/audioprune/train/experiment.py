@@ -1,0 +1,262 @@
+"""Wiring for one training run: dataset -> cached audio -> model -> fit -> test metrics -> run dir.
+
+The CLI, the demo and the recipes all go through `train_run`, so a run directory always looks the
+same (model.safetensors, model.json, metrics.json, config.json, log.txt, checkpoint/).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from audioprune import __version__
+from audioprune.audio.frontend import FrontEndConfig, LogMel
+from audioprune.data.cache import AudioCache, AudioSource
+from audioprune.data.loader import ClipDataset
+from audioprune.data.registry import get_dataset_info, load_dataset
+from audioprune.data.types import DatasetIndex
+from audioprune.errors import UserError
+from audioprune.fileio import read_json, read_tensors, write_json
+from audioprune.measure.counting import count_macs, count_params, size_bytes
+from audioprune.models.base import AudioClassifier
+from audioprune.models.registry import create_model
+from audioprune.train.distributed import DistContext, barrier
+from audioprune.train.fit import TrainConfig, evaluate, fit
+from audioprune.train.run_dir import (CONFIG_JSON, LOG_FILE, MODEL_WEIGHTS, load_model, save_model,
+                                      write_metrics)
+
+log = logging.getLogger("audioprune")
+
+
+@dataclass
+class DataSpec:
+    """Which data a run uses: the dataset, where it lives, how it is split, how it sounds."""
+
+    dataset: str
+    data_root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # split, test_fold, val_fold, subset, ...
+    frontend: dict[str, Any] = field(default_factory=dict)  # overrides of the dataset's defaults
+    cache: bool = True
+    cache_dir: str | None = None
+    strict: bool = False
+
+    def frontend_config(self) -> FrontEndConfig:
+        return get_dataset_info(self.dataset).frontend.replace(**self.frontend)
+
+
+@dataclass
+class DataBundle:
+    index: DatasetIndex
+    frontend: FrontEndConfig
+    train: ClipDataset
+    val: ClipDataset
+    test: ClipDataset
+
+
+def prepare_data(spec: DataSpec, seed: int = 0, progress: bool = True) -> DataBundle:
+    """Resolve the dataset, decode every clip once into the cache, and wrap the three splits."""
+    fe = spec.frontend_config()
+    index = load_dataset(spec.dataset, spec.data_root, seed=seed, **spec.options)
+    for note in index.notes:
+        log.warning("%s: %s", spec.dataset, note)
+    if spec.cache:
+        source: Any = AudioCache(index, fe.sample_rate,
+                                 Path(spec.cache_dir) if spec.cache_dir else None,
+                                 Path(spec.data_root) if spec.data_root else None)
+        source.build([c for clips in index.splits.values() for c in clips], strict=spec.strict,
+                     progress=progress)
+        if source.failed:
+            index.splits = {k: [c for c in v if source.has(c)] for k, v in index.splits.items()}
+            log.warning("%d undecodable files skipped (see warnings above)", len(source.failed))
+    else:
+        source = AudioSource(index, fe.sample_rate)
+    if not index.splits["train"]:
+        raise UserError(f"{index.describe()}: the training split is empty")
+    if not index.splits["test"]:
+        raise UserError(f"{index.describe()}: the test split is empty")
+    n = index.num_classes
+    crop_mode = "full" if fe.clip_samples is None else "centre"
+
+    def ds(split: str, mode: str) -> ClipDataset:
+        return ClipDataset(index.splits[split], source, index.task, n, fe.clip_samples, mode, seed)  # type: ignore[arg-type]
+
+    return DataBundle(index, fe, ds("train", "random" if fe.clip_samples else "full"),
+                      ds("val", crop_mode), ds("test", crop_mode))
+
+
+@torch.no_grad()
+def estimate_normalisation(dataset: ClipDataset, fe: FrontEndConfig, max_clips: int = 256,
+                           seed: int = 0) -> tuple[float, float]:
+    """Mean and std of the log-mel over up to `max_clips` training clips (centre crops)."""
+    frontend = LogMel(fe.replace(mean=0.0, std=1.0))
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    total, total_sq, n = 0.0, 0.0, 0
+    for i in order[:max_clips].tolist():
+        feats = frontend(dataset[i][0].unsqueeze(0)).double()
+        total += float(feats.sum())
+        total_sq += float(feats.square().sum())
+        n += feats.numel()
+    mean = total / n
+    std = max((total_sq / n - mean ** 2) ** 0.5, 1e-6)
+    return round(mean, 4), round(std, 4)
+
+
+def cost_metrics(model: AudioClassifier) -> dict[str, Any]:
+    """params, MACs per example (body; front end separately) and fp32 size: the cost half of
+    every metrics.json."""
+    macs = count_macs(model)
+    return {"params": count_params(model), "macs": macs["model"], "macs_frontend": macs["frontend"],
+            "size_bytes": size_bytes(model)}
+
+
+def test_metrics(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig,
+                 ctx: DistContext = DistContext()) -> dict[str, Any]:
+    """metrics.json content: task, accuracy|mAP (+ the rest) on the test split, and the costs."""
+    m = evaluate(model, bundle.test, cfg, ctx, "testing")
+    return {"task": bundle.index.task, **m, **cost_metrics(model),
+            "dataset": bundle.index.name, "split": bundle.index.split_name,
+            "num_classes": bundle.index.num_classes, "class_names": bundle.index.class_names}
+
+
+def setup_logging(is_main: bool = True) -> None:
+    """Console logging for the CLI (rank 0 only under torchrun)."""
+    root = logging.getLogger("audioprune")
+    root.setLevel(logging.INFO)
+    for h in [h for h in root.handlers if not isinstance(h, logging.FileHandler)]:
+        root.removeHandler(h)
+    if is_main:
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(console)
+
+
+@contextmanager
+def run_log(run_dir: Path, is_main: bool = True) -> Iterator[None]:
+    """Append everything logged under "audioprune" to run_dir/log.txt while the block runs."""
+    root = logging.getLogger("audioprune")
+    root.setLevel(logging.INFO)
+    if not is_main:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def environment() -> dict[str, str]:
+    return {"audioprune": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def train_run(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg: TrainConfig,
+              out: Path, resume: bool = False, ctx: DistContext = DistContext()) -> dict[str, Any]:
+    """Train `model_name` on `data` into run directory `out` and return its metrics.json."""
+    out = Path(out)
+    config = {"command": "train", "model": model_name, "model_kwargs": model_kwargs,
+              "data": data.__dict__, "train": cfg.to_dict(), "environment": environment()}
+    if resume:
+        if not (out / CONFIG_JSON).is_file():
+            raise UserError(f"--resume {out}: no {CONFIG_JSON} there; is it a training run?")
+    elif (out / CONFIG_JSON).exists():
+        raise UserError(f"{out} already holds a run; choose another --out, or continue it with "
+                        f"--resume {out}")
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / CONFIG_JSON, config)
+    with run_log(out, ctx.is_main):
+        return _train(model_name, model_kwargs, data, cfg, out, resume, ctx)
+
+
+def _train(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg: TrainConfig,
+           out: Path, resume: bool, ctx: DistContext) -> dict[str, Any]:
+    bundle = prepare_data(data, cfg.seed, progress=cfg.progress and ctx.is_main)
+    log.info("%s", bundle.index.describe())
+    fe = bundle.frontend
+    if "mean" not in data.frontend and "std" not in data.frontend:
+        mean, std = estimate_normalisation(bundle.train, fe, seed=cfg.seed)
+        fe = fe.replace(mean=mean, std=std)
+        log.info("log-mel standardisation from the training split: mean %.2f dB, std %.2f dB", mean, std)
+    torch.manual_seed(cfg.seed)
+    model = create_model(model_name, bundle.index.num_classes, frontend=fe, **model_kwargs)
+    summary = fit(model, bundle.train, bundle.val, cfg, out, resume=resume, ctx=ctx)
+    extra = {"dataset": data.dataset}
+    if ctx.is_main:  # the best epoch's weights become the run's model
+        save_model(out, _best(model, out), bundle.index.class_names, bundle.index.task, extra)
+    barrier(ctx)  # the other ranks read what rank 0 just wrote
+    best, _ = load_model(out, cfg.device)
+    metrics = test_metrics(best, bundle, cfg, ctx)
+    metrics.update({"train_seconds": round(summary["train_seconds"], 2), "epochs_run": summary["epoch"],
+                    "best_epoch": summary["best_epoch"] + 1, "val": summary["best_val"],
+                    "history": summary["history"], "environment": environment(),
+                    "data_options": data.options})
+    if ctx.is_main:
+        write_metrics(out, metrics)
+    return metrics
+
+
+def _best(model: AudioClassifier, out: Path) -> AudioClassifier:
+    """Load the best-epoch weights fit() wrote into `model` before model.json is written."""
+    model.load_state_dict(read_tensors(out / MODEL_WEIGHTS), strict=False)
+    return model
+
+
+def resume_run(out: Path, ctx: DistContext = DistContext(), **overrides: Any) -> dict[str, Any]:
+    """Continue a stopped `train_run` from its last epoch checkpoint with its saved settings."""
+    cfg_path = Path(out) / CONFIG_JSON
+    if not cfg_path.is_file():
+        raise UserError(f"--resume {out}: {cfg_path} not found; is it a training run directory?")
+    saved = read_json(cfg_path)
+    train_cfg = TrainConfig(**{**saved["train"], **overrides})
+    return train_run(saved["model"], saved["model_kwargs"], DataSpec(**saved["data"]), train_cfg,
+                     Path(out), resume=True, ctx=ctx)
+
+
+def evaluate_run(run_dir: Path, data: DataSpec | None = None, device: str = "cpu",
+                 progress: bool = True) -> tuple[dict[str, Any], Path]:
+    """Evaluate a run's model on its own test split (from config.json) or on `data`.
+
+    The model's own front end (sample rate, clip length, standardisation) is always used. The
+    result replaces metrics.json when it is the run's own data, else goes to
+    eval-<dataset>-<split>.json beside it. Returns (metrics, path written).
+    """
+    run_dir = Path(run_dir)
+    model, info = load_model(run_dir, device)
+    own = data is None
+    if data is None:
+        cfg_path = run_dir / CONFIG_JSON
+        if not cfg_path.is_file():
+            raise UserError(f"{run_dir} has no {CONFIG_JSON}; pass --dataset and --data-root")
+        data = DataSpec(**read_json(cfg_path)["data"])
+    data = DataSpec(**{**data.__dict__, "frontend": model.frontend_cfg.to_dict()})
+    bundle = prepare_data(data, progress=progress)
+    if bundle.index.num_classes != model.num_classes:
+        raise UserError(f"{run_dir} predicts {model.num_classes} classes but {data.dataset} has "
+                        f"{bundle.index.num_classes}; evaluate on a dataset with the same classes")
+    if bundle.index.class_names != info["class_names"]:
+        log.warning("class names differ from the run's (%s...); scoring by class index",
+                    ", ".join(info["class_names"][:3]))
+    cfg = TrainConfig(device=device, progress=progress)
+    metrics = test_metrics(model, bundle, cfg)
+    metrics["environment"] = environment()
+    metrics["data_options"] = data.options
+    if own:
+        old = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+        keep = {k: old[k] for k in ("train_seconds", "epochs_run", "best_epoch", "val", "history",
+                                    "parent", "before_finetune") if k in old}
+        metrics = {**metrics, **keep}
+        path = run_dir / "metrics.json"
+    else:
+        path = run_dir / f"eval-{data.dataset}-{bundle.index.split_name.replace(':', '-')}.json"
+    write_json(path, metrics)
+    return metrics, path

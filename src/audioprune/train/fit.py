@@ -1,0 +1,222 @@
+"""The training loop: Adam, cosine or step schedule, early stopping on validation, best weights
+kept, a resumable checkpoint every epoch, DDP when run under torchrun.
+
+Every epoch re-seeds the global RNG from (seed, epoch, rank), and data order/crops derive from
+(seed, epoch, index): so a resumed run continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from audioprune.audio.augment import mixup
+from audioprune.data.loader import ClipDataset, ShardedShuffleSampler
+from audioprune.fileio import write_tensors
+from audioprune.train.checkpoint import load_checkpoint, save_checkpoint
+from audioprune.train.distributed import (DistContext, barrier, broadcast_float, gather_objects,
+                                          sum_over_ranks)
+from audioprune.train.metrics import multi_label_metrics, single_label_metrics
+from audioprune.train.run_dir import MODEL_WEIGHTS, model_state
+
+log = logging.getLogger("audioprune.train")
+
+# loss(logits, targets, example_indices) -> scalar; targets are soft (float) after mixup
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine | step | none
+    step_size: int = 10
+    gamma: float = 0.1
+    patience: int = 0  # stop after this many epochs without validation gain; 0 = never
+    mixup: float = 0.0  # Beta(alpha, alpha); 0 disables
+    seed: int = 0
+    device: str = "cpu"
+    num_workers: int = 0
+    eval_batch_size: int = 64
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_loss(task: str) -> LossFn:
+    if task == "single-label":
+        return lambda logits, y, idx: F.cross_entropy(logits, y)
+    return lambda logits, y, idx: F.binary_cross_entropy_with_logits(logits, y)
+
+
+def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    torch.manual_seed(seed * 1_000_003 + epoch * 101 + rank)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.schedule == "none":
+        return None
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; use cosine, step or none")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: ClipDataset, batch_size: int, device: str,
+            ctx: DistContext = DistContext(), progress: bool = False,
+            desc: str = "evaluating") -> np.ndarray:
+    """Logits for every clip of `dataset`, in order; sharded across ranks and gathered."""
+    model.eval()
+    bs = 1 if dataset.mode == "full" else batch_size
+    sampler = ShardedShuffleSampler(len(dataset), 0, ctx.rank, ctx.world, shuffle=False)
+    indices = list(sampler)
+    loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=bs, shuffle=False)
+    outs = []
+    for wave, _ in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+        outs.append(model(wave.to(device)).float().cpu())
+    logits = torch.cat(outs).numpy() if outs else np.zeros((0, dataset.num_classes), np.float32)
+    if not ctx.enabled:
+        return logits
+    merged = np.zeros((len(dataset), dataset.num_classes), np.float32)
+    for idx, part in gather_objects(ctx, (indices, logits)):  # type: ignore[misc]
+        merged[idx] = part
+    return merged
+
+
+def score(dataset: ClipDataset, logits: np.ndarray) -> dict[str, Any]:
+    if dataset.task == "single-label":
+        targets = np.array([c.targets[0] for c in dataset.clips])
+        groups = [c.group for c in dataset.clips]
+        return single_label_metrics(logits, targets, dataset.num_classes, groups)
+    targets = np.stack([dataset.target(c).numpy() for c in dataset.clips])
+    return multi_label_metrics(logits, targets)
+
+
+def evaluate(model: nn.Module, dataset: ClipDataset, cfg: TrainConfig,
+             ctx: DistContext = DistContext(), desc: str = "evaluating") -> dict[str, Any]:
+    logits = predict(model, dataset, cfg.eval_batch_size, cfg.device, ctx, cfg.progress, desc)
+    return score(dataset, logits)
+
+
+def _headline(metrics: dict[str, Any]) -> float:
+    return metrics["mAP"] if "mAP" in metrics else metrics["accuracy"]
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """Adds the example index to each item, for losses that look things up (cached KD logits)."""
+
+    def __init__(self, ds: ClipDataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        wave, y = self.ds[i]
+        return wave, y, i
+
+
+def fit(model: nn.Module, train: ClipDataset, val: ClipDataset | None, cfg: TrainConfig,
+        run_dir: Path, resume: bool = False, loss_fn: LossFn | None = None,
+        ctx: DistContext = DistContext()) -> dict[str, Any]:
+    """Train `model` in place; leave the best-validation weights in it and in run_dir/model.safetensors.
+
+    Returns a summary: epochs run, best epoch and validation metrics, history, wall time.
+    """
+    device = cfg.device
+    model.to(device)
+    loss_fn = loss_fn or default_loss(train.task)
+    net: nn.Module = model
+    if ctx.enabled:
+        net = nn.parallel.DistributedDataParallel(
+            nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.startswith("cuda") else model,
+            device_ids=[ctx.local_rank] if device.startswith("cuda") else None)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = make_scheduler(opt, cfg)
+    if cfg.batch_size % ctx.world:
+        raise ValueError(f"--batch-size {cfg.batch_size} must divide by the {ctx.world} processes")
+    local_bs = cfg.batch_size // ctx.world
+    sampler = ShardedShuffleSampler(len(train), cfg.seed, ctx.rank, ctx.world)
+    loader = DataLoader(_Indexed(train), batch_size=local_bs, sampler=sampler,
+                        num_workers=cfg.num_workers, drop_last=False,
+                        persistent_workers=cfg.num_workers > 0)
+
+    state: dict[str, Any] = {"epoch": 0, "best": -math.inf, "best_epoch": -1, "bad_epochs": 0,
+                             "history": [], "train_seconds": 0.0, "best_val": None}
+    if resume:
+        saved = load_checkpoint(run_dir, model, opt, sched)
+        state.update({k: saved[k] for k in state if k in saved})
+        log.info("resumed from epoch %d", state["epoch"])
+
+    for epoch in range(state["epoch"], cfg.epochs):
+        if cfg.patience and state["bad_epochs"] >= cfg.patience:
+            break
+        t0 = time.perf_counter()
+        _seed_epoch(cfg.seed, epoch, ctx.rank)
+        sampler.set_epoch(epoch)
+        train.set_epoch(epoch)
+        net.train()
+        total, count = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
+                   disable=not (cfg.progress and ctx.is_main))
+        for wave, y, idx in bar:
+            wave, y = wave.to(device), y.to(device)
+            if cfg.mixup > 0:
+                if y.dtype == torch.long:
+                    y = F.one_hot(y, train.num_classes).float()
+                wave, y = mixup(wave, y, cfg.mixup)
+            loss = loss_fn(net(wave), y, idx)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(wave)
+            count += len(wave)
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        if sched is not None:
+            sched.step()
+        total, count = sum_over_ranks(ctx, total, count)
+        train_loss = total / max(count, 1)
+        val_metrics = evaluate(model, val, cfg, ctx, "validating") if val is not None and len(val) else None
+        value = _headline(val_metrics) if val_metrics else -train_loss
+        value = broadcast_float(ctx, value)
+        improved = value > state["best"]
+        if improved:
+            state.update(best=value, best_epoch=epoch, bad_epochs=0,
+                         best_val={k: v for k, v in (val_metrics or {}).items()
+                                   if k != "confusion_matrix"})
+            if ctx.is_main:
+                write_tensors(run_dir / MODEL_WEIGHTS, model_state(model))
+        else:
+            state["bad_epochs"] += 1
+        state["train_seconds"] += time.perf_counter() - t0
+        entry = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
+                 "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)}
+        if val_metrics:
+            entry["val_" + ("mAP" if "mAP" in val_metrics else "accuracy")] = round(_headline(val_metrics), 6)
+        state["history"].append(entry)
+        state["epoch"] = epoch + 1
+        if ctx.is_main:
+            save_checkpoint(run_dir, model, opt, sched, state)
+            log.info("epoch %d/%d  loss %.4f  %s  %.1fs%s", epoch + 1, cfg.epochs, train_loss,
+                     " ".join(f"{k} {v:.4f}" for k, v in entry.items() if k.startswith("val_")),
+                     entry["seconds"], "  *best" if improved else "")
+        barrier(ctx)
+    return {k: state[k] for k in ("epoch", "best_epoch", "best_val", "history", "train_seconds")}

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real FSDD recordings (read-only, from ../shared/datasets/fsdd) and small
+FSDD-layout trees made of links to them, so tests use real speech but stay fast."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "fsdd"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDIOPRUNE_CACHE", str(tmp_path_factory.getbasetemp() / "audio-cache"))
+
+
+@pytest.fixture(scope="session")
+def fsdd_root() -> Path:
+    if not (FSDD / "recordings").is_dir():
+        pytest.skip(f"real FSDD recordings not found at {FSDD}")
+    return FSDD
+
+
+def make_fsdd_subset(dest: Path, speakers: tuple[str, ...], indices: range) -> Path:
+    """An FSDD tree holding links to the real recordings of `speakers` x 10 digits x `indices`."""
+    rec = dest / "recordings"
+    rec.mkdir(parents=True)
+    for spk in speakers:
+        for digit in range(10):
+            for idx in indices:
+                name = f"{digit}_{spk}_{idx}.flac"
+                (rec / name).symlink_to(FSDD / "recordings" / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def fsdd_small(fsdd_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 speakers x 10 digits x indices 0-11: 240 real clips (official split: 100 test)."""
+    return make_fsdd_subset(tmp_path_factory.mktemp("fsdd_small"), ("george", "jackson"), range(12))

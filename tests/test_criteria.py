@@ -94,6 +94,14 @@ def test_every_criterion_scores_conv2d_conv1d_and_linear_from_numpy_or_torch(sha
         np.testing.assert_allclose(crit(torch.from_numpy(w)), scores, err_msg=name)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("out", [1, 2, 3])
+def test_tiny_layers_get_finite_scores(out: int) -> None:
+    w = conv_weights(out, c_in=3)
+    for name in list_criteria():
+        assert np.isfinite(get_criterion(name)(w)).all(), name
+
+
 def test_filter_array_shapes_dtypes_and_bad_input() -> None:
     assert as_filter_array(np.zeros((4, 3, 2, 5))).shape == (4, 3, 10)
     assert as_filter_array(np.zeros((4, 3))).shape == (4, 3, 1)
@@ -214,6 +222,13 @@ def test_networkx_port_reproduces_ties_and_zero_lengths(decimals: int) -> None:
         ref = as_vector(nx.betweenness_centrality(nx_graph(lengths, adj), weight="weight"))
         ours = centrality.betweenness(lengths, adj, engine="networkx-port")
         np.testing.assert_allclose(ours, ref, atol=1e-12)
+
+
+def test_networkx_port_runs_as_plain_python_without_numba() -> None:
+    sim = cosine_similarity(representatives(conv_weights(9, seed=3)))
+    adj = paths.complete_adjacency(9)
+    plain = paths._brandes_networkx_kernel(sim, adj)  # the undecorated kernel
+    np.testing.assert_allclose(plain, paths.nx_betweenness_raw(sim, adj), atol=1e-12)
 
 
 def test_sparsified_exact_betweenness_and_closeness_equal_the_complete_graph(monkeypatch) -> None:

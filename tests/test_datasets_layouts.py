@@ -266,8 +266,8 @@ def _segments(path: Path, rows) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.fixture
-def audioset_root(tmp_path: Path) -> Path:
+def write_audioset_tree(tmp_path: Path) -> Path:
+    """A tiny AudioSet tree in the official layout (CSV lists, clips named the usual ways)."""
     write_table(tmp_path / "class_labels_indices.csv", ["index", "mid", "display_name"], CLASSES)
     _segments(tmp_path / "balanced_train_segments.csv", BALANCED)
     _segments(tmp_path / "eval_segments.csv", EVAL)
@@ -284,6 +284,12 @@ def audioset_root(tmp_path: Path) -> Path:
     write_audio(tmp_path / "audios" / "unbalanced_train_segments" / "unbalanced_train_segments_part00"
                 / "Y---1_cCGK4M.wav")
     return tmp_path
+
+
+
+@pytest.fixture
+def audioset_root(tmp_path: Path) -> Path:
+    return write_audioset_tree(tmp_path)
 
 
 def test_audioset_balanced(audioset_root: Path) -> None:

@@ -149,3 +149,18 @@ def test_cli_lists_datasets_and_models(capsys: pytest.CaptureFixture[str]) -> No
     assert "recordings/{digit}_{speaker}_{index}.wav" in text
     assert main(["models"]) == 0
     assert "dcase21net" in capsys.readouterr().out
+
+
+def test_multi_label_training_reports_map(tmp_path: Path) -> None:
+    """AudioSet layout (fixture tree): BCE training and mAP/AUC evaluation end to end."""
+    from test_datasets_layouts import write_audioset_tree
+
+    root = write_audioset_tree(tmp_path / "as")
+    fe = {"sample_rate": 8000, "n_fft": 256, "hop_length": 80, "n_mels": 40, "fmin": 0,
+          "fmax": 4000, "clip_seconds": 0.5}
+    metrics = train_run("dcase21net", {"width": 0.25}, DataSpec("audioset", str(root), frontend=fe),
+                        TrainConfig(epochs=2, batch_size=2, progress=False), tmp_path / "run")
+    assert metrics["task"] == "multi-label"
+    assert "mAP" in metrics and "accuracy" not in metrics
+    assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["classes_scored"] == 3  # eval has 3 labels
+    assert metrics["num_classes"] == 5

@@ -3,6 +3,10 @@
 torch.stft computes the power spectrogram; the mel filter bank comes from librosa.filters.mel
 (Slaney-normalised, as in PANNs). Output layout is (batch, 1, frames, mels): time first, as in
 PANNs, so model definitions port directly.
+
+`FrontEndConfig.channels` selects the feature stack: "mono" (the default) is the single log-mel
+above; the 4-channel stacks for quaternion models (log-mel + deltas, stereo mid/side/left/right,
+...) are built by `audio/quaternion_input.py` (see `FEATURE_STACKS`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,11 @@ from typing import Any
 import librosa
 import torch
 from torch import nn
+
+# Feature stacks -> number of feature channels. "mono" is LogMel; the others are documented and
+# built in audioprune.audio.quaternion_input.
+FEATURE_STACKS: dict[str, int] = {"mono": 1, "deltas": 4, "deltas-zero": 4, "spec-deltas": 4,
+                                  "stereo": 4}
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,19 @@ class FrontEndConfig:
     # estimates both from the training split unless given, and model.json records them.
     mean: float = 0.0
     std: float = 1.0
+    # Feature stack (a key of FEATURE_STACKS): "mono" = one log-mel channel; quaternion models
+    # take a 4-channel stack, e.g. "deltas" = log-mel and its 1st, 2nd, 3rd deltas.
+    channels: str = "mono"
+
+    def __post_init__(self) -> None:
+        if self.channels not in FEATURE_STACKS:
+            raise ValueError(f"unknown feature stack channels={self.channels!r}; choose one of "
+                             f"{', '.join(FEATURE_STACKS)}")
+
+    @property
+    def num_channels(self) -> int:
+        """Feature channels the front end produces (1 for "mono", 4 for the quaternion stacks)."""
+        return FEATURE_STACKS[self.channels]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,13 +97,16 @@ class LogMel(nn.Module):
         self.register_buffer("window", torch.hann_window(win), persistent=False)
         self.win_length = win
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+    def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
+        """Waveform (batch, samples) -> mel power spectrogram (batch, frames, n_mels), before log."""
         if wave.ndim != 2:
             raise ValueError(f"LogMel expects (batch, samples), got shape {tuple(wave.shape)}")
         spec = torch.stft(wave, n_fft=self.cfg.n_fft, hop_length=self.cfg.hop_length,
                           win_length=self.win_length, window=self.window, center=True,
                           pad_mode="reflect", return_complex=True)
         power = spec.real.square() + spec.imag.square()  # (B, freq, frames)
-        mel = torch.matmul(power.transpose(1, 2), self.mel_basis)  # (B, frames, n_mels)
-        logmel = 10.0 * torch.log10(mel + self.cfg.log_offset)
+        return torch.matmul(power.transpose(1, 2), self.mel_basis)  # (B, frames, n_mels)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        logmel = 10.0 * torch.log10(self.mel_power(wave) + self.cfg.log_offset)
         return ((logmel - self.cfg.mean) / self.cfg.std).unsqueeze(1)

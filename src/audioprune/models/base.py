@@ -1,8 +1,10 @@
 """The common shape of every model: front end inside, then a body that maps features to logits.
 
-A model takes either a waveform (batch, samples), which the front end turns into log-mels, or
-features already computed (batch, channels, frames, mels). Models know nothing about pruning;
-they only accept per-layer `widths` so that a pruned model can be rebuilt from model.json.
+A model takes either a waveform (batch, samples) -- or (batch, 2, samples) for a stereo feature
+stack -- which the front end turns into log-mels, or features already computed (batch, channels,
+frames, mels); `FrontEndConfig.channels` picks the feature stack and so the channel count.
+Models know nothing about pruning; they only accept per-layer `widths` so that a pruned model can
+be rebuilt from model.json.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import torch
 from torch import nn
 
 from audioprune.audio.augment import SpecAugment
-from audioprune.audio.frontend import FrontEndConfig, LogMel
+from audioprune.audio.frontend import FrontEndConfig
+from audioprune.audio.quaternion_input import build_frontend
 
 
 class AudioClassifier(nn.Module):
@@ -32,22 +35,23 @@ class AudioClassifier(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
         self.frontend_cfg = frontend
-        self.frontend = LogMel(frontend)
+        self.frontend = build_frontend(frontend)  # LogMel, or a 4-channel stack
         self.spec_augment = SpecAugment(**spec_augment) if spec_augment else nn.Identity()
         self.arch_name = ""  # filled by create_model
         self.arch_kwargs: dict[str, Any] = {}
 
     @property
     def in_channels(self) -> int:
-        """Feature channels the body expects (1 for log-mel; quaternion models take 4)."""
-        return 1
+        """Feature channels the body expects: the front end's (1 for log-mel, 4 for the
+        quaternion stacks)."""
+        return self.frontend_cfg.num_channels
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """Waveform (B, samples) -> features (B, C, frames, mels)."""
+        """Waveform (B, samples) or (B, 2, samples) -> features (B, C, frames, mels)."""
         return self.frontend(wave)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 2:
+        if x.ndim in (2, 3):
             x = self.features(x)
         elif x.ndim != 4:
             raise ValueError(f"expected a waveform (batch, samples) or features (batch, channels, "

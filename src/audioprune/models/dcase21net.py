@@ -31,28 +31,40 @@ class Dcase21Net(AudioClassifier):
     classifier_name = "fc_out"
 
     def __init__(self, num_classes: int, frontend: FrontEndConfig, widths: dict[str, int] | None,
-                 width: float = 1.0, dropout: float = 0.3, in_channels: int = 1,
+                 width: float = 1.0, dropout: float = 0.3, in_channels: int | None = None,
+                 width_multiple_of: int = 1,
                  spec_augment: dict[str, int] | None = None) -> None:
         super().__init__(num_classes, frontend, spec_augment)
-        c1 = resolve_width("conv1", 16, width, widths)
-        c2 = resolve_width("conv2", 16, width, widths)
-        c3 = resolve_width("conv3", 32, width, widths)
-        hidden = resolve_width("fc1", 100, 1.0, widths)
-        self._in_channels = in_channels
-        self.conv1 = nn.Conv2d(in_channels, c1, 7, padding=3)
-        # Keras' eps; torch's default momentum (0.1) instead of Keras' 0.01, so running statistics
-        # settle within the few hundred steps of a short fine-tune after pruning.
-        self.bn1 = nn.BatchNorm2d(c1, eps=1e-3)
-        self.conv2 = nn.Conv2d(c1, c2, 7, padding=3)
-        self.bn2 = nn.BatchNorm2d(c2, eps=1e-3)
-        self.conv3 = nn.Conv2d(c2, c3, 7, padding=3)
-        self.bn3 = nn.BatchNorm2d(c3, eps=1e-3)
+        c1 = resolve_width("conv1", 16, width, widths, width_multiple_of)
+        c2 = resolve_width("conv2", 16, width, widths, width_multiple_of)
+        c3 = resolve_width("conv3", 32, width, widths, width_multiple_of)
+        hidden = resolve_width("fc1", 100, 1.0, widths, width_multiple_of)
+        # default: the front end's channel count (1 for log-mel)
+        self._in_channels = frontend.num_channels if in_channels is None else in_channels
+        self.conv1 = self.make_conv(self._in_channels, c1, 7)
+        self.bn1 = self.make_norm(c1)
+        self.conv2 = self.make_conv(c1, c2, 7)
+        self.bn2 = self.make_norm(c2)
+        self.conv3 = self.make_conv(c2, c3, 7)
+        self.bn3 = self.make_norm(c3)
         self.drop = nn.Dropout(dropout)
         mel_out = frontend.n_mels // 5 // 4
         if mel_out < 1:
             raise ValueError(f"dcase21net needs at least 20 mel bands, got {frontend.n_mels}")
-        self.fc1 = nn.Linear(c3 * mel_out, hidden)
+        self.fc1 = self.make_linear(c3 * mel_out, hidden)
         self.fc_out = nn.Linear(hidden, num_classes)
+
+    # Layer factories: a twin model (e.g. quaternion) overrides these and keeps the names.
+    def make_conv(self, c_in: int, c_out: int, kernel_size: int) -> nn.Module:
+        return nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2)
+
+    def make_norm(self, channels: int) -> nn.Module:
+        # Keras' eps; torch's default momentum (0.1) instead of Keras' 0.01, so running statistics
+        # settle within the few hundred steps of a short fine-tune after pruning.
+        return nn.BatchNorm2d(channels, eps=1e-3)
+
+    def make_linear(self, n_in: int, n_out: int) -> nn.Module:
+        return nn.Linear(n_in, n_out)
 
     @property
     def in_channels(self) -> int:

@@ -102,7 +102,7 @@ class PannsCNN(AudioClassifier):
     def __init__(self, num_classes: int, frontend: FrontEndConfig, widths: dict[str, int] | None,
                  *, base_widths: Sequence[int], convs_per_block: int, kernel_size: int,
                  pools: Sequence[bool], width: float = 1.0, width_multiple_of: int = 1,
-                 in_channels: int = 1, dropout: float = 0.2, head_dropout: float = 0.5,
+                 in_channels: int | None = None, dropout: float = 0.2, head_dropout: float = 0.5,
                  spec_augment: dict[str, int] | None = None) -> None:
         super().__init__(num_classes, frontend, spec_augment)
         if len(pools) != len(base_widths):
@@ -111,6 +111,8 @@ class PannsCNN(AudioClassifier):
             raise ValueError(f"width multiplier must be > 0, got {width}")
         if width_multiple_of < 1:
             raise ValueError(f"width_multiple_of must be >= 1, got {width_multiple_of}")
+        if in_channels is None:  # the front end's channel count (1 for log-mel)
+            in_channels = frontend.num_channels
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
         self._in_channels = in_channels
@@ -163,7 +165,7 @@ class PannsCNN(AudioClassifier):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # As the base class, except that SpecAugment runs inside `classify`, after bn0 (as PANNs).
-        if x.ndim == 2:
+        if x.ndim in (2, 3):  # waveform (batch, samples) or stereo (batch, 2, samples)
             x = self.features(x)
         elif x.ndim != 4:
             raise ValueError(f"expected a waveform (batch, samples) or features (batch, channels, "

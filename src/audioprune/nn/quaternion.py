@@ -47,10 +47,11 @@ IntOrTuple = int | Sequence[int]
 
 # Block (row, col) of the real kernel is SIGN[row][col] * component[INDEX[row][col]],
 # with components ordered (r, i, j, k). Assembly and its transpose (the gradient fold) both
-# read this one table, so they cannot disagree.
-_INDEX = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]])
+# read this one table, so they cannot disagree. device="cpu" explicitly: this module may first be
+# imported inside a `with torch.device("meta")` block (e.g. by the model registry).
+_INDEX = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]], device="cpu")
 _SIGN = torch.tensor(
-    [[1, -1, -1, -1], [1, 1, -1, 1], [1, 1, 1, -1], [1, -1, 1, 1]], dtype=torch.int8
+    [[1, -1, -1, -1], [1, 1, -1, 1], [1, 1, 1, -1], [1, -1, 1, 1]], dtype=torch.int8, device="cpu"
 )
 
 
@@ -103,8 +104,6 @@ def fold_hamilton(grad_weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 _CONV = {3: F.conv1d, 4: F.conv2d}
-_CONV_INPUT_GRAD = {3: torch.nn.grad.conv1d_input, 4: torch.nn.grad.conv2d_input}
-_CONV_WEIGHT_GRAD = {3: torch.nn.grad.conv1d_weight, 4: torch.nn.grad.conv2d_weight}
 
 
 def _cast_grads(
@@ -151,18 +150,18 @@ class HamiltonConv(torch.autograd.Function):
         dtype = grad_out.dtype
         weight = assemble_hamilton(r, i, j, k).to(dtype)
         need_x, *need_comps, need_bias = ctx.needs_input_grad[:6]
-        grad_x = grad_r = grad_i = grad_j = grad_k = grad_bias = None
-        if need_x:
-            grad_x = _CONV_INPUT_GRAD[r.dim()](
-                x.shape, weight, grad_out, stride, padding, dilation
-            )
-        if any(need_comps):
-            grad_w = _CONV_WEIGHT_GRAD[r.dim()](
-                x.to(dtype), weight.shape, grad_out, stride, padding, dilation
-            )
+        need_w = any(need_comps)
+        need_b = bias is not None and need_bias
+        # ONE native convolution backward for the input, kernel and bias gradients, as a real
+        # conv's autograd node runs (torch.nn.grad.conv*_input / _weight each fake the operand
+        # they lack with an expanded tensor, which the CPU kernel copies to full size).
+        grad_x, grad_w, grad_bias = torch.ops.aten.convolution_backward(
+            grad_out, x.to(dtype), weight, None if bias is None else [bias.shape[0]],
+            stride, padding, dilation, False, [0] * len(stride), 1, (need_x, need_w, need_b),
+        )
+        grad_r = grad_i = grad_j = grad_k = None
+        if need_w:
             grad_r, grad_i, grad_j, grad_k = fold_hamilton(grad_w)
-        if bias is not None and need_bias:
-            grad_bias = grad_out.sum(dim=[d for d in range(grad_out.dim()) if d != 1])
         grads = (grad_x, grad_r, grad_i, grad_j, grad_k, grad_bias)
         return (*_cast_grads(grads, (x, r, i, j, k, bias)), None, None, None)
 

@@ -102,7 +102,7 @@ def greedy_selection(dist: np.ndarray, n: int) -> np.ndarray:
 def scores_from_distance(dist: np.ndarray) -> np.ndarray:
     """Scores whose prune order is the greedy marking order (see the module doc)."""
     _, nn_dist = nearest_neighbours(dist)
-    scores = -nn_dist
+    scores = -np.minimum(nn_dist, 2.0)  # a lone filter has no neighbour: the largest distance, 2
     marked = greedy_marks(dist)
     r = len(marked)
     scores[np.asarray(marked, dtype=np.int64)] = 1.0 + (r - np.arange(r))

@@ -1,0 +1,429 @@
+"""What to prune: which layers, how many filters of each.
+
+A plan is one of
+  ratio R          the same fraction R (0 <= R < 1) of the filters of every selected layer
+  ratios {L: R}    a fraction per layer (names, glob patterns or aliases as keys)
+  target_macs X    the smallest uniform ratio over the selected layers whose pruned model has at
+  target_params Y  most X MACs (per example, body only) / Y parameters, by binary search
+plus the layer selection (``layers``: names, glob patterns such as ``block4.*``, or the aliases
+below; default every prunable layer) and ``global_ranking``.
+
+Counting. A fraction R of a layer with n filters removes floor(R * n) of them (quaternions for
+quaternion layers), never more than n - 1: every layer keeps at least one filter.
+
+Aliases. ``C<k>`` is the k-th prunable CONVOLUTION in model order (1-based), as the papers number
+them: dcase21net's C1, C2, C3 are conv1, conv2, conv3; CNN14's C7-C12 are block4.conv1 ..
+block6.conv2 (the QCNN paper's "last three blocks"). ``C7-C12`` is a range.
+
+Global ranking (``global_ranking=True``, with a ratio or a budget): instead of the same fraction
+everywhere, the filters of all selected layers compete in one ranking and a fraction R of ALL of
+them is removed, so a layer full of redundant filters loses more. Scores of different layers are
+not comparable as they come (norms scale with the fan-in, degree centralities with the number of
+filters), so each layer's scores are first normalised:
+  minmax (default)  (s - min) / (max - min) per layer: the most prunable filter of every layer
+                    scores 1 and the least 0; what differs between layers is how the rest are
+                    spread, i.e. how many filters are nearly as prunable as the most prunable one.
+  zscore            (s - mean) / std per layer.
+(Rank normalisation is not offered: it makes every layer's scores the same uniform spread, and
+the global ranking then collapses to the uniform ratio.) Ties go to the earlier layer, then the
+lower index. The one-filter floor still applies per layer.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from audioprune.errors import UserError
+from audioprune.measure.counting import count_macs, count_params
+from audioprune.prune.criteria import prune_order
+
+__all__ = [
+    "NORMALISATIONS",
+    "PlanSpec",
+    "ResolvedPlan",
+    "counts_for_ratio",
+    "global_counts",
+    "layer_aliases",
+    "make_cost_fn",
+    "normalise_scores",
+    "parse_count",
+    "parse_ratios",
+    "resolve_layers",
+    "resolve_plan",
+    "schedule_counts",
+]
+
+NORMALISATIONS = ("minmax", "zscore")
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def parse_count(text: str | int | float, what: str = "count") -> int:
+    """'30M' -> 30_000_000, '128k' -> 128_000, '1.5G', '46246' (SI: k = 1000)."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
+        if not m:
+            raise UserError(f"{what} {text!r} is not a number like 30M, 128k or 46246")
+        value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
+    if value <= 0:
+        raise UserError(f"{what} must be positive, got {text!r}")
+    return int(round(value))
+
+
+def _check_ratio(r: float, what: str) -> float:
+    r = float(r)
+    if not (0.0 <= r < 1.0) or math.isnan(r):
+        raise UserError(f"{what} must be in [0, 1) (the fraction of filters removed; a layer "
+                        f"always keeps at least one), got {r}")
+    return r
+
+
+def parse_ratios(text: str) -> dict[str, float]:
+    """'conv1=0.5,conv2=0.25' (keys may be patterns or aliases) -> {'conv1': 0.5, 'conv2': 0.25}."""
+    out: dict[str, float] = {}
+    for item in [t.strip() for t in str(text).split(",") if t.strip()]:
+        if "=" not in item:
+            raise UserError(f"--ratios entry {item!r} must look like LAYER=RATIO, e.g. conv1=0.5")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = _check_ratio(float(raw), f"--ratios {key.strip()}")
+        except ValueError:
+            raise UserError(f"--ratios {key.strip()}: {raw!r} is not a number") from None
+    if not out:
+        raise UserError("--ratios is empty; give LAYER=RATIO pairs, e.g. conv1=0.5,conv2=0.5")
+    return out
+
+
+def parse_layers(text: str | Sequence[str] | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = text.split(",") if isinstance(text, str) else list(text)
+    items = [t.strip() for t in items if t.strip()]
+    return items or None
+
+
+# ------------------------------------------------------------------------------------ layers
+
+
+def layer_aliases(layers: Mapping[str, Any]) -> dict[str, str]:
+    """{'C1': first prunable conv, 'C2': second, ...} in model order."""
+    convs = [name for name, layer in layers.items() if getattr(layer, "kind", "conv") == "conv"]
+    return {f"C{i}": name for i, name in enumerate(convs, start=1)}
+
+
+def _expand(pattern: str, names: Sequence[str], aliases: Mapping[str, str]) -> list[str]:
+    rng = re.fullmatch(r"[cC](\d+)\s*-\s*[cC](\d+)", pattern)
+    if rng:
+        lo, hi = int(rng.group(1)), int(rng.group(2))
+        picked = [aliases.get(f"C{k}") for k in range(min(lo, hi), max(lo, hi) + 1)]
+        return [] if None in picked else list(dict.fromkeys(p for p in picked if p))
+    if re.fullmatch(r"[cC]\d+", pattern) and pattern not in names:
+        alias = aliases.get(pattern.upper())
+        return [alias] if alias else []
+    if any(ch in pattern for ch in "*?["):
+        return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    return [pattern] if pattern in names else []
+
+
+def resolve_layers(patterns: Sequence[str] | None, layers: Mapping[str, Any],
+                   classifier: str | None = None, module_names: Sequence[str] = ()) -> list[str]:
+    """Prunable layer names selected by `patterns` (all of them when None), in model order.
+
+    Unknown names or patterns that select nothing raise UserError listing the prunable layers.
+    """
+    names = list(layers)
+    if patterns is None:
+        return names
+    aliases = layer_aliases(layers)
+    chosen: set[str] = set()
+    for pat in patterns:
+        hit = _expand(pat, names, aliases)
+        if not hit:
+            if classifier and pat == classifier:
+                raise UserError(f"{pat} is the classifier (the output layer), which is never "
+                                f"pruned; prunable layers: {', '.join(names)}")
+            why = "is not a prunable layer" if pat in module_names else "matches no prunable layer"
+            alias_note = (f" (aliases C1-C{len(aliases)}: " +
+                          ", ".join(f"{a}={n}" for a, n in list(aliases.items())[:6]) +
+                          (", ..." if len(aliases) > 6 else "") + ")") if aliases else ""
+            raise UserError(f"layer {pat!r} {why}; prunable layers: {', '.join(names)}{alias_note}")
+        chosen.update(hit)
+    return [n for n in names if n in chosen]
+
+
+# ------------------------------------------------------------------------------------ counts
+
+
+def counts_for_ratio(ratio: float, n_units: Mapping[str, int]) -> dict[str, int]:
+    """floor(ratio * n) filters of each layer, at most n - 1."""
+    return {name: min(int(math.floor(ratio * n + 1e-9)), n - 1) for name, n in n_units.items()}
+
+
+def normalise_scores(scores: np.ndarray, how: str) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if how == "minmax":
+        span = s.max() - s.min()
+        return (s - s.min()) / span if span > 0 else np.full_like(s, 0.5)
+    if how == "zscore":
+        std = s.std()
+        return (s - s.mean()) / std if std > 0 else np.zeros_like(s)
+    raise UserError(f"unknown score normalisation {how!r}; choose from {', '.join(NORMALISATIONS)}")
+
+
+def global_counts(fraction: float, scores: Mapping[str, np.ndarray], how: str = "minmax") -> dict[str, int]:
+    """Filters to remove per layer when floor(fraction * total) of all of them go by one ranking."""
+    names = list(scores)
+    total = sum(len(scores[n]) for n in names)
+    budget = int(math.floor(fraction * total + 1e-9))
+    entries = []  # (-normalised score, layer position, filter position in the layer's prune order)
+    for li, name in enumerate(names):
+        norm = normalise_scores(scores[name], how)
+        for pos, idx in enumerate(prune_order(scores[name])):
+            entries.append((-norm[idx], li, pos))
+    entries.sort()
+    counts = {n: 0 for n in names}
+    caps = {n: len(scores[n]) - 1 for n in names}
+    for _, li, _pos in entries:
+        if budget <= 0:
+            break
+        name = names[li]
+        if counts[name] < caps[name]:
+            counts[name] += 1  # a layer's filters come out in its own prune order
+            budget -= 1
+    return counts
+
+
+def schedule_counts(final: Mapping[str, int], n_units: Mapping[str, int], rounds: int) -> list[dict[str, int]]:
+    """Cumulative counts after each of `rounds` rounds, ending exactly at `final`.
+
+    The kept fraction shrinks geometrically, (kept_final / n) ** (k / rounds) after round k, which
+    is ratio^(1/K)-style: each round removes about the same FRACTION of what is left.
+    """
+    if rounds < 1:
+        raise UserError(f"--iterative needs at least 1 round, got {rounds}")
+    out = []
+    prev = {name: 0 for name in final}
+    for k in range(1, rounds + 1):
+        step = {}
+        for name, c in final.items():
+            n = n_units[name]
+            keep_final = (n - c) / n
+            kept = n * keep_final ** (k / rounds)
+            cum = c if k == rounds else min(c, max(prev[name], n - int(round(kept))))
+            step[name] = cum
+        out.append(step)
+        prev = step
+    return out
+
+
+# ------------------------------------------------------------------------------------ cost
+
+
+def make_cost_fn(model: Any, graph: Any, metric: str) -> Callable[[Mapping[str, int]], int]:
+    """cost(counts) -> params or body MACs of `model` with counts[name] filters removed per layer.
+
+    Registry models are rebuilt from their predicted per-layer widths on the meta device (no
+    memory, no weights; what load_model does for a pruned run), checked once against the model
+    itself; anything else is pruned for real in a deep copy.
+    """
+    if metric not in ("macs", "params"):
+        raise ValueError(f"metric must be 'macs' or 'params', got {metric!r}")
+
+    def measure(m: Any) -> int:
+        return count_params(m) if metric == "params" else count_macs(m)["model"]
+
+    cache: dict[tuple, int] = {}
+    base = measure(model)
+    rebuild = None
+    try:
+        from audioprune.models.registry import model_config, model_from_config
+
+        cfg = model_config(model)
+        widths = model.layer_widths()
+
+        def rebuild(counts: Mapping[str, int]) -> int:
+            with torch.device("meta"):
+                pruned = model_from_config({**cfg, "widths": graph.predicted_widths(counts, widths)})
+            return measure(pruned)
+
+        if rebuild({}) != base:
+            rebuild = None
+    except Exception:  # not a registry model: prune copies instead
+        rebuild = None
+
+    def by_copy(counts: Mapping[str, int]) -> int:
+        from audioprune.prune.engine import PruningGraph
+
+        clone = copy.deepcopy(model)
+        g = PruningGraph(clone, example_inputs=graph.example_inputs, protect=graph.protected)
+        g.prune({name: list(range(c)) for name, c in counts.items() if c})
+        return measure(clone)
+
+    fn = rebuild or by_copy
+
+    def cost(counts: Mapping[str, int]) -> int:
+        key = tuple(sorted((k, int(v)) for k, v in counts.items() if v))
+        if not key:
+            return base
+        if key not in cache:
+            cache[key] = fn(dict(key))
+        return cache[key]
+
+    return cost
+
+
+# ------------------------------------------------------------------------------------ plans
+
+
+@dataclass
+class PlanSpec:
+    """What the user asked for (one of ratio / ratios / target_macs / target_params)."""
+
+    ratio: float | None = None
+    ratios: dict[str, float] | None = None
+    target_macs: int | None = None
+    target_params: int | None = None
+    layers: list[str] | None = None
+    global_ranking: bool = False
+    normalise: str = "minmax"
+
+    @property
+    def mode(self) -> str:
+        given = [k for k in ("ratio", "ratios", "target_macs", "target_params")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise UserError("give exactly one of --ratio, --ratios, --target-macs, --target-params"
+                            + (f" (got {', '.join('--' + g.replace('_', '-') for g in given)})"
+                               if given else ""))
+        return given[0]
+
+    def validate(self) -> "PlanSpec":
+        mode = self.mode
+        if self.ratio is not None:
+            self.ratio = _check_ratio(self.ratio, "--ratio")
+        if self.ratios is not None:
+            self.ratios = {k: _check_ratio(v, f"--ratios {k}") for k, v in self.ratios.items()}
+            if self.layers is not None:
+                raise UserError("--ratios names its layers; drop --layers")
+            if self.global_ranking:
+                raise UserError("--global ranks filters across layers; it goes with --ratio or a "
+                                "budget, not with per-layer --ratios")
+        for key in ("target_macs", "target_params"):
+            if getattr(self, key) is not None:
+                setattr(self, key, parse_count(getattr(self, key), "--" + key.replace("_", "-")))
+        if self.normalise not in NORMALISATIONS:
+            raise UserError(f"unknown normalisation {self.normalise!r}; choose from "
+                            f"{', '.join(NORMALISATIONS)}")
+        del mode
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PlanSpec":
+        return cls(**dict(d))
+
+
+@dataclass
+class ResolvedPlan:
+    """How many filters (quaternions in quaternion layout) to remove from each selected layer."""
+
+    counts: dict[str, int]
+    n_units: dict[str, int]
+    mode: str
+    level: float | None = None  # the uniform ratio / global fraction used (found by the search)
+    predicted: dict[str, int] = field(default_factory=dict)  # params, macs of the pruned model
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        return {n: self.counts[n] / self.n_units[n] for n in self.counts}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "level": self.level, "counts": self.counts,
+                "filters": self.n_units, "ratios": {k: round(v, 6) for k, v in self.ratios.items()},
+                "predicted": self.predicted}
+
+
+def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[str, np.ndarray]] | None = None) -> ResolvedPlan:
+    """Turn `spec` into per-layer counts for the model behind `graph` (an engine.PruningGraph).
+
+    `scores(names)` returns per-filter scores (our convention) of those layers; it is called only
+    for global ranking.
+    """
+    spec.validate()
+    mode = spec.mode
+    layers = graph.layers()
+    classifier = getattr(graph.model, "classifier_name", None)
+    module_names = [n for n, _ in graph.model.named_modules()]
+    n_units_all = {name: layer.n_units for name, layer in layers.items()}
+
+    if mode == "ratios":
+        counts: dict[str, int] = {}
+        for pattern, r in spec.ratios.items():  # type: ignore[union-attr]
+            for name in resolve_layers([pattern], layers, classifier, module_names):
+                counts[name] = counts_for_ratio(r, {name: n_units_all[name]})[name]
+        ordered = {n: counts[n] for n in layers if n in counts}
+        return _finish(ResolvedPlan(ordered, {n: n_units_all[n] for n in ordered}, mode), graph)
+
+    selected = resolve_layers(spec.layers, layers, classifier, module_names)
+    n_units = {n: n_units_all[n] for n in selected}
+    layer_scores = scores(selected) if spec.global_ranking and scores is not None else None
+    if spec.global_ranking and layer_scores is None:
+        raise ValueError("global ranking needs the layers' scores")
+
+    def counts_at(level: float) -> dict[str, int]:
+        if layer_scores is not None:
+            return global_counts(level, layer_scores, spec.normalise)
+        return counts_for_ratio(level, n_units)
+
+    if mode == "ratio":
+        return _finish(ResolvedPlan(counts_at(spec.ratio), n_units, mode, spec.ratio), graph)  # type: ignore[arg-type]
+
+    metric = "macs" if mode == "target_macs" else "params"
+    target = int(getattr(spec, mode))
+    cost = make_cost_fn(graph.model, graph, metric)
+    start = cost({})
+    if start <= target:
+        return _finish(ResolvedPlan(counts_at(0.0), n_units, mode, 0.0), graph, cost, metric)
+    floor_counts = {n: c - 1 for n, c in n_units.items()}
+    smallest = cost(floor_counts)
+    unit = "MACs" if metric == "macs" else "parameters"
+    if smallest > target:
+        raise UserError(
+            f"--target-{metric} {target:,} cannot be met by pruning {', '.join(selected)}: the "
+            f"smallest achievable is {smallest:,} {unit} (every selected layer down to one filter; "
+            f"the model has {start:,}). Select more layers with --layers or raise the target.")
+    lo, hi = 0.0, 1.0  # cost(counts_at(lo)) > target >= cost(counts_at(hi)) (hi: the floor)
+
+    def at(level: float) -> int:
+        return cost(counts_at(level)) if level < 1.0 else smallest
+
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if at(mid) <= target:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < 1e-7:
+            break
+    counts = counts_at(hi) if hi < 1.0 else floor_counts
+    return _finish(ResolvedPlan(counts, n_units, mode, round(hi, 6)), graph, cost, metric)
+
+
+def _finish(plan: ResolvedPlan, graph: Any, cost: Callable | None = None,
+            metric: str | None = None) -> ResolvedPlan:
+    """Attach the predicted params and MACs of the pruned model."""
+    for m in ("params", "macs"):
+        fn = cost if m == metric and cost is not None else make_cost_fn(graph.model, graph, m)
+        plan.predicted[m] = int(fn(plan.counts))
+    return plan

@@ -15,7 +15,6 @@ from audioprune.prune.criteria import (
     describe_criterion,
     get_criterion,
     list_criteria,
-    norms,
     paths,
     prune_order,
     select_prune,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
 from audioprune.data.splits import reject_options
+from audioprune.data.tables import read_table
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -55,7 +55,8 @@ def load_tau2020(root: Path | None, *, split: str | None = None, seed: int = 0,
         raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}")
 
     meta_path = root / "meta.csv"
-    meta = {r["filename"]: r for _, r in _read_table(meta_path, META_COLUMNS)}
+    meta = {r["filename"]: r
+            for _, r in read_table(meta_path, META_COLUMNS, "tau2020", LAYOUT, delimiter="\t")}
     class_names = sorted({r["scene_label"] for r in meta.values()})
     if not class_names:
         raise UserError(f"{meta_path} lists no clips")
@@ -65,7 +66,7 @@ def load_tau2020(root: Path | None, *, split: str | None = None, seed: int = 0,
     identifier: dict[str, str] = {}
     for part, rel in SETUP_FILES.items():
         setup_path = root / rel
-        rows = _read_table(setup_path, SETUP_COLUMNS)
+        rows = read_table(setup_path, SETUP_COLUMNS, "tau2020", LAYOUT, delimiter="\t")
         unlisted = [f"line {n}: {r['filename']}" for n, r in rows if r["filename"] not in meta]
         if unlisted:
             raise UserError(f"{setup_path}: {len(unlisted)} file(s) not in {meta_path} (first: "
@@ -119,21 +120,3 @@ def _location_holdout(clips: list[Clip], identifier: dict[str, str], fraction: f
     train = [c for c in clips if identifier[c.key] not in held]
     val = [c for c in clips if identifier[c.key] in held]
     return train, val
-
-
-def _read_table(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a tab-separated file with a header as (line number, {column: value}); UserError
-    naming the file when it is missing or lacks one of `columns`."""
-    if not path.is_file():
-        raise UserError(f"{path} not found; tau2020 expects:\n{LAYOUT}")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh, delimiter="\t")
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise UserError(f"{path}: header lacks column(s) {', '.join(missing)} (found "
-                            f"{', '.join(header) or 'no header'}); expected the tab-separated "
-                            f"columns {', '.join(columns)}")
-        reader.fieldnames = header
-        return [(reader.line_num, {k: (v or "").strip() for k, v in r.items() if k is not None})
-                for r in reader]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
 from audioprune.data.splits import fold_split, reject_options
+from audioprune.data.tables import bad_rows, check_files, read_table
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -39,13 +39,10 @@ def load_urbansound8k(root: Path | None, *, split: str | None = None, seed: int 
     reject_options("urbansound8k", subset=subset, split_file=split_file)
     assert root is not None
     csv_path = root / "metadata" / "UrbanSound8K.csv"
-    rows = _read_table(csv_path, COLUMNS)
+    rows = read_table(csv_path, COLUMNS, "urbansound8k", LAYOUT)
 
     def bad(msg: str, lines: list[int]) -> UserError:
-        shown = ", ".join(str(n) for n in lines[:5])
-        more = f" and {len(lines) - 5} more" if len(lines) > 5 else ""
-        return UserError(f"{csv_path}: {msg} on line(s) {shown}{more}; fix or restore the official "
-                         f"UrbanSound8K.csv")
+        return bad_rows(csv_path, msg, lines, "fix or restore the official UrbanSound8K.csv")
 
     parsed = []  # (line, fname, fold, class_id, class_name)
     bad_lines = []
@@ -73,7 +70,7 @@ def load_urbansound8k(root: Path | None, *, split: str | None = None, seed: int 
 
     clips = [Clip(key=f"audio/fold{fold}/{fname}", path=root / "audio" / f"fold{fold}" / fname,
                   targets=(index[cid],), group=str(fold)) for _, fname, fold, cid, _ in parsed]
-    _check_files(csv_path, clips, [p[0] for p in parsed])
+    check_files(csv_path, clips, [p[0] for p in parsed])
     test_fold = 1 if test_fold is None else test_fold
     splits = fold_split(clips, test_fold, val_fold, FOLDS, seed, val_fraction)
     split_name = f"fold{test_fold}" + (f"-val{val_fold}" if val_fold is not None else "")
@@ -81,27 +78,3 @@ def load_urbansound8k(root: Path | None, *, split: str | None = None, seed: int 
                         class_names=[names[c] for c in order], splits=splits,
                         split_name=split_name, sample_rate=None)
 
-
-def _read_table(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a CSV with a header as (line number, {column: value}); UserError naming the file
-    when it is missing or lacks one of `columns`."""
-    if not path.is_file():
-        raise UserError(f"{path} not found; urbansound8k expects:\n{LAYOUT}")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise UserError(f"{path}: header lacks column(s) {', '.join(missing)} (found "
-                            f"{', '.join(header) or 'no header'}); expected {','.join(columns)}")
-        reader.fieldnames = header
-        return [(reader.line_num, {k: (v or "").strip() for k, v in r.items() if k is not None})
-                for r in reader]
-
-
-def _check_files(csv_path: Path, clips: list[Clip], lines: list[int]) -> None:
-    missing = [(line, c) for line, c in zip(lines, clips) if c.path is None or not c.path.is_file()]
-    if missing:
-        shown = "; ".join(f"line {line}: {c.key}" for line, c in missing[:5])
-        raise UserError(f"{len(missing)} of {len(clips)} clips listed in {csv_path} are missing on "
-                        f"disk (first: {shown}); download the complete dataset or restore the files")

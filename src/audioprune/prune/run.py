@@ -1,0 +1,348 @@
+"""Prune a trained run: score -> remove filters -> fine-tune -> evaluate -> a new run directory.
+
+``prune_run(parent, out, PruneConfig(...), train_cfg, data)`` is what ``audioprune prune`` calls.
+The new run directory is a normal run (model.safetensors + model.json with the pruned widths,
+loadable with ``load_model``; metrics.json with the same top-level keys as a trained run, for the
+final pruned and fine-tuned model) plus, in metrics.json:
+
+  parent           the unpruned model: run path, params, macs, size_bytes, accuracy|mAP on the
+                   same test split (read from its metrics.json when that describes the same
+                   dataset, split and number of test clips, else evaluated here)
+  before_finetune  accuracy|mAP, params, macs, size_bytes right after the (last) pruning step
+  pruning          criterion, options, plan (as asked and as resolved), schedule, per-layer
+                   widths before/after and the removed filter indices (numbered as in the parent)
+  reduction        1 - pruned/parent for params and macs, and the accuracy|mAP change
+
+Data and training default to the parent's config.json: same dataset, data root, split options and
+training settings, with the learning rate divided by 10 (fine-tuning starts from trained weights;
+the parent's rate would undo much of them) and ``--finetune-epochs`` epochs (default 10). The
+front end is always the parent model's own.
+
+Schedules: one-shot (``iterative=1``) or K rounds of (prune, fine-tune) whose per-layer counts
+shrink the kept fraction geometrically and end exactly at the one-shot plan (plan.schedule_counts);
+each round re-scores the filters of the fine-tuned model, and fine-tunes for the full
+``finetune_epochs``. The plan itself (which layers, how many filters; global allocation; budget
+search) is resolved once on the parent.
+
+Resumable: each round lives in ``rounds/round<k>/`` (the pruned model as pruned.safetensors +
+model.json, fine-tuning checkpoints, round.json when done); ``resume_prune(out)`` skips finished
+rounds, continues the interrupted fine-tune from its last epoch, and redoes nothing else.
+Checkpoints are deleted when the run completes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from audioprune.errors import UserError
+from audioprune.fileio import read_json, read_tensors, write_json
+from audioprune.models.base import AudioClassifier
+from audioprune.prune.criteria import select_prune
+from audioprune.prune.engine import CriterionImportance, PruningGraph
+from audioprune.prune.plan import PlanSpec, ResolvedPlan, resolve_plan, schedule_counts
+from audioprune.train.experiment import (DataBundle, DataSpec, environment, prepare_data, run_log,
+                                         test_metrics)
+from audioprune.train.fit import TrainConfig, fit
+from audioprune.train.run_dir import (CONFIG_JSON, METRICS_JSON, MODEL_WEIGHTS, load_model,
+                                      save_model, write_metrics)
+
+log = logging.getLogger("audioprune")
+
+PRUNED_WEIGHTS = "pruned.safetensors"
+DEFAULT_FINETUNE_EPOCHS = 10
+LR_DIVISOR = 10.0
+
+
+@dataclass
+class PruneConfig:
+    """How to prune: the criterion and its options, the plan, the schedule, quaternion handling."""
+
+    criterion: str
+    plan: PlanSpec
+    criterion_options: dict[str, Any] = field(default_factory=dict)
+    iterative: int = 1
+    aggregate: str = "mean"
+    quaternion_mode: str = "aggregate"
+
+    def importance(self) -> CriterionImportance:
+        try:
+            return CriterionImportance(self.criterion, self.criterion_options,
+                                       aggregate=self.aggregate,
+                                       quaternion_mode=self.quaternion_mode)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["plan"] = self.plan.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PruneConfig":
+        d = dict(d)
+        d["plan"] = PlanSpec.from_dict(d["plan"])
+        return cls(**d)
+
+
+# ------------------------------------------------------------------------------ in memory
+
+
+def plan_pruning(model: AudioClassifier, cfg: PruneConfig,
+                 graph: PruningGraph | None = None) -> tuple[PruningGraph, ResolvedPlan]:
+    """Trace `model` and resolve `cfg.plan` on it (counts per layer)."""
+    if cfg.iterative < 1:
+        raise UserError(f"--iterative needs at least 1 round, got {cfg.iterative}")
+    graph = graph or PruningGraph(model)
+    importance = cfg.importance()
+    plan = resolve_plan(cfg.plan, graph, scores=lambda names: graph.scores(importance, names))
+    return graph, plan
+
+
+def prune_step(graph: PruningGraph, importance: CriterionImportance,
+               counts: Mapping[str, int]) -> dict[str, list[int]]:
+    """Remove counts[name] filters from each layer, the criterion's top-scored ones; return the
+    removed indices (numbered as the layers were before this step)."""
+    names = [n for n, c in counts.items() if c > 0]
+    scores = graph.scores(importance, names)
+    removal = {n: [int(i) for i in select_prune(scores[n], counts[n])] for n in names}
+    graph.prune(removal)
+    return removal
+
+
+def prune_model(model: AudioClassifier, cfg: PruneConfig) -> dict[str, Any]:
+    """One-shot pruning in place, no data: returns {"plan": ..., "removed": {layer: indices}}."""
+    graph, plan = plan_pruning(model, cfg)
+    removed = prune_step(graph, cfg.importance(), plan.counts)
+    return {"plan": plan.to_dict(), "removed": removed}
+
+
+# ------------------------------------------------------------------------------ defaults
+
+
+def parent_config(parent: Path) -> dict[str, Any]:
+    path = Path(parent) / CONFIG_JSON
+    return read_json(path) if path.is_file() else {}
+
+
+def parent_data_spec(parent: Path, override: DataSpec | None = None,
+                     options: Mapping[str, Any] | None = None, **fields: Any) -> DataSpec:
+    """The parent's DataSpec (from its config.json), with `override` replacing it wholesale or
+    `options` / `fields` (e.g. data_root, cache_dir) replacing single entries."""
+    if override is not None:
+        return override
+    saved = parent_config(parent).get("data")
+    if not saved:
+        raise UserError(f"{parent} has no {CONFIG_JSON} naming its data; pass --dataset and "
+                        f"--data-root")
+    spec = DataSpec(**saved)
+    if options:
+        spec.options = {**spec.options, **options}
+    for key, value in fields.items():
+        if value is not None:
+            setattr(spec, key, value)
+    return spec
+
+
+def finetune_config(parent: Path, epochs: int | None = None, **overrides: Any) -> TrainConfig:
+    """The parent's TrainConfig with lr / LR_DIVISOR and `epochs` (default 10); explicit
+    `overrides` (None = keep) win."""
+    saved = dict(parent_config(parent).get("train") or {})
+    base = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    base.lr = base.lr / LR_DIVISOR
+    base.epochs = DEFAULT_FINETUNE_EPOCHS if epochs is None else int(epochs)
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(base, key, value)
+    if base.epochs < 0:
+        raise UserError(f"--finetune-epochs must be >= 0, got {base.epochs}")
+    return base
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def _headline_block(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("accuracy", "mAP", "macro_f1", "num_examples", "params", "macs", "size_bytes")
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def _parent_block(parent: Path, model: AudioClassifier, bundle: DataBundle,
+                  cfg: TrainConfig) -> dict[str, Any]:
+    path = Path(parent) / METRICS_JSON
+    saved = read_json(path) if path.is_file() else {}
+    same = (saved.get("dataset") == bundle.index.name
+            and saved.get("split") == bundle.index.split_name
+            and saved.get("num_examples") == len(bundle.test.clips))
+    if same:
+        block = _headline_block(saved)
+        block["source"] = str(path)
+    else:
+        block = _headline_block(test_metrics(model, bundle, cfg))
+        block["source"] = "evaluated by prune on this test split"
+    return {"run": str(Path(parent).resolve()), **block,
+            "dataset": bundle.index.name, "split": bundle.index.split_name}
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    if resume:
+        if not (out / CONFIG_JSON).is_file():
+            raise UserError(f"--resume {out}: no {CONFIG_JSON} there; is it a prune run?")
+        cfg = read_json(out / CONFIG_JSON)
+        if cfg.get("command") != "prune":
+            raise UserError(f"--resume {out}: it is a {cfg.get('command')!r} run, not a prune run")
+    elif (out / CONFIG_JSON).exists():
+        raise UserError(f"{out} already holds a run; choose another --out, or continue it with "
+                        f"--resume {out}")
+
+
+def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, data: DataSpec,
+              resume: bool = False) -> dict[str, Any]:
+    """Prune the model of run `parent` into run directory `out`; return its metrics.json."""
+    parent, out = Path(parent), Path(out)
+    _check_out(out, resume)
+    if parent.resolve() == out.resolve():
+        raise UserError("--out must differ from the parent run")
+    model, info = load_model(parent, train.device)
+    # the pruned model always keeps its parent's front end (sample rate, clip, standardisation)
+    data = DataSpec(**{**data.__dict__, "frontend": model.frontend_cfg.to_dict()})
+    config = {"command": "prune", "parent": str(parent.resolve()), "prune": cfg.to_dict(),
+              "model": info["arch"], "data": data.__dict__, "train": train.to_dict(),
+              "environment": environment()}
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_json(out / CONFIG_JSON, config)
+    with run_log(out):
+        return _prune(parent, out, model, info, cfg, train, data, resume)
+
+
+def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any],
+           cfg: PruneConfig, train: TrainConfig, data: DataSpec, resume: bool) -> dict[str, Any]:
+    bundle = prepare_data(data, train.seed, progress=train.progress)
+    log.info("%s", bundle.index.describe())
+    if bundle.index.num_classes != model.num_classes:
+        raise UserError(f"{parent} predicts {model.num_classes} classes but {data.dataset} has "
+                        f"{bundle.index.num_classes}")
+    class_names, task = info["class_names"], info["task"]
+    extra = {"dataset": data.dataset, "parent": str(parent.resolve())}
+    torch.manual_seed(train.seed)
+
+    parent_metrics = _parent_block(parent, model, bundle, train)
+    widths_before = model.layer_widths()
+    importance = cfg.importance()
+    graph, plan = plan_pruning(model, cfg)
+    log.info("pruning plan (%s%s): %s", plan.mode, f", level {plan.level}" if plan.level else "",
+             ", ".join(f"{n} {c}/{plan.n_units[n]}" for n, c in plan.counts.items()))
+    layers0 = graph.layers()
+    units = {n: layers0[n].unit for n in plan.counts}
+    schedule = schedule_counts(plan.counts, plan.n_units, cfg.iterative)
+
+    index_map = {n: list(range(k)) for n, k in plan.n_units.items()}  # current -> parent index
+    prev = {n: 0 for n in plan.counts}
+    rounds: list[dict[str, Any]] = []
+    after_prune: dict[str, Any] = {}
+    summary: dict[str, Any] | None = None
+    for k, cumulative in enumerate(schedule, start=1):
+        rdir = out / "rounds" / f"round{k}"
+        done = rdir / "round.json"
+        if resume and done.is_file():
+            record = read_json(done)
+            model, _ = load_model(rdir, train.device)
+            index_map, after_prune, summary = record["index_map"], record["after_prune"], record["finetune"]
+            rounds.append(record)
+            prev = cumulative
+            log.info("round %d/%d already done", k, len(schedule))
+            continue
+        if resume and (rdir / "prune.json").is_file() and (rdir / PRUNED_WEIGHTS).is_file():
+            model, _ = load_model(rdir, train.device, weights_name=PRUNED_WEIGHTS)
+            record = read_json(rdir / "prune.json")
+            index_map, after_prune = record["index_map"], record["after_prune"]
+            log.info("round %d/%d: pruned model found, continuing its fine-tune", k, len(schedule))
+        else:
+            step = {n: cumulative[n] - prev[n] for n in cumulative}
+            graph = PruningGraph(model)
+            removed_now = prune_step(graph, importance, step)
+            removed = {}
+            for name, idxs in removed_now.items():
+                removed[name] = [index_map[name][i] for i in idxs]
+                gone = set(idxs)
+                index_map[name] = [p for i, p in enumerate(index_map[name]) if i not in gone]
+            after_prune = _headline_block(test_metrics(model, bundle, train))
+            name, value = ("mAP", after_prune["mAP"]) if "mAP" in after_prune else \
+                ("accuracy", after_prune.get("accuracy"))
+            log.info("round %d/%d: pruned %s; test %s %.4f, params %s, MACs %s", k, len(schedule),
+                     ", ".join(f"{n} -{len(v)}" for n, v in removed.items()) or "nothing", name,
+                     value, f"{after_prune['params']:,}", f"{after_prune['macs']:,}")
+            record = {"round": k, "removed": removed, "widths": model.layer_widths(),
+                      "index_map": index_map, "after_prune": after_prune}
+            save_model(rdir, model, class_names, task, extra, weights_name=PRUNED_WEIGHTS)
+            write_json(rdir / "prune.json", record)
+        summary = None
+        if train.epochs > 0:
+            has_ckpt = (rdir / "checkpoint" / "last.json").is_file()
+            summary = fit(model, bundle.train, bundle.val, train, rdir, resume=resume and has_ckpt)
+            model.load_state_dict(read_tensors(rdir / MODEL_WEIGHTS), strict=False)
+        save_model(rdir, model, class_names, task, extra)
+        record["finetune"] = summary
+        write_json(done, record)
+        rounds.append(record)
+        prev = cumulative
+
+    save_model(out, model, class_names, task, extra)
+    final, _ = load_model(out, train.device)
+    metrics = test_metrics(final, bundle, train)
+    head = "mAP" if "mAP" in metrics else "accuracy"
+    metrics.update({
+        "parent": parent_metrics,
+        "before_finetune": after_prune,
+        "pruning": {
+            **importance.describe(),
+            "plan": {"requested": cfg.plan.to_dict(), "resolved": plan.to_dict()},
+            "schedule": {"rounds": cfg.iterative, "finetune_epochs_per_round": train.epochs,
+                         "counts": schedule},
+            "units": units,
+            "widths_before": widths_before,
+            "widths_after": final.layer_widths(),
+            "layers": {n: {"filters_before": plan.n_units[n], "unit": units[n],
+                           "filters_after": len(index_map[n]),
+                           "removed": sorted(set(range(plan.n_units[n])) - set(index_map[n])),
+                           "kept": index_map[n]} for n in plan.counts},
+            "rounds": [{"round": r["round"], "removed": r["removed"], "after_prune": r["after_prune"]}
+                       for r in rounds],
+        },
+        "reduction": {
+            "params": 1 - metrics["params"] / parent_metrics["params"],
+            "macs": 1 - metrics["macs"] / parent_metrics["macs"],
+            head: metrics[head] - parent_metrics[head] if head in parent_metrics else None,
+        },
+        "train_seconds": round(sum((r["finetune"] or {}).get("train_seconds", 0.0) for r in rounds), 2),
+        "epochs_run": summary["epoch"] if summary else 0,
+        "best_epoch": summary["best_epoch"] + 1 if summary else 0,
+        "val": summary["best_val"] if summary else None,
+        "history": summary["history"] if summary else [],
+        "environment": environment(),
+        "data_options": data.options,
+    })
+    write_metrics(out, metrics)
+    for r in range(1, len(schedule) + 1):  # the run is complete: checkpoints are no longer needed
+        shutil.rmtree(out / "rounds" / f"round{r}" / "checkpoint", ignore_errors=True)
+    return metrics
+
+
+def resume_prune(out: Path, **overrides: Any) -> dict[str, Any]:
+    """Continue an interrupted `prune_run` in `out` with its saved settings."""
+    out = Path(out)
+    _check_out(out, resume=True)
+    saved = read_json(out / CONFIG_JSON)
+    train = TrainConfig(**{**saved["train"], **{k: v for k, v in overrides.items() if v is not None}})
+    return prune_run(Path(saved["parent"]), out, PruneConfig.from_dict(saved["prune"]), train,
+                     DataSpec(**saved["data"]), resume=True)
+
+
+__all__ = ["PruneConfig", "finetune_config", "parent_data_spec", "plan_pruning", "prune_model",
+           "prune_run", "prune_step", "resume_prune"]

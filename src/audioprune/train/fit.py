@@ -27,7 +27,7 @@ from audioprune.fileio import write_tensors
 from audioprune.train.checkpoint import load_checkpoint, save_checkpoint
 from audioprune.train.distributed import (DistContext, barrier, broadcast_float, gather_objects,
                                           sum_over_ranks)
-from audioprune.train.metrics import multi_label_metrics, single_label_metrics
+from audioprune.train.metrics import headline, multi_label_metrics, single_label_metrics
 from audioprune.train.run_dir import MODEL_WEIGHTS, model_state
 
 log = logging.getLogger("audioprune.train")
@@ -114,10 +114,6 @@ def evaluate(model: nn.Module, dataset: ClipDataset, cfg: TrainConfig,
     return score(dataset, logits)
 
 
-def _headline(metrics: dict[str, Any]) -> float:
-    return metrics["mAP"] if "mAP" in metrics else metrics["accuracy"]
-
-
 class _Indexed(torch.utils.data.Dataset):
     """Adds the example index to each item, for losses that look things up (cached KD logits)."""
 
@@ -195,7 +191,7 @@ def fit(model: nn.Module, train: ClipDataset, val: ClipDataset | None, cfg: Trai
         total, count = sum_over_ranks(ctx, total, count)
         train_loss = total / max(count, 1)
         val_metrics = evaluate(model, val, cfg, ctx, "validating") if val is not None and len(val) else None
-        value = _headline(val_metrics) if val_metrics else -train_loss
+        value = headline(val_metrics)[1] if val_metrics else -train_loss
         value = broadcast_float(ctx, value)
         improved = value > state["best"]
         if improved:
@@ -210,7 +206,8 @@ def fit(model: nn.Module, train: ClipDataset, val: ClipDataset | None, cfg: Trai
         entry = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
                  "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)}
         if val_metrics:
-            entry["val_" + ("mAP" if "mAP" in val_metrics else "accuracy")] = round(_headline(val_metrics), 6)
+            name, number = headline(val_metrics)
+            entry[f"val_{name}"] = round(number, 6)
         state["history"].append(entry)
         state["epoch"] = epoch + 1
         if ctx.is_main:

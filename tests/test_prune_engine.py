@@ -5,6 +5,7 @@ the classifier untouched, budgets, layer patterns, and pruned models that reload
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import numpy as np
@@ -21,10 +22,22 @@ from audioprune.models.base import AudioClassifier
 from audioprune.models.registry import create_model, list_models
 from audioprune.nn.quaternion import QBatchNorm2d, QConv2d, QLinear
 from audioprune.prune.criteria import get_criterion, select_prune
-from audioprune.prune.engine import CriterionImportance, PruningGraph, aggregate_components
-from audioprune.prune.plan import (PlanSpec, counts_for_ratio, global_counts, make_cost_fn,
-                                   parse_count, parse_ratios, resolve_layers, resolve_plan,
-                                   schedule_counts)
+from audioprune.prune.engine import (
+    CriterionImportance,
+    PruningGraph,
+    aggregate_components,
+)
+from audioprune.prune.plan import (
+    PlanSpec,
+    counts_for_ratio,
+    global_counts,
+    make_cost_fn,
+    parse_count,
+    parse_ratios,
+    resolve_layers,
+    resolve_plan,
+    schedule_counts,
+)
 from audioprune.prune.run import PruneConfig, plan_pruning, prune_model
 from audioprune.train.run_dir import load_model, save_model
 
@@ -230,14 +243,14 @@ def test_global_ranking_and_schedules() -> None:
     assert global_counts(0.99, scores) == {"a": 3, "b": 5}  # the one-filter floor per layer
     sched = schedule_counts({"conv1": 12, "conv2": 8}, {"conv1": 16, "conv2": 16}, 3)
     assert sched[-1] == {"conv1": 12, "conv2": 8}
-    for prev, nxt in zip(sched, sched[1:]):
+    for prev, nxt in itertools.pairwise(sched):
         assert all(nxt[k] >= prev[k] for k in nxt)
     assert sched[0]["conv1"] == 16 - round(16 * 0.25 ** (1 / 3))  # kept 1/4 in 3 geometric steps
 
 
 def test_global_ranking_prunes_layers_unevenly_but_to_the_total() -> None:
     model = _dcase()
-    graph, plan = plan_pruning(model, PruneConfig("l1", PlanSpec(ratio=0.5, global_ranking=True,
+    _, plan = plan_pruning(model, PruneConfig("l1", PlanSpec(ratio=0.5, global_ranking=True,
                                                                  layers=["conv1", "conv2", "conv3"])))
     assert sum(plan.counts.values()) == 32  # half of 16 + 16 + 32
     assert all(plan.counts[n] < plan.n_units[n] for n in plan.counts)
@@ -380,9 +393,15 @@ def test_quaternion_aggregates_and_concat_mode() -> None:
     cat = CriterionImportance("l1", quaternion_mode="concat").unit_scores(layer, True)
     np.testing.assert_allclose(cat, 4 * mean, rtol=1e-5)
     # graph criteria: one node per quaternion (8 scores), from concatenated representatives
+    # (the cosine of concatenated unit representatives is the mean of the components' cosines,
+    # so the weighted degree comes out as the mean aggregate; path measures differ)
     wdc = CriterionImportance("wdc", quaternion_mode="concat").unit_scores(layer, True)
-    assert wdc.shape == (8,) and np.isfinite(wdc).all()
-    assert not np.allclose(wdc, CriterionImportance("wdc").unit_scores(layer, True))
+    assert wdc.shape == (8,)
+    np.testing.assert_allclose(wdc, CriterionImportance("wdc").unit_scores(layer, True), atol=1e-9)
+    layer = QConv2d(8, 64, 3)
+    btw = CriterionImportance("closeness", quaternion_mode="concat").unit_scores(layer, True)
+    assert btw.shape == (16,) and np.isfinite(btw).all()
+    assert not np.allclose(btw, CriterionImportance("closeness").unit_scores(layer, True))
     with pytest.raises(ValueError, match="aggregate"):
         CriterionImportance("l1", aggregate="median")
 
@@ -395,15 +414,33 @@ def test_splitting_a_quaternion_is_refused() -> None:
 
 
 @pytest.mark.skipif("qdcase21net" not in list_models(), reason="qdcase21net not registered yet")
-def test_qdcase21net_prunes_by_quaternions() -> None:
+@pytest.mark.parametrize("bn_mode", ["real", "quaternion"])
+def test_qdcase21net_prunes_by_quaternions(bn_mode: str) -> None:
     torch.manual_seed(0)
-    fe = FSDD_FE.replace(channels="deltas")
-    model = create_model("qdcase21net", 10, frontend=fe).eval()
-    before = model.layer_widths()
+    model = create_model("qdcase21net", 10, frontend=FSDD_FE, bn_mode=bn_mode).eval()
+    original = copy.deepcopy(model)
+    assert model.layer_widths() == {"conv1": 16, "conv2": 16, "conv3": 32, "fc1": 100}
     result = prune_model(model, PruneConfig("l1", PlanSpec(ratios={"C1": 0.5, "C2": 0.5})))
-    after = model.layer_widths()
-    assert all(w % 4 == 0 for w in after.values())
-    assert after["conv1"] == before["conv1"] // 2 // 4 * 4 or after["conv1"] < before["conv1"]
-    assert set(result["removed"]) == {"conv1", "conv2"}
-    wave = torch.randn(2, fe.clip_samples)
-    assert model(wave).shape == (2, 10)
+    assert model.layer_widths() == {"conv1": 8, "conv2": 8, "conv3": 32, "fc1": 100}
+    assert result["plan"]["counts"] == {"conv1": 2, "conv2": 2}  # quaternions
+    # same MACs as the real twin, except conv1's 4 input channels (QBN and input BN: no MACs)
+    assert count_macs(model)["model"] == (101 * 40 * 8 * 4 * 49 + 101 * 40 * 8 * 8 * 49
+                                          + 20 * 8 * 32 * 8 * 49 + 64 * 100 + 100 * 10)
+    l1 = get_criterion("l1")
+    ref = copy.deepcopy(original)
+    with torch.no_grad():
+        for conv, bn in (("conv1", "bn1"), ("conv2", "bn2")):
+            expect = select_prune(aggregate_components(_comp_scores(l1, getattr(original, conv)),
+                                                       "mean"), 2)
+            assert result["removed"][conv] == expect.tolist()
+            real = _real(expect.tolist(), 16)
+            for comp in getattr(ref, conv).components():
+                comp[expect] = 0
+            getattr(ref, conv).bias[real] = 0
+            norm = getattr(ref, bn)
+            shift, mean = (norm.bn.bias, norm.bn.running_mean) if bn_mode == "real" else \
+                (norm.beta, norm.running_mean)
+            shift[real] = 0
+            mean[real] = 0
+        wave = torch.randn(2, FSDD_FE.clip_samples)
+        torch.testing.assert_close(model(wave), ref(wave), rtol=1e-4, atol=1e-5)

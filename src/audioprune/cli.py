@@ -148,8 +148,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """`audioprune prune RUN --criterion C --ratio R --out RUN2`: see audioprune.prune.run."""
     from audioprune.prune.plan import PlanSpec, parse_layers, parse_ratios
-    from audioprune.prune.run import (PruneConfig, finetune_config, parent_data_spec, prune_run,
-                                      resume_prune)
+    from audioprune.prune.run import (
+        PruneConfig,
+        finetune_config,
+        parent_data_spec,
+        prune_run,
+        resume_prune,
+    )
     from audioprune.train.experiment import setup_logging
 
     setup_logging()

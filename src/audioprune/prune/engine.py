@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,7 +104,7 @@ def _weight_components(module: nn.Module, quaternion_layout: bool) -> list[torch
         return [c.detach() for c in module.components()]
     weight = getattr(module, "weight", None)
     if not isinstance(weight, torch.Tensor):
-        raise ValueError(f"{type(module).__name__} has no weight tensor a criterion can score")
+        raise TypeError(f"{type(module).__name__} has no weight tensor a criterion can score")
     weight = weight.detach()
     if not quaternion_layout:
         return [weight]
@@ -131,7 +132,11 @@ class CriterionImportance(tp.importance.Importance):
                            quaternion whose representative is the concatenation of its four
                            components' representatives (each L2-normalised); the other criteria
                            see the four components concatenated along the input axis as one real
-                           filter (for l1 this ranks exactly as the mean).
+                           filter (for l1 this ranks exactly as the mean). The cosine of two
+                           concatenations of four unit vectors is the mean of the four cosines,
+                           so `wdc` also equals its mean aggregate; path / spectral measures
+                           (betweenness, closeness, eigenvector, pagerank) and the similarity
+                           criteria do differ.
     """
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, *,
@@ -239,7 +244,7 @@ class PruningGraph:
         if example_inputs is None:
             example_inputs = default_example_inputs(model)
         if forward_fn is None and hasattr(model, "classify"):
-            forward_fn = lambda m, x: m.classify(x)  # noqa: E731  (the body only)
+            forward_fn = lambda m, x: m.classify(x)
         self.example_inputs = example_inputs
         self._names = {mod: name for name, mod in model.named_modules()}
         modules = dict(model.named_modules())
@@ -345,13 +350,13 @@ class PruningGraph:
             bad = [i for i in idxs if not 0 <= int(i) < layer.n_units]
             if bad:
                 raise ValueError(f"{name}: filter indices {bad[:5]} outside 0..{layer.n_units - 1}")
-            if len(set(int(i) for i in idxs)) >= layer.n_units:
+            if len({int(i) for i in idxs}) >= layer.n_units:
                 raise ValueError(f"{name}: cannot remove all {layer.n_units} filters; every layer "
                                  f"keeps at least one")
         kept: dict[str, list[int]] = {}
         for name, idxs in removal.items():
             layer = layers[name]
-            units = sorted(set(int(i) for i in idxs))
+            units = sorted({int(i) for i in idxs})
             kept[name] = [i for i in range(layer.n_units) if i not in set(units)]
             if not units:
                 continue

@@ -35,8 +35,9 @@ import copy
 import fnmatch
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ NORMALISATIONS = ("minmax", "zscore")
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
 
 
-def parse_count(text: str | int | float, what: str = "count") -> int:
+def parse_count(text: str | float, what: str = "count") -> int:
     """'30M' -> 30_000_000, '128k' -> 128_000, '1.5G', '46246' (SI: k = 1000)."""
     if isinstance(text, (int, float)):
         value = float(text)
@@ -76,7 +77,7 @@ def parse_count(text: str | int | float, what: str = "count") -> int:
         value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
     if value <= 0:
         raise UserError(f"{what} must be positive, got {text!r}")
-    return int(round(value))
+    return round(value)
 
 
 def _check_ratio(r: float, what: str) -> float:
@@ -165,7 +166,7 @@ def resolve_layers(patterns: Sequence[str] | None, layers: Mapping[str, Any],
 
 def counts_for_ratio(ratio: float, n_units: Mapping[str, int]) -> dict[str, int]:
     """floor(ratio * n) filters of each layer, at most n - 1."""
-    return {name: min(int(math.floor(ratio * n + 1e-9)), n - 1) for name, n in n_units.items()}
+    return {name: min(math.floor(ratio * n + 1e-9), n - 1) for name, n in n_units.items()}
 
 
 def normalise_scores(scores: np.ndarray, how: str) -> np.ndarray:
@@ -183,7 +184,7 @@ def global_counts(fraction: float, scores: Mapping[str, np.ndarray], how: str = 
     """Filters to remove per layer when floor(fraction * total) of all of them go by one ranking."""
     names = list(scores)
     total = sum(len(scores[n]) for n in names)
-    budget = int(math.floor(fraction * total + 1e-9))
+    budget = math.floor(fraction * total + 1e-9)
     entries = []  # (-normalised score, layer position, filter position in the layer's prune order)
     for li, name in enumerate(names):
         norm = normalise_scores(scores[name], how)
@@ -218,7 +219,7 @@ def schedule_counts(final: Mapping[str, int], n_units: Mapping[str, int], rounds
             n = n_units[name]
             keep_final = (n - c) / n
             kept = n * keep_final ** (k / rounds)
-            cum = c if k == rounds else min(c, max(prev[name], n - int(round(kept))))
+            cum = c if k == rounds else min(c, max(prev[name], n - round(kept)))
             step[name] = cum
         out.append(step)
         prev = step
@@ -257,7 +258,7 @@ def make_cost_fn(model: Any, graph: Any, metric: str) -> Callable[[Mapping[str, 
 
         if rebuild({}) != base:
             rebuild = None
-    except Exception:  # not a registry model: prune copies instead
+    except Exception:  # noqa: BLE001  (not a registry model: prune copies instead)
         rebuild = None
 
     def by_copy(counts: Mapping[str, int]) -> int:
@@ -306,7 +307,7 @@ class PlanSpec:
                                if given else ""))
         return given[0]
 
-    def validate(self) -> "PlanSpec":
+    def validate(self) -> PlanSpec:
         mode = self.mode
         if self.ratio is not None:
             self.ratio = _check_ratio(self.ratio, "--ratio")
@@ -330,7 +331,7 @@ class PlanSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PlanSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> PlanSpec:
         return cls(**dict(d))
 
 

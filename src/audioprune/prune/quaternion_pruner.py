@@ -28,10 +28,10 @@ from torch import nn
 from audioprune.nn.quaternion import QBatchNorm2d, QConv1d, QConv2d, QLinear
 
 __all__ = [
+    "QUATERNION_PRUNERS",
     "QBatchNormPruner",
     "QConvPruner",
     "QLinearPruner",
-    "QUATERNION_PRUNERS",
     "quaternion_units",
     "real_channels_of",
 ]
@@ -63,7 +63,7 @@ def quaternion_units(idxs: Sequence[int], width: int, what: str = "channels") ->
 
 
 def _keep(n: int, drop: Sequence[int]) -> torch.Tensor:
-    dropped = set(int(i) for i in drop)
+    dropped = {int(i) for i in drop}
     return torch.tensor([i for i in range(n) if i not in dropped], dtype=torch.long)
 
 

@@ -11,7 +11,8 @@ final pruned and fine-tuned model) plus, in metrics.json:
   before_finetune  accuracy|mAP, params, macs, size_bytes right after the (last) pruning step
   pruning          criterion, options, plan (as asked and as resolved), schedule, per-layer
                    widths before/after and the removed filter indices (numbered as in the parent)
-  reduction        1 - pruned/parent for params and macs, and the accuracy|mAP change
+  reduction        1 - pruned/parent for params and macs, and accuracy_change | mAP_change
+                   (pruned minus parent; negative = a drop)
 
 Data and training default to the parent's config.json: same dataset, data root, split options and
 training settings, with the learning rate divided by 10 (fine-tuning starts from trained weights;
@@ -34,9 +35,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -46,11 +48,24 @@ from audioprune.models.base import AudioClassifier
 from audioprune.prune.criteria import select_prune
 from audioprune.prune.engine import CriterionImportance, PruningGraph
 from audioprune.prune.plan import PlanSpec, ResolvedPlan, resolve_plan, schedule_counts
-from audioprune.train.experiment import (DataBundle, DataSpec, environment, prepare_data, run_log,
-                                         test_metrics)
+from audioprune.train.experiment import (
+    DataBundle,
+    DataSpec,
+    environment,
+    prepare_data,
+    run_log,
+    test_metrics,
+)
 from audioprune.train.fit import TrainConfig, fit
-from audioprune.train.run_dir import (CONFIG_JSON, METRICS_JSON, MODEL_WEIGHTS, load_model,
-                                      save_model, write_metrics)
+from audioprune.train.run_dir import (
+    CONFIG_JSON,
+    METRICS_JSON,
+    MODEL_WEIGHTS,
+    load_model,
+    read_model_info,
+    save_model,
+    write_metrics,
+)
 
 log = logging.getLogger("audioprune")
 
@@ -84,7 +99,7 @@ class PruneConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PruneConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> PruneConfig:
         d = dict(d)
         d["plan"] = PlanSpec.from_dict(d["plan"])
         return cls(**d)
@@ -134,6 +149,7 @@ def parent_data_spec(parent: Path, override: DataSpec | None = None,
                      options: Mapping[str, Any] | None = None, **fields: Any) -> DataSpec:
     """The parent's DataSpec (from its config.json), with `override` replacing it wholesale or
     `options` / `fields` (e.g. data_root, cache_dir) replacing single entries."""
+    read_model_info(parent)  # a clear error when `parent` is not a run directory
     if override is not None:
         return override
     saved = parent_config(parent).get("data")
@@ -209,6 +225,7 @@ def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, dat
     if parent.resolve() == out.resolve():
         raise UserError("--out must differ from the parent run")
     model, info = load_model(parent, train.device)
+    planned = plan_pruning(model, cfg)  # errors in the plan surface before anything is written
     # the pruned model always keeps its parent's front end (sample rate, clip, standardisation)
     data = DataSpec(**{**data.__dict__, "frontend": model.frontend_cfg.to_dict()})
     config = {"command": "prune", "parent": str(parent.resolve()), "prune": cfg.to_dict(),
@@ -218,11 +235,12 @@ def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, dat
     if not resume:
         write_json(out / CONFIG_JSON, config)
     with run_log(out):
-        return _prune(parent, out, model, info, cfg, train, data, resume)
+        return _prune(parent, out, model, info, cfg, planned, train, data, resume)
 
 
 def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any],
-           cfg: PruneConfig, train: TrainConfig, data: DataSpec, resume: bool) -> dict[str, Any]:
+           cfg: PruneConfig, planned: tuple[PruningGraph, ResolvedPlan], train: TrainConfig,
+           data: DataSpec, resume: bool) -> dict[str, Any]:
     bundle = prepare_data(data, train.seed, progress=train.progress)
     log.info("%s", bundle.index.describe())
     if bundle.index.num_classes != model.num_classes:
@@ -235,7 +253,7 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
     parent_metrics = _parent_block(parent, model, bundle, train)
     widths_before = model.layer_widths()
     importance = cfg.importance()
-    graph, plan = plan_pruning(model, cfg)
+    graph, plan = planned
     log.info("pruning plan (%s%s): %s", plan.mode, f", level {plan.level}" if plan.level else "",
              ", ".join(f"{n} {c}/{plan.n_units[n]}" for n, c in plan.counts.items()))
     layers0 = graph.layers()
@@ -318,7 +336,8 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
         "reduction": {
             "params": 1 - metrics["params"] / parent_metrics["params"],
             "macs": 1 - metrics["macs"] / parent_metrics["macs"],
-            head: metrics[head] - parent_metrics[head] if head in parent_metrics else None,
+            f"{head}_change": (metrics[head] - parent_metrics[head]
+                               if head in parent_metrics else None),
         },
         "train_seconds": round(sum((r["finetune"] or {}).get("train_seconds", 0.0) for r in rounds), 2),
         "epochs_run": summary["epoch"] if summary else 0,

@@ -253,7 +253,7 @@ def evaluate_run(run_dir: Path, data: DataSpec | None = None, device: str = "cpu
     if own:
         old = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
         keep = {k: old[k] for k in ("train_seconds", "epochs_run", "best_epoch", "val", "history",
-                                    "parent", "before_finetune") if k in old}
+                                    "parent", "before_finetune", "pruning", "reduction") if k in old}
         metrics = {**metrics, **keep}
         path = run_dir / "metrics.json"
     else:

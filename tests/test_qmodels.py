@@ -22,8 +22,8 @@ from audioprune.audio.io import load_audio
 from audioprune.audio.quaternion_input import QuaternionInput, delta, deltas
 from audioprune.measure.counting import count_macs, count_params
 from audioprune.models.base import AudioClassifier
-from audioprune.models.registry import create_model, list_models, model_config, model_from_config
 from audioprune.models.qmodels import conv_bn_pairs, fuse_for_inference
+from audioprune.models.registry import create_model, list_models, model_config, model_from_config
 from audioprune.nn.fuse import fuse_quaternion
 from audioprune.nn.quaternion import QBatchNorm2d, QConv2d, QLinear, is_quaternion
 
@@ -166,7 +166,7 @@ def test_qcnn14_params_match_the_authors() -> None:
     # 3x3 convs without bias (the first reads the 4 input channels as one quaternion, so it keeps
     # the 576 weights of CNN14's 1-channel first conv), a real BatchNorm2d per conv (2 per
     # channel), bn0 over the 64 mels (128), a quaternion fc1 (2048^2 / 4 + 2048 bias) and a real
-    # classifier (2048 * 527 + 527). The affine-free input_norm adds no parameters; the
+    # classifier (2048 * 527 + 527). The optional affine-free input_norm adds no parameters; the
     # quaternion BN mode would hold 5/4 instead of 2 per channel (6,048 fewer in all).
     hand = qcnn14_params(527)
     assert hand == 21_012_431
@@ -263,7 +263,7 @@ def test_twins_registered_and_run_on_wave_and_features() -> None:
 
 def test_train_step_with_spec_augment_and_quaternion_bn() -> None:
     model = create_model("qcnn6", 5, frontend=FSDD_FE, width=0.25, bn_mode="quaternion",
-                         spec_augment={"time_masks": 2, "time_width": 10, "freq_masks": 2,
+                         input_norm=True, spec_augment={"time_masks": 2, "time_width": 10, "freq_masks": 2,
                                        "freq_width": 4}).train()
     out = model(0.1 * torch.randn(3, 8000))
     out.sum().backward()
@@ -281,8 +281,11 @@ def test_options_and_errors() -> None:
         create_model("qcnn6", 3, width_multiple_of=2)
     with pytest.raises(ValueError, match="multiple of 4"):
         create_model("qcnn6", 3, widths={"block1.conv1": 18})
-    plain = create_model("qdcase21net", 3, frontend=FSDD_FE, input_norm=False, init="he")
+    plain = create_model("qdcase21net", 3, frontend=FSDD_FE, init="he")
     assert isinstance(plain.input_norm, nn.Identity) and plain.conv1.init == "he"
+    normed = create_model("qdcase21net", 3, frontend=FSDD_FE, input_norm=True)
+    assert isinstance(normed.input_norm, nn.BatchNorm2d) and normed.input_norm.weight is None
+    assert count_params(normed) == count_params(plain)
     with torch.device("meta"):
         q10 = create_model("qcnn10", 3, width=0.3)
     assert q10.layer_widths()["block1.conv1"] == 20  # round(64 * 0.3 / 4) * 4
@@ -309,7 +312,7 @@ def _with_stats(model: AudioClassifier, waves: torch.Tensor) -> AudioClassifier:
 @pytest.mark.parametrize("name", Q_NAMES)
 def test_config_round_trip_identical_outputs(name: str) -> None:
     model = _with_stats(create_model(name, 4, frontend=FSDD_FE, bn_mode="quaternion",
-                                     **SMALL[name]), 0.1 * torch.randn(3, 8000))
+                                     input_norm=True, **SMALL[name]), 0.1 * torch.randn(3, 8000))
     cfg = json.loads(json.dumps(model_config(model)))
     assert cfg["frontend"]["channels"] == "deltas"
     torch.manual_seed(123)
@@ -346,7 +349,7 @@ def test_fused_model_matches_on_random_and_real_fsdd(name: str, bn_mode: str,
                                                      fsdd_root: Path) -> None:
     waves = fsdd_waves(fsdd_root)
     model = _with_stats(create_model(name, 10, frontend=FSDD_FE, bn_mode=bn_mode,
-                                     **SMALL[name]), waves)
+                                     input_norm=bn_mode == "quaternion", **SMALL[name]), waves)
     fused = fuse_quaternion(model)
     assert isinstance(fused, AudioClassifier) and not fused.training
     assert not any(is_quaternion(m) for m in fused.modules())

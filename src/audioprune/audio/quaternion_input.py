@@ -23,11 +23,12 @@ log-mel) standardise every log-mel channel (the log-mel itself; in "stereo" and 
 four channels are log-mels in dB). Deltas are computed FROM the standardised log-mel, so they are
 the deltas of the log-mel divided by ``std`` (the mean cancels: the delta of a constant is 0).
 They are therefore much smaller than the log-mel (on FSDD at 10 ms hops: std 1, 0.067, 0.013,
-0.003 for the log-mel and its three deltas); the quaternion models bring the four channels to a
-common scale with an affine-free per-channel batch norm (`input_norm`, a model option) whose
-running statistics are saved with the weights. The front end itself holds no state, so its
-output is a pure function of the audio (and the run directory's weights file, which leaves out
-``frontend.*`` entries, loses nothing).
+0.003 for the log-mel and its three deltas). That is the authors' layout and the default; the
+quaternion models can rescale the four channels with an affine-free per-channel batch norm
+(model option `input_norm=True`, saved with the weights), which trained worse on FSDD (see
+models/qmodels.py). The front end itself holds no state, so its output is a pure function of the
+audio (and the run directory's weights file, which leaves out ``frontend.*`` entries, loses
+nothing).
 """
 
 from __future__ import annotations

@@ -47,12 +47,13 @@ IntOrTuple = int | Sequence[int]
 
 # Block (row, col) of the real kernel is SIGN[row][col] * component[INDEX[row][col]],
 # with components ordered (r, i, j, k). Assembly and its transpose (the gradient fold) both
-# read this one table, so they cannot disagree. device="cpu" explicitly: this module may first be
-# imported inside a `with torch.device("meta")` block (e.g. by the model registry).
-_INDEX = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]], device="cpu")
-_SIGN = torch.tensor(
-    [[1, -1, -1, -1], [1, 1, -1, 1], [1, 1, 1, -1], [1, -1, 1, 1]], dtype=torch.int8, device="cpu"
-)
+# read this one table, so they cannot disagree.
+_INDEX_TABLE = ((0, 1, 2, 3), (1, 0, 3, 2), (2, 3, 0, 1), (3, 2, 1, 0))
+_SIGN_TABLE = ((1, -1, -1, -1), (1, 1, -1, 1), (1, 1, 1, -1), (1, -1, 1, 1))
+# The same table as tensors. device="cpu" explicitly: this module may first be imported inside a
+# `with torch.device("meta")` block (e.g. by the model registry).
+_INDEX = torch.tensor(_INDEX_TABLE, device="cpu")
+_SIGN = torch.tensor(_SIGN_TABLE, dtype=torch.int8, device="cpu")
 
 
 def is_quaternion(module: nn.Module) -> bool:
@@ -77,26 +78,48 @@ def _sign_like(ref: Tensor, extra_dims: int) -> Tensor:
 
 
 def assemble_hamilton(r: Tensor, i: Tensor, j: Tensor, k: Tensor) -> Tensor:
-    """Real kernel (4*O, 4*I, *kernel) from the components (O, I, *kernel) by the Hamilton rule."""
-    comps = torch.stack((r, i, j, k))  # (4, O, I, *kernel)
-    blocks = comps[_INDEX.to(comps.device)] * _sign_like(comps, r.dim())  # (4, 4, O, I, *kernel)
+    """Real kernel (4*O, 4*I, *kernel) from the components (O, I, *kernel) by the Hamilton rule.
+
+    Without autograd (inside the layers' autograd Functions, fusing, inference) each block row is
+    stacked straight into the output (one pass over the real kernel, plus -i, -j, -k); when a
+    component needs a gradient, a differentiable gather builds the same kernel.
+    """
     out_q, in_q, *kernel = r.shape
-    # (row, col, O, I, *k) -> (row, O, col, I, *k) -> (4*O, 4*I, *k)
-    return blocks.transpose(1, 2).reshape(4 * out_q, 4 * in_q, *kernel)
+    comps = (r, i, j, k)
+    if torch.is_grad_enabled() and any(c.requires_grad for c in comps):
+        stacked = torch.stack(comps)  # (4, O, I, *kernel)
+        blocks = stacked[_INDEX.to(r.device)] * _sign_like(stacked, r.dim())  # (4, 4, O, I, *k)
+        # (row, col, O, I, *k) -> (row, O, col, I, *k) -> (4*O, 4*I, *k)
+        return blocks.transpose(1, 2).reshape(4 * out_q, 4 * in_q, *kernel)
+    signed = {(1, c): comp for c, comp in enumerate(comps)}
+    signed.update({(-1, c): torch.neg(comps[c]) for c in (1, 2, 3)})  # r is never negated
+    out = r.new_empty(4, out_q, 4, in_q, *kernel)  # (row, O, col, I, *k): out[row] is contiguous
+    for row in range(4):
+        blocks = [signed[(_SIGN_TABLE[row][col], _INDEX_TABLE[row][col])] for col in range(4)]
+        torch.stack(blocks, dim=1, out=out[row])
+    return out.view(4 * out_q, 4 * in_q, *kernel)
 
 
 def fold_hamilton(grad_weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Transpose of :func:`assemble_hamilton`: real-kernel grad -> (grad_r, grad_i, grad_j, grad_k).
 
-    Each component receives the signed sum of the four blocks it appears in.
+    Each component receives the signed sum of the four blocks it appears in (read in place as
+    strided views of the real-kernel gradient; differentiable, for double backward).
     """
     out_real, in_real, *kernel = grad_weight.shape
-    out_q, in_q = out_real // 4, in_real // 4
-    blocks = grad_weight.reshape(4, out_q, 4, in_q, *kernel).transpose(1, 2)  # (4, 4, O, I, *k)
-    signed = (blocks * _sign_like(grad_weight, 2 + len(kernel))).reshape(16, out_q, in_q, *kernel)
-    comps = grad_weight.new_zeros(4, out_q, in_q, *kernel)
-    comps.index_add_(0, _INDEX.to(grad_weight.device).reshape(16), signed)
-    return comps[0], comps[1], comps[2], comps[3]
+    blocks = grad_weight.reshape(4, out_real // 4, 4, in_real // 4, *kernel)  # (row, O, col, I)
+    grads: list[Tensor | None] = [None, None, None, None]
+    for row in range(4):
+        for col in range(4):
+            c, sign = _INDEX_TABLE[row][col], _SIGN_TABLE[row][col]
+            block = blocks[row, :, col]
+            acc = grads[c]
+            if acc is None:
+                grads[c] = block.clone(memory_format=torch.contiguous_format) if sign > 0 \
+                    else torch.neg(block).contiguous()
+            else:
+                acc.add_(block, alpha=sign)
+    return grads[0], grads[1], grads[2], grads[3]  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,12 +138,19 @@ def _cast_grads(
     )
 
 
+def _backward_weight(saved: Tensor, r: Tensor, i: Tensor, j: Tensor, k: Tensor) -> Tensor:
+    """The kernel the backward uses: the one saved by the forward, or -- when the backward is
+    itself differentiated (create_graph) -- a re-assembly that autograd can follow to r, i, j, k."""
+    return assemble_hamilton(r, i, j, k) if torch.is_grad_enabled() else saved
+
+
 class HamiltonConv(torch.autograd.Function):
     """Quaternion convolution (1-d or 2-d, from the weight rank) as a single autograd op.
 
     ``HamiltonConv.apply(x, r, i, j, k, bias, stride, padding, dilation)``; bias may be None.
-    The backward takes the gradient of the assembled real kernel and folds it back onto
-    r, i, j, k; the kernel is re-assembled there rather than saved (4x smaller to keep).
+    The kernel is assembled once per forward and saved for the backward (the memory a real
+    conv's saved weight takes), which takes the gradient of the real kernel and folds it back
+    onto r, i, j, k. Under double backward the kernel is re-assembled differentiably.
     """
 
     @staticmethod
@@ -138,17 +168,17 @@ class HamiltonConv(torch.autograd.Function):
     ) -> Tensor:
         if r.dim() not in _CONV:
             raise ValueError(f"HamiltonConv supports 1-d and 2-d kernels, got rank {r.dim()}")
-        ctx.save_for_backward(x, r, i, j, k, bias)
+        weight = assemble_hamilton(r, i, j, k)  # no autograd here: the one-pass assembly
+        ctx.save_for_backward(x, r, i, j, k, bias, weight)
         ctx.conv_args = (stride, padding, dilation)
-        weight = assemble_hamilton(r, i, j, k)
         return _CONV[r.dim()](x, weight, bias, stride, padding, dilation)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, r, i, j, k, bias = ctx.saved_tensors
+        x, r, i, j, k, bias, weight = ctx.saved_tensors
         stride, padding, dilation = ctx.conv_args
         dtype = grad_out.dtype
-        weight = assemble_hamilton(r, i, j, k).to(dtype)
+        weight = _backward_weight(weight, r, i, j, k).to(dtype)
         need_x, *need_comps, need_bias = ctx.needs_input_grad[:6]
         need_w = any(need_comps)
         need_b = bias is not None and need_bias
@@ -176,14 +206,15 @@ class HamiltonLinear(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, x: Tensor, r: Tensor, i: Tensor, j: Tensor, k: Tensor, bias: Tensor | None
     ) -> Tensor:
-        ctx.save_for_backward(x, r, i, j, k, bias)
-        return F.linear(x, assemble_hamilton(r, i, j, k), bias)
+        weight = assemble_hamilton(r, i, j, k)
+        ctx.save_for_backward(x, r, i, j, k, bias, weight)
+        return F.linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, r, i, j, k, bias = ctx.saved_tensors
+        x, r, i, j, k, bias, weight = ctx.saved_tensors
         dtype = grad_out.dtype
-        weight = assemble_hamilton(r, i, j, k).to(dtype)
+        weight = _backward_weight(weight, r, i, j, k).to(dtype)
         need_x, *need_comps, need_bias = ctx.needs_input_grad
         grad_x = grad_r = grad_i = grad_j = grad_k = grad_bias = None
         grad_2d = grad_out.reshape(-1, grad_out.shape[-1])

@@ -90,24 +90,33 @@ def _check_input(model: AudioClassifier, x: torch.Tensor) -> None:
                          f"got shape {tuple(x.shape)}")
 
 
-class QPannsCNN(PannsCNN):
-    """PANNs CNN6 / CNN10 / CNN14 layout with quaternion convs, QBatchNorm2d and quaternion fc1.
-
-    bn0 (over mels, shared by the 4 channels, as the authors' QCNN14) and the classifier fc_out
-    stay real.
-    """
+class _QuaternionTwin:
+    """Set-up and input checks shared by every quaternion twin; mixed in before the real model
+    class, whose __init__ builds the layers through the make_conv/make_norm/make_linear hooks."""
 
     def __init__(self, num_classes: int, frontend: FrontEndConfig, widths: dict[str, int] | None,
                  *, bn_mode: BnMode = "real", input_norm: bool = False,
                  init: InitCriterion = "glorot", **kwargs: Any) -> None:
         _check_options(kwargs, bn_mode)
         frontend = quaternion_frontend(frontend)
-        # read by the layer factories during PannsCNN.__init__
+        # read by the layer factories during the real twin's __init__
         self.bn_mode, self.qinit = bn_mode, init
         kwargs.setdefault("width_multiple_of", 4)
-        super().__init__(num_classes, frontend, widths, in_channels=frontend.num_channels,
-                         **kwargs)
+        super().__init__(num_classes, frontend, widths,  # type: ignore[call-arg]
+                         in_channels=frontend.num_channels, **kwargs)
         self.input_norm = _input_norm(input_norm, frontend.num_channels)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(self, x)  # type: ignore[arg-type]
+        return super().classify(self.input_norm(x))  # type: ignore[misc]
+
+
+class QPannsCNN(_QuaternionTwin, PannsCNN):
+    """PANNs CNN6 / CNN10 / CNN14 layout with quaternion convs, QBatchNorm2d and quaternion fc1.
+
+    bn0 (over mels, shared by the 4 channels, as the authors' QCNN14) and the classifier fc_out
+    stay real.
+    """
 
     def make_conv(self, c_in: int, c_out: int, kernel_size: int) -> nn.Module:
         return QConv2d(c_in, c_out, kernel_size, stride=1, padding=kernel_size // 2, bias=False,
@@ -119,25 +128,10 @@ class QPannsCNN(PannsCNN):
     def make_linear(self, c_in: int, c_out: int) -> nn.Module:
         return QLinear(c_in, c_out, init=self.qinit)
 
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(self, x)
-        return super().classify(self.input_norm(x))
 
-
-class QDcase21Net(Dcase21Net):
+class QDcase21Net(_QuaternionTwin, Dcase21Net):
     """DCASE 2021 Task 1A baseline layout with quaternion convs (with bias, as Keras' Conv2D),
     QBatchNorm2d (eps 1e-3) and a quaternion Dense-100 (`fc1`); `fc_out` stays real."""
-
-    def __init__(self, num_classes: int, frontend: FrontEndConfig, widths: dict[str, int] | None,
-                 *, bn_mode: BnMode = "real", input_norm: bool = False,
-                 init: InitCriterion = "glorot", **kwargs: Any) -> None:
-        _check_options(kwargs, bn_mode)
-        frontend = quaternion_frontend(frontend)
-        self.bn_mode, self.qinit = bn_mode, init
-        kwargs.setdefault("width_multiple_of", 4)
-        super().__init__(num_classes, frontend, widths, in_channels=frontend.num_channels,
-                         **kwargs)
-        self.input_norm = _input_norm(input_norm, frontend.num_channels)
 
     def make_conv(self, c_in: int, c_out: int, kernel_size: int) -> nn.Module:
         return QConv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=True,
@@ -150,10 +144,6 @@ class QDcase21Net(Dcase21Net):
         # The flattened (channels, mel) features keep the quaternion layout: channel q + c*O,
         # mel m is feature (q*M + m) + c*(O*M), i.e. component c of quaternion q*M + m.
         return QLinear(n_in, n_out, init=self.qinit)
-
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(self, x)
-        return super().classify(self.input_norm(x))
 
 
 # ------------------------------------------------------------------ inference helpers

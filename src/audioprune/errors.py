@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class AudioDecodeError(UserError):
     """An audio file that cannot be decoded into finite samples."""
+
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """The loss became NaN/Inf: a setting (usually the learning rate) to change, not a bug."""

@@ -12,6 +12,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes 0600 files; the renamed file gets the mode a plain open() would have given it,
+# so a run directory stays readable by whoever may read the folder
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temp file beside `path`, fsync it, then rename it over `path`."""
     path = Path(path)
@@ -23,10 +34,22 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         write(tmp_path)
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(directory: str | Path) -> list[Path]:
+    """Delete the temp files a killed `atomic_write` left under `directory` (".NAME.*.tmp");
+    call it only when no other process writes there (e.g. on --resume). Returns what went."""
+    gone = []
+    for tmp in Path(directory).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp)
+    return gone
 
 
 def write_json(path: str | Path, obj: Any) -> None:

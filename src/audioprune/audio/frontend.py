@@ -11,6 +11,8 @@ above; the 4-channel stacks for quaternion models (log-mel + deltas, stereo mid/
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -49,6 +51,7 @@ class FrontEndConfig:
         if self.channels not in FEATURE_STACKS:
             raise ValueError(f"unknown feature stack channels={self.channels!r}; choose one of "
                              f"{', '.join(FEATURE_STACKS)}")
+        _check_numbers(self)
 
     @property
     def num_channels(self) -> int:
@@ -76,6 +79,29 @@ class FrontEndConfig:
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for a waveform of `num_samples` (torch.stft with center=True)."""
         return num_samples // self.hop_length + 1
+
+
+def _check_numbers(cfg: FrontEndConfig) -> None:
+    """Reject settings that would crash the STFT or put NaN/Inf into the features (log of zero
+    power with log_offset <= 0, a zero std) with a ValueError naming the setting."""
+    def positive(name: str, value: Any, integer: bool) -> None:
+        kind = numbers.Integral if integer else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) \
+                or value <= 0:
+            raise ValueError(f"front-end setting {name} must be a positive "
+                             f"{'integer' if integer else 'number'}, got {value!r}")
+
+    for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
+        positive(name, getattr(cfg, name), True)
+    for name in ("log_offset", "std"):
+        positive(name, getattr(cfg, name), False)
+    for name in ("win_length", "clip_seconds", "fmax"):
+        if getattr(cfg, name) is not None:
+            positive(name, getattr(cfg, name), name == "win_length")
+    for name in ("fmin", "mean"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"front-end setting {name} must be a number, got {value!r}")
 
 
 class LogMel(nn.Module):

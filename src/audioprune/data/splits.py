@@ -18,7 +18,7 @@ def stratified_holdout(clips: list[Clip], fraction: float, seed: int) -> tuple[l
     with two or more clips goes to the held-out part when fraction > 0.
     """
     if not 0 <= fraction < 1:
-        raise UserError(f"split fraction must be in [0, 1), got {fraction}")
+        raise UserError(f"--val-fraction (a split fraction) must be in [0, 1), got {fraction}")
     if fraction == 0:
         return list(clips), []
     rng = np.random.default_rng(seed)

@@ -40,11 +40,30 @@ def create_model(name: str, num_classes: int, frontend: FrontEndConfig | None = 
     _ensure_loaded()
     if name not in _REGISTRY:
         raise UserError(f"unknown model {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
-    model = _REGISTRY[name](num_classes=num_classes, frontend=frontend or FrontEndConfig(),
-                           widths=widths, **kwargs)
+    check_model_args(name, kwargs)
+    try:
+        model = _REGISTRY[name](num_classes=num_classes, frontend=frontend or FrontEndConfig(),
+                               widths=widths, **kwargs)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        bad = str(exc).split("argument")[-1].strip(" '")
+        raise UserError(f"model {name!r} has no option {bad!r} (--model-arg / --width)") from None
     model.arch_name = name
     model.arch_kwargs = dict(kwargs)
     return model
+
+
+def check_model_args(name: str, kwargs: dict[str, Any]) -> None:
+    """The checks that need no model built: a known name and a positive width multiplier (the
+    model's own options are checked when it is built)."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise UserError(f"unknown model {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    width = kwargs.get("width", 1.0)
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise UserError(f"--width must be a positive number (a multiplier of the layer widths), "
+                        f"got {width!r}")
 
 
 def model_config(model: AudioClassifier) -> dict[str, Any]:

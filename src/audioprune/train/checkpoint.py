@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from audioprune.errors import UserError
-from audioprune.fileio import read_json, read_tensors, write_json, write_tensors
+from audioprune.fileio import atomic_write, read_json, read_tensors, write_json, write_tensors
 
 CKPT_DIR = "checkpoint"
 
@@ -55,8 +55,8 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     ckpt.mkdir(parents=True, exist_ok=True)
     last_t, last_j = ckpt / "last.safetensors", ckpt / "last.json"
     if last_t.exists() and last_j.exists():  # keep the previous good pair until the new one is whole
-        shutil.copy2(last_t, ckpt / "prev.safetensors")
-        shutil.copy2(last_j, ckpt / "prev.json")
+        for src, dst in ((last_t, ckpt / "prev.safetensors"), (last_j, ckpt / "prev.json")):
+            atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))  # never half a copy
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     tensors = {f"model.{k}": v for k, v in model.state_dict().items() if not k.startswith("frontend.")}
     tensors.update(opt_tensors)
@@ -74,10 +74,18 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         t_path, j_path = ckpt / f"{stem}.safetensors", ckpt / f"{stem}.json"
         if not (t_path.is_file() and j_path.is_file()):
             continue
-        meta = read_json(j_path)
-        if meta.get("tensors_sha") != _digest(t_path):
+        try:
+            meta = read_json(j_path)
+        except ValueError:
+            continue  # not JSON (edited by hand?): try the previous pair
+        if not isinstance(meta, dict) or meta.get("tensors_sha") != _digest(t_path):
             continue  # killed between the two writes: this pair does not belong together
-        tensors = read_tensors(t_path)
+        try:
+            tensors = read_tensors(t_path)
+        except Exception as exc:  # safetensors' own error types; nothing was unpickled
+            raise UserError(f"{t_path} is not a safetensors file ({exc}); refusing to load it "
+                            f"(audioprune never unpickles checkpoints). Start the run again "
+                            f"without --resume") from None
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         model.load_state_dict(model_state, strict=False)
         optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))

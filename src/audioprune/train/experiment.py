@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,18 +19,20 @@ import torch
 from audioprune import __version__
 from audioprune.audio.frontend import FrontEndConfig, LogMel
 from audioprune.data.cache import AudioCache, AudioSource
+from audioprune.data.fingerprint import data_list_hash
 from audioprune.data.loader import ClipDataset
 from audioprune.data.registry import get_dataset_info, load_dataset
 from audioprune.data.types import DatasetIndex
 from audioprune.errors import UserError
-from audioprune.fileio import read_json, read_tensors, write_json
+from audioprune.fileio import read_tensors, remove_stale_temps, write_json
 from audioprune.measure.counting import count_macs, count_params, size_bytes
 from audioprune.models.base import AudioClassifier
-from audioprune.models.registry import create_model
+from audioprune.models.registry import check_model_args, create_model
 from audioprune.train.distributed import DistContext, barrier
+from audioprune.train.checkpoint import CKPT_DIR
 from audioprune.train.fit import TrainConfig, evaluate, fit
-from audioprune.train.run_dir import (CONFIG_JSON, LOG_FILE, MODEL_WEIGHTS, load_model, save_model,
-                                      write_metrics)
+from audioprune.train.run_dir import (CONFIG_JSON, LOG_FILE, MODEL_WEIGHTS, load_model,
+                                      read_run_json, save_model, write_metrics)
 
 log = logging.getLogger("audioprune")
 
@@ -47,7 +50,16 @@ class DataSpec:
     strict: bool = False
 
     def frontend_config(self) -> FrontEndConfig:
-        return get_dataset_info(self.dataset).frontend.replace(**self.frontend)
+        """The dataset's front end with the --frontend overrides; a UserError for an unknown
+        setting or one that cannot work (checked by building the log-mel once, cheap)."""
+        base = get_dataset_info(self.dataset).frontend
+        try:
+            fe = FrontEndConfig.from_dict({**base.to_dict(), **self.frontend})
+            LogMel(fe)
+        except (TypeError, ValueError) as exc:
+            given = ", ".join(f"{k}={v}" for k, v in self.frontend.items()) or "none"
+            raise UserError(f"--frontend ({given}): {exc}") from None
+        return fe
 
 
 @dataclass
@@ -57,6 +69,7 @@ class DataBundle:
     train: ClipDataset
     val: ClipDataset
     test: ClipDataset
+    data_list_sha256: str = ""  # which files (and labels) the three splits hold; see fingerprint.py
 
 
 def prepare_data(spec: DataSpec, seed: int = 0, progress: bool = True) -> DataBundle:
@@ -65,17 +78,23 @@ def prepare_data(spec: DataSpec, seed: int = 0, progress: bool = True) -> DataBu
     index = load_dataset(spec.dataset, spec.data_root, seed=seed, **spec.options)
     for note in index.notes:
         log.warning("%s: %s", spec.dataset, note)
+    clips = [c for part in index.splits.values() for c in part]
+    channels = 2 if fe.channels == "stereo" else 1  # (mid, side, left, right) needs both channels
     if spec.cache:
         source: Any = AudioCache(index, fe.sample_rate,
                                  Path(spec.cache_dir) if spec.cache_dir else None,
-                                 Path(spec.data_root) if spec.data_root else None)
-        source.build([c for clips in index.splits.values() for c in clips], strict=spec.strict,
-                     progress=progress)
-        if source.failed:
-            index.splits = {k: [c for c in v if source.has(c)] for k, v in index.splits.items()}
-            log.warning("%d undecodable files skipped (see warnings above)", len(source.failed))
-    else:
-        source = AudioSource(index, fe.sample_rate)
+                                 Path(spec.data_root) if spec.data_root else None, channels)
+        source.build(clips, strict=spec.strict, progress=progress)
+        skipped = source.skipped(clips)
+    else:  # decode every file once up front, so a bad one never stops an epoch half-way
+        source = AudioSource(index, fe.sample_rate, channels)
+        skipped = source.check(clips, strict=spec.strict, progress=progress)
+    if skipped:
+        for reason in skipped.values():
+            log.warning("skipping %s", reason)
+        log.warning("%d of %d files could not be decoded and are skipped (--strict makes this an "
+                    "error; `audioprune datasets check` lists them)", len(skipped), len(clips))
+        index.splits = {k: [c for c in v if c.key not in skipped] for k, v in index.splits.items()}
     if not index.splits["train"]:
         raise UserError(f"{index.describe()}: the training split is empty")
     if not index.splits["test"]:
@@ -87,7 +106,7 @@ def prepare_data(spec: DataSpec, seed: int = 0, progress: bool = True) -> DataBu
         return ClipDataset(index.splits[split], source, index.task, n, fe.clip_samples, mode, seed)  # type: ignore[arg-type]
 
     return DataBundle(index, fe, ds("train", "random" if fe.clip_samples else "full"),
-                      ds("val", crop_mode), ds("test", crop_mode))
+                      ds("val", crop_mode), ds("test", crop_mode), data_list_hash(index))
 
 
 @torch.no_grad()
@@ -98,7 +117,8 @@ def estimate_normalisation(dataset: ClipDataset, fe: FrontEndConfig, max_clips: 
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     total, total_sq, n = 0.0, 0.0, 0
     for i in order[:max_clips].tolist():
-        feats = frontend(dataset[i][0].unsqueeze(0)).double()
+        wave = dataset[i][0]
+        feats = frontend(wave.reshape(-1, wave.shape[-1])).double()  # stereo: both channels
         total += float(feats.sum())
         total_sq += float(feats.square().sum())
         n += feats.numel()
@@ -121,7 +141,9 @@ def test_metrics(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig,
     m = evaluate(model, bundle.test, cfg, ctx, "testing")
     return {"task": bundle.index.task, **m, **cost_metrics(model),
             "dataset": bundle.index.name, "split": bundle.index.split_name,
-            "num_classes": bundle.index.num_classes, "class_names": bundle.index.class_names}
+            "num_classes": bundle.index.num_classes, "class_names": bundle.index.class_names,
+            "data_files": sum(len(v) for v in bundle.index.splits.values()),
+            "data_list_sha256": bundle.data_list_sha256}
 
 
 def setup_logging(is_main: bool = True) -> None:
@@ -163,14 +185,23 @@ def train_run(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg
               out: Path, resume: bool = False, ctx: DistContext = DistContext()) -> dict[str, Any]:
     """Train `model_name` on `data` into run directory `out` and return its metrics.json."""
     out = Path(out)
+    if cfg.validate().epochs < 1:
+        raise UserError(f"--epochs must be at least 1 to train, got {cfg.epochs}")
+    check_model_args(model_name, model_kwargs)  # bad --model, --width, --frontend fail here,
+    data.frontend_config()  # before anything is written
     config = {"command": "train", "model": model_name, "model_kwargs": model_kwargs,
               "data": data.__dict__, "train": cfg.to_dict(), "environment": environment()}
     if resume:
         if not (out / CONFIG_JSON).is_file():
             raise UserError(f"--resume {out}: no {CONFIG_JSON} there; is it a training run?")
+        if ctx.is_main:  # half-written temp files of the killed process
+            for tmp in remove_stale_temps(out):
+                log.info("removed %s, left by an interrupted write", tmp)
     elif (out / CONFIG_JSON).exists():
-        raise UserError(f"{out} already holds a run; choose another --out, or continue it with "
-                        f"--resume {out}")
+        if (out / MODEL_WEIGHTS).exists() or (out / CKPT_DIR).exists():
+            raise UserError(f"{out} already holds a run; choose another --out, or continue it "
+                            f"with --resume {out}")
+        log.info("%s: a run that stopped before its first epoch; starting it again", out)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / CONFIG_JSON, config)
@@ -182,13 +213,17 @@ def _train(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg: T
            out: Path, resume: bool, ctx: DistContext) -> dict[str, Any]:
     bundle = prepare_data(data, cfg.seed, progress=cfg.progress and ctx.is_main)
     log.info("%s", bundle.index.describe())
+    log.info("data list sha256 %s", bundle.data_list_sha256)
     fe = bundle.frontend
     if "mean" not in data.frontend and "std" not in data.frontend:
         mean, std = estimate_normalisation(bundle.train, fe, seed=cfg.seed)
         fe = fe.replace(mean=mean, std=std)
         log.info("log-mel standardisation from the training split: mean %.2f dB, std %.2f dB", mean, std)
     torch.manual_seed(cfg.seed)
-    model = create_model(model_name, bundle.index.num_classes, frontend=fe, **model_kwargs)
+    try:
+        model = create_model(model_name, bundle.index.num_classes, frontend=fe, **model_kwargs)
+    except ValueError as exc:  # e.g. --model-arg dropout=2
+        raise UserError(f"--model {model_name} with {model_kwargs or 'no options'}: {exc}") from None
     summary = fit(model, bundle.train, bundle.val, cfg, out, resume=resume, ctx=ctx)
     extra = {"dataset": data.dataset}
     if ctx.is_main:  # the best epoch's weights become the run's model
@@ -216,10 +251,18 @@ def resume_run(out: Path, ctx: DistContext = DistContext(), **overrides: Any) ->
     cfg_path = Path(out) / CONFIG_JSON
     if not cfg_path.is_file():
         raise UserError(f"--resume {out}: {cfg_path} not found; is it a training run directory?")
-    saved = read_json(cfg_path)
-    train_cfg = TrainConfig(**{**saved["train"], **overrides})
-    return train_run(saved["model"], saved["model_kwargs"], DataSpec(**saved["data"]), train_cfg,
-                     Path(out), resume=True, ctx=ctx)
+    saved = read_run_json(cfg_path)
+    if saved.get("command", "train") != "train":
+        raise UserError(f"--resume {out}: it is a {saved.get('command')!r} run; continue it with "
+                        f"`audioprune {saved.get('command')} --resume {out}`")
+    try:
+        train_cfg = TrainConfig(**{**saved["train"], **overrides})
+        data = DataSpec(**saved["data"])
+        model, model_kwargs = saved["model"], dict(saved["model_kwargs"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"--resume {out}: {cfg_path} lacks or has unknown settings ({exc}); it was "
+                        f"written by another audioprune version (this is {__version__})") from None
+    return train_run(model, model_kwargs, data, train_cfg, Path(out), resume=True, ctx=ctx)
 
 
 def evaluate_run(run_dir: Path, data: DataSpec | None = None, device: str = "cpu",
@@ -237,7 +280,11 @@ def evaluate_run(run_dir: Path, data: DataSpec | None = None, device: str = "cpu
         cfg_path = run_dir / CONFIG_JSON
         if not cfg_path.is_file():
             raise UserError(f"{run_dir} has no {CONFIG_JSON}; pass --dataset and --data-root")
-        data = DataSpec(**read_json(cfg_path)["data"])
+        try:
+            data = DataSpec(**read_run_json(cfg_path)["data"])
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"{cfg_path} names no usable data ({exc}); pass --dataset and "
+                            f"--data-root") from None
     data = DataSpec(**{**data.__dict__, "frontend": model.frontend_cfg.to_dict()})
     bundle = prepare_data(data, progress=progress)
     if bundle.index.num_classes != model.num_classes:
@@ -251,12 +298,15 @@ def evaluate_run(run_dir: Path, data: DataSpec | None = None, device: str = "cpu
     metrics["environment"] = environment()
     metrics["data_options"] = data.options
     if own:
-        old = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+        old = read_run_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
         keep = {k: old[k] for k in ("train_seconds", "epochs_run", "best_epoch", "val", "history",
-                                    "parent", "before_finetune", "pruning", "reduction") if k in old}
+                                    "parent", "before_finetune", "pruning", "reduction",
+                                    "distill") if k in old}
         metrics = {**metrics, **keep}
         path = run_dir / "metrics.json"
     else:
-        path = run_dir / f"eval-{data.dataset}-{bundle.index.split_name.replace(':', '-')}.json"
+        # one plain file name inside the run directory, whatever the split is called
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{data.dataset}-{bundle.index.split_name}")
+        path = run_dir / f"eval-{name.strip('.')}.json"
     write_json(path, metrics)
     return metrics, path

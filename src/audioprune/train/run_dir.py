@@ -84,6 +84,20 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu",
     return model.to(device), info
 
 
+def read_run_json(path: str | Path) -> dict[str, Any]:
+    """A run's JSON file (config.json, metrics.json, ...) as a dict; a UserError naming it when
+    it is not readable JSON holding an object (hand-edited, or from another tool)."""
+    path = Path(path)
+    try:
+        obj = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not readable JSON ({exc}); restore it or start a new run") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} holds a JSON {type(obj).__name__}, not an object; restore it or "
+                        f"start a new run")
+    return obj
+
+
 def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> None:
     write_json(Path(run_dir) / METRICS_JSON, metrics)
 

@@ -13,6 +13,7 @@ from audioprune.audio.frontend import FrontEndConfig
 from audioprune.audio.io import AUDIO_EXTENSIONS
 from audioprune.data.registry import register_dataset
 from audioprune.data.splits import reject_options, stratified_holdout
+from audioprune.data.tables import readable
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -109,7 +110,7 @@ def _find_meta(root: Path, name: str) -> Path:
 
 def _read_classes(path: Path) -> tuple[list[str], dict[str, int]]:
     """class_labels_indices.csv -> (display names in index order, {mid: index})."""
-    with open(path, newline="", encoding="utf-8") as fh:
+    with readable(path), open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh, skipinitialspace=True)
         header = [h.strip() for h in reader.fieldnames or []]
         missing = [c for c in CLASS_COLUMNS if c not in header]
@@ -152,7 +153,7 @@ def _read_segments(path: Path, mid_index: dict[str, int]) -> list[tuple[str, tup
                 current[0] = n
                 yield line
 
-    with open(path, newline="", encoding="utf-8") as fh:
+    with readable(path), open(path, newline="", encoding="utf-8") as fh:
         for fields in csv.reader(content(fh), skipinitialspace=True):
             line_no = current[0]
             if len(fields) != 4:

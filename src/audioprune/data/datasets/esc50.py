@@ -7,7 +7,8 @@ from pathlib import Path
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
 from audioprune.data.splits import fold_split, reject_options
-from audioprune.data.tables import bad_rows, check_files, read_table
+from audioprune.data.tables import (bad_rows, check_duplicates, check_files, check_relative,
+                                    read_table)
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -64,6 +65,8 @@ def load_esc50(root: Path | None, *, split: str | None = None, seed: int = 0,
         parsed.append((line, r["filename"], fold, target, r["category"], esc10))
     if bad_lines:
         raise bad("fold must be 1-5, target a non-negative integer and esc10 True/False", bad_lines)
+    check_relative(csv_path, [(p[0], p[1]) for p in parsed])
+    check_duplicates(csv_path, [(p[0], p[1]) for p in parsed])
     if subset == "esc10":
         parsed = [p for p in parsed if p[5]]
     if not parsed:

@@ -8,6 +8,7 @@ from pathlib import Path
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
 from audioprune.data.splits import reject_options, stratified_holdout
+from audioprune.data.tables import readable
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -124,7 +125,9 @@ def _filtered_split(path: Path, clips: dict[str, Clip]) -> dict[str, list[Clip]]
             raise UserError(f"{list_path} not found; the filtered split needs "
                             f"{', '.join(SPLIT_FILES.values())} side by side")
         missing, twice, members = [], [], []
-        for line in list_path.read_text(encoding="utf-8").splitlines():
+        with readable(list_path):
+            text = list_path.read_text(encoding="utf-8")
+        for line in text.splitlines():
             entry = line.split()[0] if line.strip() else ""
             if not entry or entry.startswith("#"):
                 continue

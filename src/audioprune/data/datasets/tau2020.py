@@ -10,7 +10,7 @@ import numpy as np
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
 from audioprune.data.splits import reject_options
-from audioprune.data.tables import read_table
+from audioprune.data.tables import check_duplicates, check_relative, read_table
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -55,8 +55,10 @@ def load_tau2020(root: Path | None, *, split: str | None = None, seed: int = 0,
         raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}")
 
     meta_path = root / "meta.csv"
-    meta = {r["filename"]: r
-            for _, r in read_table(meta_path, META_COLUMNS, "tau2020", LAYOUT, delimiter="\t")}
+    meta_rows = read_table(meta_path, META_COLUMNS, "tau2020", LAYOUT, delimiter="\t")
+    check_relative(meta_path, [(n, r["filename"]) for n, r in meta_rows])
+    check_duplicates(meta_path, [(n, r["filename"]) for n, r in meta_rows])
+    meta = {r["filename"]: r for _, r in meta_rows}
     class_names = sorted({r["scene_label"] for r in meta.values()})
     if not class_names:
         raise UserError(f"{meta_path} lists no clips")
@@ -67,6 +69,7 @@ def load_tau2020(root: Path | None, *, split: str | None = None, seed: int = 0,
     for part, rel in SETUP_FILES.items():
         setup_path = root / rel
         rows = read_table(setup_path, SETUP_COLUMNS, "tau2020", LAYOUT, delimiter="\t")
+        check_duplicates(setup_path, [(n, r["filename"]) for n, r in rows])
         unlisted = [f"line {n}: {r['filename']}" for n, r in rows if r["filename"] not in meta]
         if unlisted:
             raise UserError(f"{setup_path}: {len(unlisted)} file(s) not in {meta_path} (first: "
@@ -93,6 +96,11 @@ def load_tau2020(root: Path | None, *, split: str | None = None, seed: int = 0,
             raise UserError(f"{setup_path} lists no clips")
         splits[part] = sorted(clips, key=lambda c: c.key)
 
+    both = sorted({c.key for c in splits["train"]} & {c.key for c in splits["test"]})
+    if both:
+        raise UserError(f"{len(both)} file(s) listed in both {SETUP_FILES['train']} and "
+                        f"{SETUP_FILES['test']} (first: {', '.join(both[:5])}); a clip may be in "
+                        f"one split only: restore the official evaluation setup")
     splits["train"], splits["val"] = _location_holdout(splits["train"], identifier, val_fraction, seed)
     return DatasetIndex(name="tau2020", task="single-label", class_names=class_names,
                         splits={k: splits[k] for k in ("train", "val", "test")}, split_name=split,

@@ -7,7 +7,8 @@ from pathlib import Path
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
 from audioprune.data.splits import fold_split, reject_options
-from audioprune.data.tables import bad_rows, check_files, read_table
+from audioprune.data.tables import (bad_rows, check_duplicates, check_files, check_relative,
+                                    read_table)
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -58,6 +59,8 @@ def load_urbansound8k(root: Path | None, *, split: str | None = None, seed: int 
         parsed.append((line, r["slice_file_name"], fold, class_id, r["class"]))
     if bad_lines:
         raise bad("fold must be 1-10 and classID a non-negative integer", bad_lines)
+    check_relative(csv_path, [(p[0], p[1]) for p in parsed])
+    check_duplicates(csv_path, [(p[0], f"fold{p[2]}/{p[1]}") for p in parsed])
     if not parsed:
         raise UserError(f"{csv_path} lists no clips")
 

@@ -1,0 +1,158 @@
+"""`audioprune datasets check`: validate a dataset tree without training.
+
+Resolves the layout (metadata errors surface exactly as in training), decodes every file once at
+its native rate, and reports what training would see: files, classes per split, groups (folds,
+speakers, actors, devices), sample rates, channels, durations, and the problems -- files that
+training would skip (with the reason), identical audio listed twice, empty splits, classes with
+no training clip. Nothing is written; the feature cache is not touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+from tqdm import tqdm
+
+from audioprune.audio.io import load_audio
+from audioprune.data.registry import get_dataset_info, load_dataset
+from audioprune.data.types import DatasetIndex
+from audioprune.errors import AudioDecodeError
+
+SHOWN = 10  # problem lines listed before "... and N more"
+
+
+@dataclass
+class DatasetReport:
+    """What `check_dataset` found; `problems` empty means training will use every listed file."""
+
+    index: DatasetIndex
+    root: str | None
+    clip_seconds: float | None
+    undecodable: dict[str, str] = field(default_factory=dict)  # key -> reason
+    duplicates: list[list[str]] = field(default_factory=list)  # keys of identical audio
+    sample_rates: Counter = field(default_factory=Counter)
+    channels: Counter = field(default_factory=Counter)
+    durations: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> int:
+        return sum(len(v) for v in self.index.splits.values())
+
+    def render(self) -> str:
+        """The report as printed by the CLI."""
+        ix = self.index
+        lines = [f"{ix.name} [{ix.split_name}] {ix.task}, {ix.num_classes} classes"
+                 + (f", data root {self.root}" if self.root else "")]
+        decoded = self.files - len(self.undecodable)
+        if ix.render is not None:
+            lines.append(f"files: {self.files} clips generated in memory (nothing to decode)")
+        else:
+            lines.append(f"files: {self.files} listed, {decoded} decode, "
+                         f"{len(self.undecodable)} undecodable")
+        if self.sample_rates:
+            lines.append("sample rates: " + ", ".join(f"{sr} Hz x {n}"
+                                                      for sr, n in sorted(self.sample_rates.items())))
+            lines.append("channels: " + ", ".join(f"{_channels(c)} x {n}"
+                                                  for c, n in sorted(self.channels.items())))
+        if self.durations:
+            d = self.durations
+            text = (f"duration: min {min(d):.2f} s, median {statistics.median(d):.2f} s, "
+                    f"max {max(d):.2f} s")
+            if self.clip_seconds:
+                short = sum(x < self.clip_seconds for x in d)
+                longer = sum(x > self.clip_seconds for x in d)
+                text += (f"; training clips are {self.clip_seconds:g} s: {short} shorter "
+                         f"(zero-padded), {longer} longer (cropped)")
+            lines.append(text)
+        lines.append("splits: " + ", ".join(f"{k} {len(v)}" for k, v in ix.splits.items()))
+        lines.append("classes (" + "/".join(ix.splits) + "):")
+        counts = {k: Counter(t for c in v for t in c.targets) for k, v in ix.splits.items()}
+        width = max(len(n) for n in ix.class_names)
+        for i, name in enumerate(ix.class_names):
+            lines.append(f"  {name:<{width}}  " + "/".join(str(counts[k][i]) for k in ix.splits))
+        groups = Counter(c.group for v in ix.splits.values() for c in v if c.group)
+        if groups:
+            lines.append(f"groups ({len(groups)}): " + ", ".join(
+                f"{g} {n}" for g, n in sorted(groups.items(), key=lambda kv: _natural(kv[0]))))
+        for note in self.notes:
+            lines.append(f"note: {note}")
+        if self.problems:
+            lines.append(f"problems ({len(self.problems)}):")
+            lines += [f"  {p}" for p in self.problems[:SHOWN]]
+            if len(self.problems) > SHOWN:
+                lines.append(f"  ... and {len(self.problems) - SHOWN} more")
+            lines.append("training skips undecodable files with a warning (--strict: an error)")
+        else:
+            lines.append("problems: none")
+        return "\n".join(lines)
+
+
+def check_dataset(name: str, root: str | Path | None, options: dict[str, Any] | None = None,
+                  seed: int = 0, progress: bool = True) -> DatasetReport:
+    """Resolve dataset `name` under `root` with loader `options` and inspect every file."""
+    index = load_dataset(name, root, seed=seed, **(options or {}))
+    report = DatasetReport(index, str(root) if root is not None else None,
+                           get_dataset_info(name).frontend.clip_seconds, notes=list(index.notes))
+    by_content: dict[str, list[str]] = defaultdict(list)
+    split_of = {c.key: split for split, clips in index.splits.items() for c in clips}
+    clips = [c for v in index.splits.values() for c in v]
+    if index.render is None:
+        for clip in tqdm(clips, desc=f"checking {name}", unit="file", disable=not progress,
+                         leave=False):
+            try:
+                if clip.path is None:
+                    raise AudioDecodeError(f"clip {clip.key} has no file")
+                wave = load_audio(clip.path, mono=False)
+                sr = sf.info(str(clip.path)).samplerate
+            except AudioDecodeError as exc:
+                report.undecodable[clip.key] = str(exc)
+                continue
+            report.sample_rates[sr] += 1
+            report.channels[wave.shape[0]] += 1
+            report.durations.append(wave.shape[1] / sr)
+            digest = hashlib.sha256(wave.tobytes() + str(sr).encode()).hexdigest()
+            by_content[digest].append(clip.key)
+    report.duplicates = [sorted(keys) for keys in by_content.values() if len(keys) > 1]
+    _judge(report, split_of)
+    return report
+
+
+def _judge(report: DatasetReport, split_of: dict[str, str]) -> None:
+    """Turn the findings into problem and note lines."""
+    ix = report.index
+    for key, reason in report.undecodable.items():
+        report.problems.append(f"undecodable: {reason}")
+    for keys in report.duplicates:
+        where = sorted({split_of[k] for k in keys})
+        leak = f" (in {' and '.join(where)}: the same audio is trained and tested on)" \
+            if len(where) > 1 and "test" in where else ""
+        report.problems.append(f"identical audio: {', '.join(keys)}{leak}")
+    usable = {k: [c for c in v if c.key not in report.undecodable] for k, v in ix.splits.items()}
+    for split in ("train", "test"):
+        if not usable.get(split):
+            report.problems.append(f"the {split} split holds no usable clip")
+    if not usable.get("val"):
+        report.notes.append("the validation split is empty: the best epoch is chosen by "
+                            "training loss")
+    trained = Counter(t for c in usable.get("train", []) for t in c.targets)
+    absent = [n for i, n in enumerate(ix.class_names) if trained[i] == 0]
+    if absent and usable.get("train"):
+        report.problems.append(f"{len(absent)} class(es) without a usable training clip: "
+                               f"{', '.join(absent[:SHOWN])}")
+
+
+def _channels(n: int) -> str:
+    return {1: "mono", 2: "stereo"}.get(n, f"{n} channels")
+
+
+def _natural(text: str) -> tuple:
+    """Sort fold "10" after fold "9"."""
+    return (0, int(text), "") if text.isdigit() else (1, 0, text)

@@ -8,6 +8,8 @@ FlopCounterMode reports FLOPs = 2 x MACs for conv/matmul, so MACs = FLOPs / 2.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -46,8 +48,9 @@ def _macs(fn, *args: torch.Tensor) -> int:
 def count_macs(model: AudioClassifier, num_samples: int | None = None) -> dict[str, int]:
     """MACs for ONE example of `num_samples` samples (default: the front end's clip length).
 
-    Returns {"model": body MACs from features to logits, "frontend": STFT + mel projection}.
-    The body count is what `metrics.json` reports as `macs`.
+    Returns {"model": body MACs from features to logits, "frontend": the front end's matmuls
+    and convolutions (mel projection, delta filters)}. The STFT's FFT is not in "frontend":
+    FlopCounterMode has no rule for it. The body count is what `metrics.json` reports as `macs`.
     """
     num_samples = num_samples or model.frontend_cfg.clip_samples or model.frontend_cfg.sample_rate
     was_training = model.training
@@ -68,3 +71,73 @@ def size_bytes(model: nn.Module, bytes_per_param: int = 4) -> int:
     n = count_params(model) + sum(b.numel() for name, b in model.named_buffers()
                                   if not name.startswith("frontend.") and b.is_floating_point())
     return n * bytes_per_param
+
+
+def layer_params(model: nn.Module) -> dict[str, int]:
+    """Learnable parameters held directly by each module (front end excluded), by module name.
+
+    A quaternion layer's r/i/j/k weights and bias sum into its own row; the values add up to
+    `count_params(model)`.
+    """
+    out: dict[str, int] = {}
+    for name, mod in model.named_modules():
+        if name.startswith("frontend"):
+            continue
+        n = sum(p.numel() for p in mod.parameters(recurse=False))
+        if n:
+            out[name or "(model)"] = n
+    return out
+
+
+@torch.no_grad()
+def layer_macs(model: AudioClassifier, num_samples: int | None = None) -> dict[str, int]:
+    """Body MACs for one example, per module (by name): what each module computes itself,
+    children excluded, so the values add up to `count_macs(model)["model"]`.
+
+    One FlopCounterMode spans the whole forward pass and forward hooks read its running total
+    at each module's entry and exit (FlopCounterMode's own module tracker names modules by class
+    when the body is entered through `classify` rather than `__call__`). A module's own share is
+    its total minus that of the modules called inside it, so containers that are never called
+    (ModuleList) and modules called twice are handled. Work done in the model's own `classify`
+    (e.g. a functional matmul) is listed under "(model)".
+    """
+    num_samples = num_samples or model.frontend_cfg.clip_samples or model.frontend_cfg.sample_rate
+    flops: dict[str, int] = {}
+    stack: list[list[int]] = [[0, 0]]  # per active call: [running total at entry, children's]
+    handles = []
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_RULES) as counter:
+        def enter(_mod: nn.Module, _args: object) -> None:
+            stack.append([counter.get_total_flops(), 0])
+
+        def leave(name: str) -> Callable[..., None]:
+            def hook(_mod: nn.Module, _args: object, _out: object) -> None:
+                start, inner = stack.pop()
+                spent = counter.get_total_flops() - start
+                flops[name] = flops.get(name, 0) + spent - inner
+                stack[-1][1] += spent
+            return hook
+
+        for name, mod in model.named_modules():
+            if name and not name.startswith("frontend"):
+                handles.append(mod.register_forward_pre_hook(enter))
+                handles.append(mod.register_forward_hook(leave(name)))
+        was_training = model.training
+        model.eval()
+        try:
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            model.classify(torch.zeros(1, *model.feature_shape(num_samples), device=device))
+        finally:
+            model.train(was_training)
+            for h in handles:
+                h.remove()
+        flops["(model)"] = counter.get_total_flops() - stack[0][1]
+    return {name: int(f) // 2 for name, f in flops.items() if f}
+
+
+@torch.no_grad()
+def frontend_macs(model: AudioClassifier, num_samples: int | None = None) -> int:
+    """The front end's MACs for one example, as `count_macs(model)["frontend"]`, without also
+    running the body (which can be large)."""
+    num_samples = num_samples or model.frontend_cfg.clip_samples or model.frontend_cfg.sample_rate
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    return _macs(model.features, torch.zeros(1, num_samples, device=device))

@@ -48,7 +48,9 @@ import torch_pruning as tp
 from torch import nn
 
 from audioprune.nn.quaternion import QConv1d, QConv2d, QLinear, is_quaternion
+from audioprune.prune import calibration
 from audioprune.prune.criteria import describe_criterion, get_criterion
+from audioprune.prune.criteria.active import ACTIVATION_CRITERIA, taylor_scores
 from audioprune.prune.criteria.representatives import representatives
 from audioprune.prune.quaternion_pruner import QUATERNION_PRUNERS, real_channels_of
 
@@ -56,12 +58,15 @@ log = logging.getLogger("audioprune.prune")
 
 __all__ = [
     "AGGREGATES",
+    "ActiveImportance",
     "QUATERNION_MODES",
     "CriterionImportance",
     "PrunableLayer",
     "PruningGraph",
     "aggregate_components",
     "build_graph",
+    "group_importance",
+    "make_importance",
 ]
 
 ROOT_TYPES: tuple[type, ...] = (nn.modules.conv._ConvNd, nn.Linear, QConv1d, QConv2d, QLinear)
@@ -175,12 +180,119 @@ class CriterionImportance(tp.importance.Importance):
         return np.asarray(self.criterion(torch.cat(comps, dim=1)), dtype=np.float64)
 
     def __call__(self, group: Any) -> torch.Tensor:
-        root = group[0].dep.target.module
-        quaternion_layout = group_is_quaternion(group)
-        units = self.unit_scores(root, quaternion_layout)
-        per_channel = np.tile(units, 4) if quaternion_layout else units  # channel q + c*O -> unit q
-        idxs = list(group[0].idxs) if len(group[0].idxs) else range(per_channel.size)
-        return -torch.as_tensor(per_channel[list(idxs)], dtype=torch.float64)
+        return group_importance(self.unit_scores, group)
+
+
+class ActiveImportance(tp.importance.Importance):
+    """An active criterion (hrank, activation, taylor) as a Torch-Pruning importance.
+
+    Unlike :class:`CriterionImportance` it needs data: :meth:`calibrate` runs calibration batches
+    through the model (again after every pruning round: the maps change) and stores one score per
+    real output channel of every prunable layer; scoring a group then reads them. In quaternion
+    layout the four real channels of a quaternion (q, q+O, q+2O, q+3O: its r, i, j, k outputs)
+    are combined by ``aggregate`` (mean by default), as for the passive criteria.
+
+    taylor uses Torch-Pruning's GroupTaylorImportance (weights x gradients over the whole group:
+    the layer, its BN and the next layer's inputs) for real layers; Torch-Pruning skips the
+    quaternion layers (custom modules are outside its target types and it would score nothing),
+    so a QConv2d / QLinear root is scored by ``criteria.active.taylor_scores`` on each of its
+    r, i, j, k weights.
+    """
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None, *,
+                 aggregate: str = "mean") -> None:
+        info = describe_criterion(name)
+        if info.inputs == "weights":
+            raise ValueError(f"{name!r} is a passive criterion; use CriterionImportance")
+        self.name, self.inputs = name, info.inputs
+        self.options = dict(options or {})
+        unknown = sorted(set(self.options) - set(info.options))
+        if unknown:
+            raise ValueError(f"criterion {name!r} has no option {', '.join(unknown)} "
+                             f"(allowed: {', '.join(info.options)})")
+        self.batches = int(self.options.get("batches", calibration.DEFAULT_BATCHES))
+        if self.batches < 1:
+            raise ValueError(f"{name}: batches must be at least 1, got {self.batches}")
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"unknown quaternion aggregate {aggregate!r}; choose from "
+                             f"{', '.join(AGGREGATES)}")
+        self.aggregate = aggregate
+        self._channel_scores: dict[nn.Module, np.ndarray] = {}
+        self._unscored: dict[nn.Module, str] = {}  # hrank: layers without 2-D feature maps
+
+    def describe(self) -> dict[str, Any]:
+        return {"criterion": self.name, "options": self.options, "aggregate": self.aggregate,
+                "quaternion_mode": "aggregate", "calibration_batches": self.batches}
+
+    def calibrate(self, graph: PruningGraph, batches: Sequence[calibration.Batch],
+                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        """Record this criterion's per-channel scores for every prunable layer of `graph`."""
+        if not batches:
+            raise ValueError(f"{self.name} needs calibration batches (training data)")
+        layers = graph.layers()
+        model = graph.model
+        if self.inputs == "activations":
+            forward = lambda m, x: m.classify(x) if hasattr(m, "classify") else m(x)
+            scored = {n: lay.module for n, lay in layers.items()
+                      if self.name != "hrank" or isinstance(lay.module, (nn.Conv2d, QConv2d))}
+            self._unscored = {lay.module: n for n, lay in layers.items() if n not in scored}
+            taps = calibration.feature_taps(model, scored, graph.example_inputs, forward)
+            fn = ACTIVATION_CRITERIA[self.name]
+            scores = calibration.record_feature_scores(model, taps, batches, fn)
+            self._channel_scores = {layers[n].module: s for n, s in scores.items()}
+            return
+        calibration.accumulate_gradients(model, batches, loss_fn)
+        try:
+            tp_taylor = tp.importance.GroupTaylorImportance()
+            self._channel_scores = {}
+            for name, layer in layers.items():
+                root = layer.module
+                if isinstance(root, _QUATERNION_WEIGHTS):
+                    per = [taylor_scores(w, w.grad) for w in root.components()]
+                    self._channel_scores[root] = np.concatenate(per)  # channel q + c*O
+                    continue
+                imp = tp_taylor(graph.group(name, layers))
+                if imp is None:  # nothing in the group Torch-Pruning can score
+                    self._channel_scores[root] = taylor_scores(root.weight, root.weight.grad)
+                else:
+                    self._channel_scores[root] = -imp.detach().cpu().double().numpy()
+        finally:
+            calibration.clear_gradients(model.parameters())
+
+    def unit_scores(self, module: nn.Module, quaternion_layout: bool) -> np.ndarray:
+        if module in self._unscored:
+            raise ValueError(f"hrank ranks 2-D feature maps; {self._unscored[module]} is not a 2-D "
+                             f"conv layer: leave it out with --layers (e.g. --layers 'conv*')")
+        if module not in self._channel_scores:
+            raise RuntimeError(f"{self.name}: layer not calibrated; call calibrate() with data "
+                               f"after every pruning step")
+        s = self._channel_scores[module]
+        return aggregate_components(s.reshape(4, -1), self.aggregate) if quaternion_layout else s
+
+    def __call__(self, group: Any) -> torch.Tensor:
+        return group_importance(self.unit_scores, group)
+
+
+def make_importance(name: str, options: Mapping[str, Any] | None = None, *, aggregate: str = "mean",
+                    quaternion_mode: str = "aggregate") -> CriterionImportance | ActiveImportance:
+    """The importance for criterion `name`: passive (weights only) or active (needs calibrate)."""
+    if describe_criterion(name).inputs == "weights":
+        return CriterionImportance(name, options, aggregate=aggregate, quaternion_mode=quaternion_mode)
+    if quaternion_mode != "aggregate":
+        raise ValueError(f"{name} is an active criterion: it scores real output channels, so only "
+                         f"--quaternion-mode aggregate applies")
+    return ActiveImportance(name, options, aggregate=aggregate)
+
+
+def group_importance(unit_scores: Callable[[nn.Module, bool], np.ndarray], group: Any) -> torch.Tensor:
+    """Torch-Pruning importance (lower = pruned first) of the group's root channels from
+    per-filter scores in our convention; in quaternion layout channel q + c*O belongs to unit q."""
+    root = group[0].dep.target.module
+    quaternion_layout = group_is_quaternion(group)
+    units = unit_scores(root, quaternion_layout)
+    per_channel = np.tile(units, 4) if quaternion_layout else units
+    idxs = list(group[0].idxs) if len(group[0].idxs) else range(per_channel.size)
+    return -torch.as_tensor(per_channel[list(idxs)], dtype=torch.float64)
 
 
 def group_is_quaternion(group: Any) -> bool:

@@ -13,6 +13,8 @@ final pruned and fine-tuned model) plus, in metrics.json:
                    widths before/after and the removed filter indices (numbered as in the parent)
   reduction        1 - pruned/parent for params and macs, and accuracy_change | mAP_change
                    (pruned minus parent; negative = a drop)
+  distill          only with ``--distill-from``: fine-tuning distilled from a teacher (by default
+                   the parent); teacher, loss, T, alpha, cached/online (audioprune.distill)
 
 Data and training default to the parent's config.json: same dataset, data root, split options and
 training settings, with the learning rate divided by 10 (fine-tuning starts from trained weights;
@@ -24,6 +26,10 @@ shrink the kept fraction geometrically and end exactly at the one-shot plan (pla
 each round re-scores the filters of the fine-tuned model, and fine-tunes for the full
 ``finetune_epochs``. The plan itself (which layers, how many filters; global allocation; budget
 search) is resolved once on the parent.
+
+Active criteria (hrank, activation, taylor) see data: before every pruning step the model runs
+``batches`` calibration batches (criterion option, default 8) of the training set, drawn by a
+seeded permutation, and the criterion scores the recorded feature maps or gradients.
 
 Resumable: each round lives in ``rounds/round<k>/`` (the pruned model as pruned.safetensors +
 model.json, fine-tuning checkpoints, round.json when done); ``resume_prune(out)`` skips finished
@@ -42,11 +48,13 @@ from typing import Any
 
 import torch
 
+from audioprune.distill.distiller import DistillConfig, Distiller
 from audioprune.errors import UserError
 from audioprune.fileio import read_json, read_tensors, write_json
 from audioprune.models.base import AudioClassifier
-from audioprune.prune.criteria import select_prune
-from audioprune.prune.engine import CriterionImportance, PruningGraph
+from audioprune.prune.calibration import Batch, calibration_batches
+from audioprune.prune.criteria import describe_criterion, select_prune
+from audioprune.prune.engine import ActiveImportance, CriterionImportance, PruningGraph, make_importance
 from audioprune.prune.plan import PlanSpec, ResolvedPlan, resolve_plan, schedule_counts
 from audioprune.train.experiment import (
     DataBundle,
@@ -63,6 +71,7 @@ from audioprune.train.run_dir import (
     MODEL_WEIGHTS,
     load_model,
     read_model_info,
+    read_run_json,
     save_model,
     write_metrics,
 )
@@ -85,11 +94,18 @@ class PruneConfig:
     aggregate: str = "mean"
     quaternion_mode: str = "aggregate"
 
-    def importance(self) -> CriterionImportance:
+    @property
+    def active(self) -> bool:
+        """True for criteria that need calibration data (hrank, activation, taylor)."""
         try:
-            return CriterionImportance(self.criterion, self.criterion_options,
-                                       aggregate=self.aggregate,
-                                       quaternion_mode=self.quaternion_mode)
+            return describe_criterion(self.criterion).inputs != "weights"
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+    def importance(self) -> CriterionImportance | ActiveImportance:
+        try:
+            return make_importance(self.criterion, self.criterion_options, aggregate=self.aggregate,
+                                   quaternion_mode=self.quaternion_mode)
         except ValueError as exc:
             raise UserError(str(exc)) from None
 
@@ -108,32 +124,57 @@ class PruneConfig:
 # ------------------------------------------------------------------------------ in memory
 
 
-def plan_pruning(model: AudioClassifier, cfg: PruneConfig,
-                 graph: PruningGraph | None = None) -> tuple[PruningGraph, ResolvedPlan]:
-    """Trace `model` and resolve `cfg.plan` on it (counts per layer)."""
+def plan_pruning(model: AudioClassifier, cfg: PruneConfig, graph: PruningGraph | None = None,
+                 importance: CriterionImportance | ActiveImportance | None = None,
+                 batches: list[Batch] | None = None) -> tuple[PruningGraph, ResolvedPlan]:
+    """Trace `model` and resolve `cfg.plan` on it (counts per layer). An active criterion with
+    global ranking needs its scores, hence `batches`, to plan."""
     if cfg.iterative < 1:
         raise UserError(f"--iterative needs at least 1 round, got {cfg.iterative}")
     graph = graph or PruningGraph(model)
-    importance = cfg.importance()
+    importance = importance or cfg.importance()
+    if isinstance(importance, ActiveImportance) and cfg.plan.global_ranking:
+        if batches is None:
+            raise UserError(f"--global with the active criterion {cfg.criterion} needs data")
+        importance.calibrate(graph, batches, calibration_loss)
     plan = resolve_plan(cfg.plan, graph, scores=lambda names: graph.scores(importance, names))
     return graph, plan
 
 
-def prune_step(graph: PruningGraph, importance: CriterionImportance,
-               counts: Mapping[str, int]) -> dict[str, list[int]]:
+def calibration_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The training loss for taylor's gradients: class indices -> cross-entropy, multi-hot -> BCE."""
+    if y.dtype == torch.long:
+        return torch.nn.functional.cross_entropy(logits, y)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+
+
+def prune_step(graph: PruningGraph, importance: CriterionImportance | ActiveImportance,
+               counts: Mapping[str, int], batches: list[Batch] | None = None,
+               loss_fn: Any = None) -> dict[str, list[int]]:
     """Remove counts[name] filters from each layer, the criterion's top-scored ones; return the
-    removed indices (numbered as the layers were before this step)."""
+    removed indices (numbered as the layers were before this step). Active criteria are
+    calibrated on `batches` first (every step: the maps change as filters go)."""
     names = [n for n, c in counts.items() if c > 0]
-    scores = graph.scores(importance, names)
+    if isinstance(importance, ActiveImportance):
+        if not batches:
+            raise UserError(f"the active criterion {importance.name} needs calibration batches")
+        importance.calibrate(graph, batches, loss_fn or calibration_loss)
+    try:
+        scores = graph.scores(importance, names)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     removal = {n: [int(i) for i in select_prune(scores[n], counts[n])] for n in names}
     graph.prune(removal)
     return removal
 
 
-def prune_model(model: AudioClassifier, cfg: PruneConfig) -> dict[str, Any]:
-    """One-shot pruning in place, no data: returns {"plan": ..., "removed": {layer: indices}}."""
-    graph, plan = plan_pruning(model, cfg)
-    removed = prune_step(graph, cfg.importance(), plan.counts)
+def prune_model(model: AudioClassifier, cfg: PruneConfig,
+                batches: list[Batch] | None = None) -> dict[str, Any]:
+    """One-shot pruning in place: returns {"plan": ..., "removed": {layer: indices}}. Passive
+    criteria need no data; active ones take (waveforms, targets) calibration `batches`."""
+    importance = cfg.importance()
+    graph, plan = plan_pruning(model, cfg, importance=importance, batches=batches)
+    removed = prune_step(graph, importance, plan.counts, batches)
     return {"plan": plan.to_dict(), "removed": removed}
 
 
@@ -142,7 +183,7 @@ def prune_model(model: AudioClassifier, cfg: PruneConfig) -> dict[str, Any]:
 
 def parent_config(parent: Path) -> dict[str, Any]:
     path = Path(parent) / CONFIG_JSON
-    return read_json(path) if path.is_file() else {}
+    return read_run_json(path) if path.is_file() else {}
 
 
 def parent_data_spec(parent: Path, override: DataSpec | None = None,
@@ -209,7 +250,7 @@ def _check_out(out: Path, resume: bool) -> None:
     if resume:
         if not (out / CONFIG_JSON).is_file():
             raise UserError(f"--resume {out}: no {CONFIG_JSON} there; is it a prune run?")
-        cfg = read_json(out / CONFIG_JSON)
+        cfg = read_run_json(out / CONFIG_JSON)
         if cfg.get("command") != "prune":
             raise UserError(f"--resume {out}: it is a {cfg.get('command')!r} run, not a prune run")
     elif (out / CONFIG_JSON).exists():
@@ -218,29 +259,39 @@ def _check_out(out: Path, resume: bool) -> None:
 
 
 def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, data: DataSpec,
-              resume: bool = False) -> dict[str, Any]:
-    """Prune the model of run `parent` into run directory `out`; return its metrics.json."""
+              resume: bool = False, distill: DistillConfig | None = None) -> dict[str, Any]:
+    """Prune the model of run `parent` into run directory `out`; return its metrics.json.
+    With `distill`, fine-tuning distils from its teacher ("parent" = the unpruned parent) and
+    metrics.json gains a `distill` block (audioprune.distill.distiller)."""
     parent, out = Path(parent), Path(out)
+    if distill is not None and distill.teacher == "parent":
+        distill = DistillConfig(**{**distill.to_dict(), "teacher": str(parent.resolve())})
+    if distill is not None:
+        distill.validate()
     _check_out(out, resume)
     if parent.resolve() == out.resolve():
         raise UserError("--out must differ from the parent run")
     model, info = load_model(parent, train.device)
-    planned = plan_pruning(model, cfg)  # errors in the plan surface before anything is written
+    # errors in the plan surface before anything is written; an active criterion ranking
+    # globally needs data to plan, so it plans once the data is loaded
+    planned = None if cfg.active and cfg.plan.global_ranking else plan_pruning(model, cfg)
     # the pruned model always keeps its parent's front end (sample rate, clip, standardisation)
     data = DataSpec(**{**data.__dict__, "frontend": model.frontend_cfg.to_dict()})
     config = {"command": "prune", "parent": str(parent.resolve()), "prune": cfg.to_dict(),
               "model": info["arch"], "data": data.__dict__, "train": train.to_dict(),
               "environment": environment()}
+    if distill is not None:
+        config["distill"] = distill.to_dict()
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         write_json(out / CONFIG_JSON, config)
     with run_log(out):
-        return _prune(parent, out, model, info, cfg, planned, train, data, resume)
+        return _prune(parent, out, model, info, cfg, planned, train, data, resume, distill=distill)
 
 
 def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any],
-           cfg: PruneConfig, planned: tuple[PruningGraph, ResolvedPlan], train: TrainConfig,
-           data: DataSpec, resume: bool) -> dict[str, Any]:
+           cfg: PruneConfig, planned: tuple[PruningGraph, ResolvedPlan] | None, train: TrainConfig,
+           data: DataSpec, resume: bool, distill: DistillConfig | None = None) -> dict[str, Any]:
     bundle = prepare_data(data, train.seed, progress=train.progress)
     log.info("%s", bundle.index.describe())
     if bundle.index.num_classes != model.num_classes:
@@ -248,12 +299,16 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
                         f"{bundle.index.num_classes}")
     class_names, task = info["class_names"], info["task"]
     extra = {"dataset": data.dataset, "parent": str(parent.resolve())}
+    # before seeding: building the teacher draws (then replaces) initial weights
+    kd = Distiller(distill, data, bundle, train) if distill is not None else None
     torch.manual_seed(train.seed)
 
     parent_metrics = _parent_block(parent, model, bundle, train)
     widths_before = model.layer_widths()
     importance = cfg.importance()
-    graph, plan = planned
+    batches = (calibration_batches(bundle.train, importance.batches, train.batch_size, train.seed)
+               if isinstance(importance, ActiveImportance) else None)
+    graph, plan = planned or plan_pruning(model, cfg, importance=importance, batches=batches)
     log.info("pruning plan (%s%s): %s", plan.mode, f", level {plan.level}" if plan.level else "",
              ", ".join(f"{n} {c}/{plan.n_units[n]}" for n, c in plan.counts.items()))
     layers0 = graph.layers()
@@ -284,7 +339,7 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
         else:
             step = {n: cumulative[n] - prev[n] for n in cumulative}
             graph = PruningGraph(model)
-            removed_now = prune_step(graph, importance, step)
+            removed_now = prune_step(graph, importance, step, batches)
             removed = {}
             for name, idxs in removed_now.items():
                 removed[name] = [index_map[name][i] for i in idxs]
@@ -303,7 +358,8 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
         summary = None
         if train.epochs > 0:
             has_ckpt = (rdir / "checkpoint" / "last.json").is_file()
-            summary = fit(model, bundle.train, bundle.val, train, rdir, resume=resume and has_ckpt)
+            summary = (kd.fit if kd is not None else fit)(model, bundle.train, bundle.val, train,
+                                                          rdir, resume=resume and has_ckpt)
             model.load_state_dict(read_tensors(rdir / MODEL_WEIGHTS), strict=False)
         save_model(rdir, model, class_names, task, extra)
         record["finetune"] = summary
@@ -347,6 +403,8 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
         "environment": environment(),
         "data_options": data.options,
     })
+    if kd is not None:
+        metrics["distill"] = kd.describe(metrics["train_seconds"])
     write_metrics(out, metrics)
     for r in range(1, len(schedule) + 1):  # the run is complete: checkpoints are no longer needed
         shutil.rmtree(out / "rounds" / f"round{r}" / "checkpoint", ignore_errors=True)
@@ -359,8 +417,9 @@ def resume_prune(out: Path, **overrides: Any) -> dict[str, Any]:
     _check_out(out, resume=True)
     saved = read_json(out / CONFIG_JSON)
     train = TrainConfig(**{**saved["train"], **{k: v for k, v in overrides.items() if v is not None}})
+    distill = DistillConfig.from_dict(saved["distill"]) if saved.get("distill") else None
     return prune_run(Path(saved["parent"]), out, PruneConfig.from_dict(saved["prune"]), train,
-                     DataSpec(**saved["data"]), resume=True)
+                     DataSpec(**saved["data"]), resume=True, distill=distill)
 
 
 __all__ = ["PruneConfig", "finetune_config", "parent_data_spec", "plan_pruning", "prune_model",

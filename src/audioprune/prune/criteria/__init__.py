@@ -26,6 +26,12 @@ Names (options in brackets; defaults in the module docs):
   l1, l2, opnorm, opnorm-paper  []
   fpgm                          [mode ('he' | 'torch-pruning'), p]
   random                        [seed]
+  hrank, activation             [batches]     active: recorded feature maps (active.py)
+  taylor                        [batches]     active: weights x loss gradients (active.py)
+
+Active criteria (``describe_criterion(name).inputs`` is "activations" or "gradients") are not
+callable on weights alone: the engine records what they need on calibration batches of the
+training set (audioprune.prune.calibration) and hands it to them.
 
 Representatives and the SVD sign: representatives.py. Edge-weight conventions (principled
 1 - |cos| versus `paper_compat=True`, networkx's handling of negative weights): centrality.py and
@@ -40,7 +46,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from audioprune.prune.criteria import centrality, norms, similarity
+from audioprune.prune.criteria import active, centrality, norms, similarity
 from audioprune.prune.criteria.base import (
     Criterion,
     WeightLike,
@@ -72,6 +78,7 @@ class CriterionInfo:
     options: tuple[str, ...]
     summary: str
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    inputs: str = "weights"  # "weights" | "activations" | "gradients" (active criteria)
 
 
 _REGISTRY: dict[str, CriterionInfo] = {}
@@ -83,17 +90,22 @@ def register_criterion(
     *,
     options: tuple[str, ...] = (),
     summary: str = "",
+    inputs: str = "weights",
     **fixed: Any,
 ) -> None:
-    """Add a criterion `fn(weights, **fixed, **options) -> scores` under `name`."""
+    """Add a criterion `fn(weights, **fixed, **options) -> scores` under `name` (for active
+    criteria `fn(activations)` or `fn(weight, grad)`, with `inputs` saying which)."""
     if name in _REGISTRY:
         raise ValueError(f"criterion {name!r} is already registered")
-    _REGISTRY[name] = CriterionInfo(name, fn, tuple(options), summary, dict(fixed))
+    if inputs not in ("weights", "activations", "gradients"):
+        raise ValueError(f"unknown criterion inputs {inputs!r}")
+    _REGISTRY[name] = CriterionInfo(name, fn, tuple(options), summary, dict(fixed), inputs)
 
 
-def list_criteria() -> list[str]:
-    """The registered criterion names, sorted."""
-    return sorted(_REGISTRY)
+def list_criteria(inputs: str | None = None) -> list[str]:
+    """The registered criterion names, sorted; only those reading `inputs` ("weights" for the
+    passive ones) when given."""
+    return sorted(n for n, info in _REGISTRY.items() if inputs is None or info.inputs == inputs)
 
 
 def describe_criterion(name: str) -> CriterionInfo:
@@ -109,6 +121,9 @@ def describe_criterion(name: str) -> CriterionInfo:
 def get_criterion(name: str, **options: Any) -> Criterion:
     """The criterion `name` with `options` bound: a callable weights -> scores (higher = prune first)."""
     info = describe_criterion(name)
+    if info.inputs != "weights":
+        raise ValueError(f"criterion {name!r} is active: it needs recorded {info.inputs}, not "
+                         f"weights alone; prune with data (audioprune prune / prune_model(batches=))")
     unknown = sorted(set(options) - set(info.options))
     if unknown:
         allowed = ", ".join(info.options) or "none"
@@ -164,3 +179,10 @@ register_criterion(
     summary="closest to the geometric median pruned first (He et al. 2019)",
 )
 register_criterion("random", norms.random_scores, options=("seed",), summary="seeded random scores")
+
+register_criterion("hrank", active.hrank_scores, inputs="activations", options=("batches",),
+                   summary="lowest average feature-map rank pruned first (HRank, CVPR 2020)")
+register_criterion("activation", active.activation_scores, inputs="activations",
+                   options=("batches",), summary="lowest mean |activation| pruned first")
+register_criterion("taylor", active.taylor_scores, inputs="gradients", options=("batches",),
+                   summary="smallest first-order Taylor |w * dL/dw| pruned first (Molchanov 2019)")

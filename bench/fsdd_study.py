@@ -1,0 +1,241 @@
+"""The FSDD studies behind the closing notes of the quaternion and pruning issues, run by the
+real `audioprune` command and summarised from the run directories' metrics.json.
+
+    python bench/fsdd_study.py qcnn    # dcase21net vs qdcase21net, 3 seeds, official split
+    python bench/fsdd_study.py prune   # C1+C2 50% pruning, 5 criteria x 3 seeds x 2 splits,
+                                       # 5 fine-tuning epochs
+    python bench/fsdd_study.py all --workers 2
+    python bench/fsdd_study.py summary # tables only, from whatever runs exist
+
+Runs go under --runs (default runs/fsdd-study); a finished run (metrics.json present) is skipped,
+so the script is resumable. With --workers 2 each run uses one torch thread: on 2 cores two
+small-model runs side by side finish sooner than one after the other with two threads each.
+Results (means, spreads, per seed) are written to bench/results/fsdd_<study>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FSDD = Path(os.environ.get("FSDD_ROOT", ROOT.parent / "shared" / "datasets" / "fsdd"))
+SEEDS = (0, 1, 2)
+CRITERIA = ("wdc", "betweenness", "l1", "fpgm", "random")
+SPLITS = {"official": 40, "speaker:nicolas": 20}  # split -> parent training epochs
+
+
+@dataclass
+class Job:
+    out: Path
+    argv: list[str]
+    needs: list[Path] = field(default_factory=list)
+
+    def done(self) -> bool:
+        return (self.out / "metrics.json").exists()
+
+
+def train_job(runs: Path, model: str, split: str, epochs: int, seed: int) -> Job:
+    tag = split.replace(":", "-")
+    out = runs / f"{model}-{tag}-e{epochs}-s{seed}"
+    return Job(out, ["train", "--model", model, "--dataset", "fsdd", "--data-root", str(FSDD),
+                     "--split", split, "--epochs", str(epochs), "--seed", str(seed),
+                     "--out", str(out), "--no-progress"])
+
+
+FINETUNE_EPOCHS = 5  # lr = parent's / 10 (the prune default); short, as CPU time is scarce here
+
+
+def prune_job(parent: Path, criterion: str, seed: int, ratios: str = "C1=0.5,C2=0.5",
+              epochs: int = FINETUNE_EPOCHS) -> Job:
+    out = parent.parent / f"{parent.name}-{criterion}-{ratios.replace(',', '_').replace('=', '')}"
+    return Job(out, ["prune", str(parent), "--criterion", criterion, "--ratios", ratios,
+                     "--finetune-epochs", str(epochs), "--seed", str(seed), "--out", str(out),
+                     "--no-progress"], needs=[parent])
+
+
+def qcnn_jobs(runs: Path) -> list[Job]:
+    return [train_job(runs, m, "official", 40, s) for m in ("dcase21net", "qdcase21net")
+            for s in SEEDS]
+
+
+def prune_jobs(runs: Path) -> list[Job]:
+    jobs: list[Job] = []
+    for split, epochs in reversed(SPLITS.items()):
+        for s in SEEDS:
+            parent = train_job(runs, "dcase21net", split, epochs, s)
+            jobs.append(parent)
+            jobs += [prune_job(parent.out, c, s) for c in CRITERIA]
+    for s in SEEDS:  # quaternion-aware pruning of the QCNN twin, whole quaternions, mean aggregate
+        parent = train_job(runs, "qdcase21net", "official", 40, s)
+        jobs.append(parent)
+        jobs += [prune_job(parent.out, c, s) for c in ("wdc", "l1")]
+    return jobs
+
+
+def _running_elsewhere(out: Path) -> bool:
+    """A run of this directory started by an earlier invocation of this script is still going."""
+    found = subprocess.run(["pgrep", "-f", "--", f"--out {out}( |$)"], capture_output=True, text=True)
+    return bool(found.stdout.strip())
+
+
+def run_job(job: Job, log_dir: Path, threads: int) -> str:
+    if job.done():
+        return f"skip {job.out.name}"
+    while _running_elsewhere(job.out):
+        time.sleep(10)
+    if job.done():
+        return f"finished elsewhere {job.out.name}"
+    while not all((p / "metrics.json").exists() for p in job.needs):
+        time.sleep(10)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    log = log_dir / f"{job.out.name}.log"
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "audioprune", *job.argv]
+    if job.out.exists() and not job.done():  # an interrupted run: continue it
+        verb = job.argv[0]
+        cmd = [sys.executable, "-m", "audioprune", verb, "--resume", str(job.out), "--no-progress"]
+    with open(log, "a") as fh:
+        rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    return f"{'done' if rc == 0 else f'FAILED rc={rc}'} {job.out.name} {time.perf_counter() - start:.0f}s"
+
+
+def priority(job: Job) -> tuple:
+    """Speaker-independent runs first (where criteria differ), then dcase21net's official-split
+    pruning, then the quaternion twin; within each, seed order, parents before their prunes."""
+    name = job.out.name
+    group = 0 if "speaker" in name else (1 if name.startswith("dcase21net") else 2)
+    seed = int(name.split("-s")[-1].split("-")[0]) if "-s" in name else 0
+    return (group, seed, bool(job.needs))
+
+
+class JobQueue:
+    """Workers take the highest-priority job whose parent run is finished, so a pruning run
+    starts as soon as its parent exists instead of behind every other parent."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = sorted(jobs, key=priority)
+        self.claimed: set[Path] = set()
+        self.lock = threading.Lock()
+
+    def _next(self) -> Job | None:
+        with self.lock:
+            pending = [j for j in self.jobs if j.out not in self.claimed]
+            if not pending:
+                return None
+            ready = [j for j in pending if all((p / "metrics.json").exists() for p in j.needs)]
+            job = (ready or pending)[0]  # nothing ready: wait on the first (run_job polls)
+            self.claimed.add(job.out)
+            return job
+
+    def work(self, log_dir: Path, threads: int) -> None:
+        while (job := self._next()) is not None:
+            print(run_job(job, log_dir, threads), flush=True)
+
+
+def mean_sd(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1
+            else 0.0, "n": len(values), "values": values}
+
+
+def load(path: Path) -> dict | None:
+    p = path / "metrics.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def summarise_qcnn(runs: Path) -> dict:
+    out: dict = {}
+    for model in ("dcase21net", "qdcase21net"):
+        ms = [m for s in SEEDS if (m := load(train_job(runs, model, "official", 40, s).out))]
+        if ms:
+            out[model] = {"accuracy": mean_sd([m["accuracy"] for m in ms]),
+                          "params": ms[0]["params"], "macs": ms[0]["macs"]}
+    return out
+
+
+def summarise_prune(runs: Path) -> dict:
+    out: dict = {}
+    studies = [("dcase21net", split, e, CRITERIA) for split, e in SPLITS.items()]
+    studies.append(("qdcase21net", "official", 40, ("wdc", "l1")))
+    for model, split, epochs, criteria in studies:
+        parents = {s: train_job(runs, model, split, epochs, s).out for s in SEEDS}
+        parent_ms = [m for p in parents.values() if (m := load(p))]
+        if not parent_ms:
+            continue
+        block: dict = {"parent": {"accuracy": mean_sd([m["accuracy"] for m in parent_ms]),
+                                  "params": parent_ms[0]["params"], "macs": parent_ms[0]["macs"]}}
+        for c in criteria:
+            ms = [m for s, p in parents.items() if (m := load(prune_job(p, c, s).out))]
+            if not ms:
+                continue
+            block[c] = {
+                "before_finetune": mean_sd([m["before_finetune"]["accuracy"] for m in ms]),
+                "after_finetune": mean_sd([m["accuracy"] for m in ms]),
+                "drop_points": mean_sd([100 * (m["parent"]["accuracy"] - m["accuracy"]) for m in ms]),
+                "params": ms[0]["params"], "macs": ms[0]["macs"],
+                "params_reduction": ms[0]["reduction"]["params"],
+                "macs_reduction": ms[0]["reduction"]["macs"],
+            }
+        out[f"{model} {split}"] = block
+    return out
+
+
+def pct(d: dict) -> str:
+    return f"{100 * d['mean']:.2f} ± {100 * d['sd']:.2f} (n={d['n']})"
+
+
+def print_tables(qcnn: dict, prune: dict) -> None:
+    for model, r in qcnn.items():
+        print(f"{model:12s} test accuracy {pct(r['accuracy'])}  params {r['params']:,}  "
+              f"MACs {r['macs']:,}")
+    for study, block in prune.items():
+        p = block["parent"]
+        print(f"\n{study}: parent accuracy {pct(p['accuracy'])}, params {p['params']:,}, "
+              f"MACs {p['macs']:,}")
+        for c, r in block.items():
+            if c == "parent":
+                continue
+            print(f"  {c:12s} before FT {pct(r['before_finetune'])}  after FT "
+                  f"{pct(r['after_finetune'])}  drop {r['drop_points']['mean']:.2f} pts  "
+                  f"params -{100 * r['params_reduction']:.1f}%  MACs -{100 * r['macs_reduction']:.1f}%")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("study", choices=["qcnn", "prune", "all", "summary"])
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "fsdd-study")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    if not FSDD.exists():
+        sys.exit(f"FSDD not found at {FSDD}: set FSDD_ROOT to the free-spoken-digit-dataset folder")
+    args.runs.mkdir(parents=True, exist_ok=True)
+    if args.study != "summary":
+        jobs = {"qcnn": qcnn_jobs, "prune": prune_jobs}
+        todo: list[Job] = []
+        for name in (("qcnn", "prune") if args.study == "all" else (args.study,)):
+            todo += [j for j in jobs[name](args.runs) if j.out not in {t.out for t in todo}]
+        threads = max(1, (os.cpu_count() or 2) // args.workers)
+        queue = JobQueue(todo)
+        with ThreadPoolExecutor(args.workers) as pool:
+            for _ in range(args.workers):
+                pool.submit(queue.work, args.runs, threads)
+    qcnn, prune = summarise_qcnn(args.runs), summarise_prune(args.runs)
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    for name, data in (("fsdd_qcnn", qcnn), ("fsdd_prune", prune)):
+        if data:
+            (results / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print_tables(qcnn, prune)
+
+
+if __name__ == "__main__":
+    main()

@@ -66,6 +66,22 @@ def data_spec(args: argparse.Namespace) -> "DataSpec":
                     cache_dir=args.cache_dir, strict=args.strict)
 
 
+def data_spec_from_run(args: argparse.Namespace, run: Path) -> "DataSpec":
+    """The data of `run` (its config.json) with the data options given on the command line on
+    top; with --dataset, only what was given."""
+    from audioprune.prune.run import parent_data_spec
+
+    if args.dataset:
+        return data_spec(args)
+    given = data_spec(argparse.Namespace(**{**vars(args), "dataset": "?"}))
+    data = parent_data_spec(run, options=given.options, data_root=args.data_root,
+                            cache_dir=args.cache_dir)
+    data.frontend = {**data.frontend, **given.frontend}
+    data.cache = data.cache and not args.no_cache
+    data.strict = data.strict or args.strict
+    return data
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from audioprune.train.fit import TrainConfig
 
@@ -151,7 +167,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from audioprune.prune.run import (
         PruneConfig,
         finetune_config,
-        parent_data_spec,
         prune_run,
         resume_prune,
     )
@@ -186,21 +201,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
         cfg = PruneConfig(args.criterion, plan, options, iterative=args.iterative,
                           aggregate=args.aggregate, quaternion_mode=args.quaternion_mode)
         parent = Path(args.run)
-        if args.dataset:
-            data = data_spec(args)
-        else:
-            if args.frontend:
-                raise UserError("the pruned model keeps its parent's front end; drop --frontend")
-            given = data_spec(argparse.Namespace(**{**vars(args), "dataset": "?"}))
-            data = parent_data_spec(parent, options=given.options, data_root=args.data_root,
-                                    cache_dir=args.cache_dir)
-            data.cache = data.cache and not args.no_cache
-            data.strict = data.strict or args.strict
+        if args.frontend and not args.dataset:
+            raise UserError("the pruned model keeps its parent's front end; drop --frontend")
+        data = data_spec_from_run(args, parent)
         metrics = prune_run(parent, Path(args.out), cfg, finetune_config(parent, epochs, **overrides),
-                            data)
+                            data, distill=prune_distill_config(args))
         out = Path(args.out)
     print_summary(metrics, out)
     print_prune_summary(metrics)
+    if "distill" in metrics:
+        print_distill_summary(metrics)
     return 0
 
 
@@ -217,9 +227,106 @@ def print_prune_summary(metrics: dict[str, Any]) -> None:
           f"MACs -{100 * metrics['reduction']['macs']:.1f}%")
 
 
+def add_distill_args(p: argparse.ArgumentParser, for_prune: bool = False) -> None:
+    from audioprune.distill.losses import RECIPES, recipes_help
+    from audioprune.distill.teacher import MODES
+
+    g = p.add_argument_group("knowledge distillation" + (" (with --distill-from)" if for_prune else ""))
+    if for_prune:
+        g.add_argument("--distill-from", nargs="?", const="parent", metavar="TEACHER_RUN",
+                       help="fine-tune with knowledge distillation from TEACHER_RUN; with no "
+                       "value (or 'parent') the unpruned parent is the teacher")
+    g.add_argument("--kd-loss" if for_prune else "--loss", dest="kd_loss", choices=list(RECIPES),
+                   help="distillation loss (default: hinton for single-label, bce-soft for "
+                   f"multi-label data). Published defaults: {recipes_help()}")
+    g.add_argument("--temperature", type=float, help="softening temperature T (default: the "
+                   "loss's, see above)")
+    g.add_argument("--alpha", type=float, help="weight of the distillation term; the label term "
+                   "gets 1 - alpha (default: the loss's, see above)")
+    g.add_argument("--teacher-mode", choices=list(MODES), default="auto",
+                   help="cached: teacher logits computed once per training set and cached on "
+                   "disk; online: the teacher runs on every training batch; auto (default): "
+                   "online when the input changes between epochs (mixup, random crops or "
+                   "placement of clips that are not exactly the clip length), else cached")
+
+
+def prune_distill_config(args: argparse.Namespace) -> Any:
+    """`prune --distill-from` as a DistillConfig (None without it)."""
+    from audioprune.distill.distiller import DistillConfig
+
+    if args.distill_from is None:
+        given = [f for f, v in (("--kd-loss", args.kd_loss), ("--temperature", args.temperature),
+                                ("--alpha", args.alpha)) if v is not None]
+        if given or args.teacher_mode != "auto":
+            raise UserError(f"{', '.join(given) or '--teacher-mode'} only applies with "
+                            f"--distill-from [TEACHER_RUN]")
+        return None
+    return DistillConfig(args.distill_from, args.kd_loss, args.temperature, args.alpha,
+                         args.teacher_mode)
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs = _parse_kv(args.model_arg, "--model-arg")
+    if args.width is not None:
+        kwargs["width"] = args.width
+    if args.spec_augment:
+        kwargs["spec_augment"] = {"time_masks": 2, "time_width": 20, "freq_masks": 2,
+                                  "freq_width": 8}
+    return kwargs
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    """`audioprune distill --teacher RUN --model M --out RUN2`: see audioprune.distill.run."""
+    from audioprune.distill.run import distill_run, resume_distill
+    from audioprune.train.distributed import init_distributed, shutdown
+    from audioprune.train.experiment import setup_logging
+
+    ctx = init_distributed(args.device)
+    setup_logging(ctx.is_main)
+    try:
+        if args.resume:
+            metrics = resume_distill(Path(args.resume), ctx, **({"epochs": args.epochs}
+                                                                if args.epochs_given else {}))
+            out = Path(args.resume)
+        else:
+            if not args.teacher or not args.model or not args.out:
+                raise UserError("distill needs --teacher, --model and --out (or --resume RUN2)")
+            teacher = Path(args.teacher)
+            data = data_spec_from_run(args, teacher)
+            metrics = distill_run(teacher, args.model, _model_kwargs(args), data,
+                                  train_config(args), Path(args.out), loss=args.kd_loss,
+                                  temperature=args.temperature, alpha=args.alpha,
+                                  teacher_mode=args.teacher_mode, ctx=ctx)
+            out = Path(args.out)
+        if ctx.is_main:
+            print_summary(metrics, out)
+            print_distill_summary(metrics)
+    finally:
+        shutdown(ctx)
+    return 0
+
+
+def print_distill_summary(metrics: dict[str, Any]) -> None:
+    from audioprune.train.metrics import headline
+
+    d = metrics["distill"]
+    teacher = d["teacher"]
+    name, value = headline(metrics)
+    cache = d.get("cache")
+    how = f"{d['teacher_mode']}{' (cache hit)' if cache and cache['hit'] else ''}"
+    print(f"teacher {teacher['arch']} {name} {teacher.get(name, float('nan')):.4f}  params "
+          f"{teacher['params']:,}  MACs {teacher['macs']:,}; student {name} {value:.4f} "
+          f"({100 * (value - teacher.get(name, float('nan'))):+.1f} points) with "
+          f"{metrics['params'] / teacher['params']:.1%} of the parameters")
+    print(f"loss {d['loss']} (T={d['temperature']:g}, alpha={d['alpha']:g}); teacher logits "
+          f"{how}: {d['teacher_seconds']:.1f}s; {d['total_seconds']:.1f}s in all")
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     from audioprune.data.registry import list_datasets
 
+    if args.action == "check":
+        return cmd_datasets_check(args)
     for info in list_datasets():
         fe = info.frontend
         print(f"{info.name:13s} {info.description}")
@@ -229,6 +336,22 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             print("\n".join(f"{'':13s} {line}" for line in info.layout.splitlines()))
         print()
     return 0
+
+
+def cmd_datasets_check(args: argparse.Namespace) -> int:
+    """`audioprune datasets check NAME --data-root DIR`: report; 1 with problems and --strict."""
+    from audioprune.data.check import check_dataset
+
+    if not args.name:
+        raise UserError("datasets check needs a dataset name, e.g. "
+                        "`audioprune datasets check fsdd --data-root DIR`")
+    options = {k: getattr(args, k) for k in ("split", "test_fold", "val_fold", "subset",
+                                            "split_file", "val_fraction")
+               if getattr(args, k) is not None}
+    report = check_dataset(args.name, args.data_root, options, seed=args.seed,
+                           progress=not args.no_progress)
+    print(report.render())
+    return 1 if args.strict and report.problems else 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -242,8 +365,68 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from audioprune.demo import run_demo
 
-    run_demo(Path(args.out), dataset=args.dataset, data_root=args.data_root, epochs=args.epochs,
-             progress=not args.no_progress)
+    run_demo(Path(args.out) if args.out else None, dataset=args.dataset, data_root=args.data_root,
+             epochs=args.epochs, progress=not args.no_progress)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`audioprune run RECIPE.yaml`: see audioprune.pipeline.runner."""
+    from audioprune.pipeline.recipe import resolve_recipe
+    from audioprune.pipeline.runner import run_recipe, summary, with_overrides
+
+    recipe = with_overrides(resolve_recipe(args.recipe), dataset=args.dataset,
+                            data_root=args.data_root, device=args.device)
+    result = run_recipe(recipe, Path(args.out) if args.out else None, progress=not args.no_progress)
+    print(summary(result))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from audioprune.report import write_report
+
+    report = write_report(args.runs, Path(args.out), title=args.title)
+    print(report.table, end="")
+    print(f"\nreport: {report.markdown}\ntable:  {report.csv}")
+    for path in report.plots:
+        print(f"plot:   {path}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """`audioprune profile RUN`: see audioprune.measure.profile."""
+    from audioprune.measure.profile import PROFILE_JSON, profile_run
+    from audioprune.measure.summary import profile_summary
+    from audioprune.train.experiment import setup_logging
+
+    if not args.json:
+        setup_logging()
+    try:
+        sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
+    except ValueError:
+        raise UserError(f"--batch-sizes {args.batch_sizes!r}: give integers separated by "
+                        f"commas, e.g. 1,32") from None
+    prof = profile_run(Path(args.run), batch_sizes=sizes, threads=args.threads,
+                       onnx=not args.no_onnx)
+    if args.json:
+        print(json.dumps(prof, indent=2))
+    else:
+        print(profile_summary(prof))
+        print(f"\nwritten to {Path(args.run) / PROFILE_JSON}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """`audioprune export RUN --onnx FILE`: see audioprune.measure.onnx_export."""
+    from audioprune.measure.onnx_export import export_run
+
+    r = export_run(Path(args.run), Path(args.onnx), opset=args.opset,
+                   with_frontend=args.with_frontend, data_root=args.data_root)
+    shape = ", ".join(map(str, r["input_shape"]))
+    print(f"{r['path']}: {r['arch']} ({r['input']} ({shape}) -> logits), opset {r['opset']}, "
+          f"{r['size_bytes']:,} bytes")
+    print(f"parity with PyTorch on {r['inputs']}: max |diff| {r['max_abs_diff']:.2e} "
+          f"(limit {r['tolerance']:g})")
     return 0
 
 
@@ -276,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(Torch-Pruning), fine-tune and evaluate. Data and training settings "
                        "default to the parent run's (learning rate / 10).")
     p.add_argument("run", nargs="?", help="the trained run directory to prune")
-    p.add_argument("--criterion", help="pruning criterion, e.g. wdc, betweenness, l1, fpgm, random")
+    p.add_argument("--criterion", help="pruning criterion, e.g. wdc, betweenness, l1, fpgm, random; "
+                   "active (data-driven): hrank, activation, taylor (--criterion-arg batches=N)")
     what = p.add_argument_group("what to prune (give one of --ratio/--ratios/--target-*)")
     what.add_argument("--ratio", type=float, help="fraction of filters removed from every "
                       "selected layer, in [0, 1)")
@@ -312,24 +496,100 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN2", help="continue an interrupted prune run")
     add_data_args(p, required=False)
     add_train_args(p)
+    add_distill_args(p, for_prune=True)
     p.set_defaults(func=cmd_prune, epochs=None, batch_size=None, lr=None, weight_decay=None,
                    schedule=None, step_size=None, patience=None, mixup=None, seed=None,
                    device=None, workers=None)
 
-    p = sub.add_parser("datasets", help="list the dataset layouts audioprune reads")
+    p = sub.add_parser("distill", help="train a fresh student from a teacher run (knowledge "
+                       "distillation) into a run directory",
+                       description="Train a fresh student model with knowledge distillation "
+                       "from a trained (or pruned) teacher run. Data default to the teacher's; "
+                       "training options are those of `train`.")
+    p.add_argument("--teacher", metavar="RUN", help="the teacher run directory")
+    p.add_argument("--model", help="student model name (see `audioprune models`)")
+    p.add_argument("--width", type=float, help="width multiplier for the student's layers")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="extra student model argument, e.g. dropout=0.2")
+    p.add_argument("--spec-augment", action="store_true", help="SpecAugment masks in training")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--resume", metavar="RUN2", help="continue a stopped distill run")
+    add_distill_args(p)
+    add_data_args(p, required=False)
+    add_train_args(p)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("datasets", help="list the dataset layouts audioprune reads, or check one",
+                       description="`audioprune datasets [-v]` lists the layouts; `audioprune "
+                       "datasets check NAME --data-root DIR` decodes every file of a tree and "
+                       "reports files, classes, splits and problems, without training (exit 1 "
+                       "with --strict when problems are found).")
+    p.add_argument("action", nargs="?", choices=["check"], help="check: validate a dataset tree")
+    p.add_argument("name", nargs="?", help="the dataset to check (see the list)")
     p.add_argument("-v", "--verbose", action="store_true", help="show each expected tree")
+    g = p.add_argument_group("check")
+    g.add_argument("--data-root", help="directory holding the dataset in its official layout")
+    g.add_argument("--split", help="split scheme, as for train")
+    g.add_argument("--test-fold", type=int)
+    g.add_argument("--val-fold", type=int)
+    g.add_argument("--subset")
+    g.add_argument("--split-file", type=Path)
+    g.add_argument("--val-fraction", type=float)
+    g.add_argument("--seed", type=int, default=0, help="seed of the validation hold-out")
+    g.add_argument("--strict", action="store_true", help="exit 1 when problems are found")
+    g.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("models", help="list the registered models")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", help="the main job: train and evaluate on the built-in data")
-    p.add_argument("--out", default="runs/demo", help="directory for the demo's runs")
+    p.add_argument("--out", help="directory for the demo's runs (default runs/demo, or "
+                   "runs/demo-DATASET with --dataset)")
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--data-root")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run a YAML recipe: train -> prune -> fine-tune -> evaluate "
+                       "-> profile -> report (resumable)")
+    p.add_argument("recipe", help="recipe file (see recipes/) or a built-in name, e.g. demo")
+    p.add_argument("--out", help="output directory (default runs/<recipe name>)")
+    p.add_argument("--dataset", help="replace the recipe's dataset section with this dataset")
+    p.add_argument("--data-root", help="where the dataset lives (overrides dataset.root)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (overrides the recipe's device)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="tables and accuracy-vs-cost plots over run directories")
+    p.add_argument("runs", nargs="+", help="run directories, globs, or folders holding runs "
+                   "(pruned runs bring their parents)")
+    p.add_argument("--out", required=True, help="directory for report.md, report.csv and PNGs")
+    p.add_argument("--title", help="title of report.md")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("profile", help="parameters, MACs, size and latency (eager, ONNX Runtime) "
+                       "of a run; writes RUN/profile.json")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--json", action="store_true", help="print profile.json instead of tables")
+    p.add_argument("--threads", type=int, help="intra-op threads for both runtimes (default: "
+                   "torch's, i.e. OMP_NUM_THREADS or the core count)")
+    p.add_argument("--batch-sizes", default="1,32", help="batch sizes to time (default 1,32)")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and ONNX "
+                   "Runtime timing")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("export", help="export a run's model to ONNX (quaternion layers fused, BN "
+                       "folded) and check it against PyTorch in ONNX Runtime")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--with-frontend", action="store_true", help="export waveform -> logits "
+                   "(the log-mel front end included) instead of features -> logits")
+    p.add_argument("--data-root", help="where the run's dataset lives now, for the parity "
+                   "check's real inputs (default: the run's config.json)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Recipes (YAML experiments) and the resumable pipeline that runs them."""

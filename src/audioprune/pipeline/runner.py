@@ -1,0 +1,299 @@
+"""`audioprune run RECIPE`: train -> prune (x criteria x plans) -> fine-tune -> evaluate ->
+profile -> report, resumable.
+
+Every step is one run directory under `out`. Its state decides what happens on a (re)run:
+  done      metrics.json exists                     -> skipped
+  partial   started (config.json), not finished    -> continued from its last epoch checkpoint
+            (train --resume / prune --resume); a run killed before its first checkpoint is
+            cleared and started again
+  new                                               -> run
+Before a step starts, its fingerprint (what the run depends on) is written to
+recipe_step.json; a later run of a CHANGED recipe that would reuse the directory stops with an
+error naming the difference, instead of silently mixing settings. Evaluation is part of every
+train/prune step (metrics.json holds the test split's numbers); profiling adds profile.json to
+each run; the report is rebuilt from all runs every time.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audioprune.errors import UserError
+from audioprune.fileio import read_json, write_json
+from audioprune.pipeline.recipe import Recipe, TrainSection
+from audioprune.pipeline.steps import Step, plan_steps
+from audioprune.report import Report, write_report
+from audioprune.train.experiment import DataSpec, setup_logging
+from audioprune.train.fit import TrainConfig
+from audioprune.train.run_dir import CONFIG_JSON, METRICS_JSON
+
+log = logging.getLogger("audioprune")
+
+STEP_JSON = "recipe_step.json"
+PROFILE_JSON = "profile.json"
+_NOT_FINGERPRINTED = {"progress", "device", "num_workers", "eval_batch_size"}
+
+
+@dataclass
+class PipelineResult:
+    out: Path
+    runs: list[Path]
+    report: Report | None
+    ran: list[str] = field(default_factory=list)  # "train dcase21net", "profile ..."
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def with_overrides(recipe: Recipe, dataset: str | None = None, data_root: str | None = None,
+                   device: str | None = None, epochs: int | None = None) -> Recipe:
+    """The recipe with command-line overrides. A new `dataset` replaces the whole dataset section
+    (split, folds and front-end settings are dataset-specific); `epochs` sets every model's
+    training epochs (not the fine-tuning)."""
+    from audioprune.pipeline.recipe import check_names
+
+    data = recipe.dataset
+    if dataset is not None and dataset != data.name:
+        data = type(data)(name=dataset)
+    if data_root is not None:
+        data = data.model_copy(update={"root": data_root})
+    models = recipe.models
+    if epochs is not None:
+        if epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {epochs}")
+        models = [m.model_copy(update={"train": m.train.model_copy(update={"epochs": epochs})})
+                  for m in models]
+    new = recipe.model_copy(update={"dataset": data, "models": models,
+                                    **({"device": device} if device else {})})
+    check_names(new, f"recipe {recipe.name}")
+    return new
+
+
+def data_spec(recipe: Recipe) -> DataSpec:
+    d = recipe.dataset
+    return DataSpec(dataset=d.name, data_root=d.root, options=d.options(), frontend=dict(d.frontend),
+                    cache=d.cache, cache_dir=d.cache_dir, strict=d.strict)
+
+
+def _check_data(recipe: Recipe) -> None:
+    """Fail before any training when the data cannot be found."""
+    from audioprune.data.registry import get_dataset_info
+
+    info = get_dataset_info(recipe.dataset.name)
+    root = recipe.dataset.root
+    if info.needs_root and root is None:
+        raise UserError(f"recipe {recipe.name}: dataset {info.name!r} needs its data: add "
+                        f"`root: DIR` under `dataset:` or pass --data-root DIR. Expected layout:\n"
+                        f"{info.layout}")
+    if root is not None and info.needs_root and not Path(root).is_dir():
+        raise UserError(f"recipe {recipe.name}: dataset root {root} is not a directory "
+                        f"(dataset.root or --data-root)")
+
+
+def train_config(recipe: Recipe, section: TrainSection, progress: bool) -> TrainConfig:
+    return TrainConfig(**{**section.given(), "seed": recipe.seed, "device": recipe.device,
+                          "progress": progress})
+
+
+def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
+    """What the step's run depends on (not where the data lives, nor the device)."""
+    data = {"dataset": recipe.dataset.name, "options": recipe.dataset.options(),
+            "frontend": recipe.dataset.frontend, "seed": recipe.seed}
+    if step.kind in ("train", "distill"):
+        assert step.model is not None
+        cfg = {k: v for k, v in train_config(recipe, step.model.train, False).to_dict().items()
+               if k not in _NOT_FINGERPRINTED}
+        out = {"step": step.kind, "arch": step.model.architecture, "kwargs": step.model.kwargs,
+               "train": cfg, "data": data}
+        if step.kind == "distill":
+            g = step.group
+            out["distill"] = {"teacher": step.parent, "loss": g.loss, "temperature": g.temperature,  # type: ignore[union-attr]
+                              "alpha": g.alpha, "teacher_mode": g.teacher_mode}  # type: ignore[union-attr]
+        return out
+    g = step.group
+    assert step.criterion is not None and g is not None
+    return {"step": "prune", "parent": step.parent, "criterion": step.criterion.name,
+            "options": step.criterion.options, "plan": step.plan, "iterative": g.iterative,  # type: ignore[union-attr]
+            "aggregate": g.aggregate, "quaternion_mode": g.quaternion_mode,  # type: ignore[union-attr]
+            "finetune": g.finetune.given(), "data": data}  # type: ignore[union-attr]
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _diff(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def step_state(run: Path, want: dict[str, Any], step: Step) -> str:
+    """'done', 'partial' or 'new' for the run directory `run` of `step` (see the module doc)."""
+    if not run.exists() or not any(run.iterdir()):
+        return "new"
+    saved_path = run / STEP_JSON
+    if not saved_path.is_file():
+        raise UserError(f"{run} exists but was not made by this pipeline (no {STEP_JSON}); move "
+                        f"it away or choose another --out")
+    saved = read_json(saved_path)
+    diff = _diff(saved, want)
+    if diff:
+        raise UserError(f"{run} was made by a different version of {step.where} "
+                        f"({'; '.join(diff[:4])}); delete that run directory to redo it, or "
+                        f"choose another --out")
+    return "done" if (run / METRICS_JSON).is_file() else "partial"
+
+
+def _has_checkpoint(run: Path) -> bool:
+    ckpt = run / "checkpoint"
+    return any((ckpt / f"{s}.json").is_file() and (ckpt / f"{s}.safetensors").is_file()
+               for s in ("last", "prev"))
+
+
+def _clear(run: Path, keep: str = STEP_JSON) -> None:
+    for child in run.iterdir():
+        if child.name != keep:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def run_train(step: Step, recipe: Recipe, run: Path, state: str, progress: bool) -> None:
+    from audioprune.train.experiment import train_run
+
+    assert step.model is not None
+    resume = state == "partial" and (run / CONFIG_JSON).is_file() and _has_checkpoint(run)
+    if state == "partial" and not resume:
+        log.info("%s stopped before its first checkpoint: starting it again", run)
+        _clear(run)
+    elif resume:
+        log.info("continuing %s from its last checkpoint", run)
+    train_run(step.model.architecture, dict(step.model.kwargs), data_spec(recipe),
+              train_config(recipe, step.model.train, progress), run, resume=resume)
+
+
+def run_prune(step: Step, recipe: Recipe, out: Path, run: Path, state: str, progress: bool) -> None:
+    from audioprune.prune.plan import PlanSpec
+    from audioprune.prune.run import PruneConfig, finetune_config, prune_run
+
+    g, crit = step.group, step.criterion
+    assert g is not None and crit is not None and step.parent is not None
+    parent = out / step.parent
+    if not (parent / METRICS_JSON).is_file():
+        raise UserError(f"{step.where}: parent run {parent} has not finished")
+    cfg = PruneConfig(crit.name, PlanSpec(**step.plan).validate(), dict(crit.options),
+                      iterative=g.iterative, aggregate=g.aggregate,  # type: ignore[union-attr]
+                      quaternion_mode=g.quaternion_mode)  # type: ignore[union-attr]
+    given = g.finetune.given()  # type: ignore[union-attr]
+    train = finetune_config(parent, given.pop("epochs", None),
+                            **{**given, "seed": recipe.seed, "device": recipe.device,
+                               "progress": progress})
+    resume = state == "partial" and (run / CONFIG_JSON).is_file()
+    if resume:
+        log.info("continuing %s", run)
+    prune_run(parent, run, cfg, train, data_spec(recipe), resume=resume)
+
+
+def run_distill(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
+                progress: bool) -> None:
+    from audioprune.distill import distill_run
+    from audioprune.pipeline.recipe import DistillSection
+
+    g, student = step.group, step.model
+    assert isinstance(g, DistillSection) and student is not None and step.parent is not None
+    teacher = out / step.parent
+    if not (teacher / METRICS_JSON).is_file():
+        raise UserError(f"{step.where}: teacher run {teacher} has not finished")
+    resume = state == "partial" and (run / CONFIG_JSON).is_file() and _has_checkpoint(run)
+    if state == "partial" and not resume:
+        log.info("%s stopped before its first checkpoint: starting it again", run)
+        _clear(run)
+    distill_run(teacher, student.architecture, dict(student.kwargs), data_spec(recipe),
+                train_config(recipe, student.train, progress), run, loss=g.loss,
+                temperature=g.temperature, alpha=g.alpha, teacher_mode=g.teacher_mode,
+                resume=resume)
+
+
+def profile_available() -> bool:
+    try:
+        from audioprune.measure.profile import profile_run  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = True) -> PipelineResult:
+    """Execute `recipe` into `out` (default runs/<recipe name>); finished steps are skipped."""
+    setup_logging()
+    t0 = time.perf_counter()
+    out = Path(out) if out is not None else Path("runs") / recipe.name
+    _check_data(recipe)
+    steps = plan_steps(recipe)
+    result = PipelineResult(out, [], None)
+    profiling = recipe.profile is not None
+    total = len(steps) * (2 if profiling else 1) + 1
+    log.info("recipe %s: %d runs (%s) on %s -> %s", recipe.name, len(steps),
+             ", ".join(f"{sum(s.kind == k for s in steps)} {k}" for k in ("train", "prune", "distill")
+                       if any(s.kind == k for s in steps)), recipe.dataset.name, out)
+    for i, step in enumerate(steps, start=1):
+        run = out / step.run_name
+        want = fingerprint(step, recipe)
+        state = step_state(run, want, step)
+        label = f"{step.describe()} -> {run}"
+        result.runs.append(run)
+        if state == "done":
+            log.info("[%d/%d] %s: done before, skipped", i, total, label)
+            result.skipped.append(f"{step.kind} {step.run_name}")
+            continue
+        log.info("[%d/%d] %s", i, total, label)
+        if state == "new":
+            write_json(run / STEP_JSON, want)
+        if step.kind == "train":
+            run_train(step, recipe, run, state, progress)
+        elif step.kind == "prune":
+            run_prune(step, recipe, out, run, state, progress)
+        else:
+            run_distill(step, recipe, out, run, state, progress)
+        result.ran.append(f"{step.kind} {step.run_name}")
+
+    if profiling:
+        _profile_all(recipe, result, len(steps), total)
+    log.info("[%d/%d] report -> %s", total, total, out / "report")
+    result.report = write_report(result.runs, out / "report", title=recipe.report.title or
+                                 f"{recipe.name} on {recipe.dataset.name}")
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _profile_all(recipe: Recipe, result: PipelineResult, offset: int, total: int) -> None:
+    if not profile_available():
+        log.warning("profiling skipped: audioprune.measure.profile is not available in this "
+                    "install; the report shows no latency")
+        return
+    from audioprune.measure.profile import profile_run
+
+    prof = recipe.profile
+    assert prof is not None
+    for i, run in enumerate(result.runs, start=offset + 1):
+        if (run / PROFILE_JSON).is_file():
+            log.info("[%d/%d] profile %s: done before, skipped", i, total, run)
+            result.skipped.append(f"profile {run.name}")
+            continue
+        log.info("[%d/%d] profile %s (batch %s%s)", i, total, run,
+                 "/".join(map(str, prof.batch_sizes)), ", eager + onnxruntime" if prof.onnx else "")
+        profile_run(run, batch_sizes=tuple(prof.batch_sizes), threads=prof.threads, onnx=prof.onnx)
+        result.ran.append(f"profile {run.name}")
+
+
+def summary(result: PipelineResult) -> str:
+    """What `audioprune run` and `demo` print at the end: the table and where everything is."""
+    lines = []
+    if result.report is not None:
+        lines += ["", result.report.table.rstrip(), "",
+                  f"report: {result.report.markdown}", f"table:  {result.report.csv}"]
+        lines += [f"plot:   {p}" for p in result.report.plots]
+    lines.append(f"runs:   {result.out}/  ({len(result.ran)} steps run, {len(result.skipped)} "
+                 f"skipped as done before; {result.seconds:.0f} s)")
+    return "\n".join(lines)

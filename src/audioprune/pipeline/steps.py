@@ -1,0 +1,92 @@
+"""A recipe unrolled into its steps: which runs it makes, in which order, under which names.
+
+Parents train first, then every prune group makes one run per (parent, criterion, plan), then KD
+students. Each step's `fingerprint` is what the run depends on; the pipeline stores it beside the
+run (recipe_step.json) so a rerun can tell a finished step from a changed one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from audioprune.pipeline.recipe import (CriterionSpec, DistillSection, ModelSection,
+                                            PruneSection, Recipe)
+
+
+@dataclass
+class Step:
+    kind: str  # "train" | "prune" | "distill"
+    run_name: str
+    where: str  # the recipe key that asked for it, for error messages
+    model: ModelSection | None = None  # train / distill: the model trained; prune: the parent
+    parent: str | None = None  # prune: the parent run's name; distill: the teacher's
+    group: PruneSection | DistillSection | None = None
+    criterion: CriterionSpec | None = None
+    plan: dict[str, Any] = field(default_factory=dict)  # PlanSpec fields
+
+    def describe(self) -> str:
+        if self.kind == "train":
+            assert self.model is not None
+            return f"train {self.model.architecture}"
+        if self.kind == "prune":
+            from audioprune.report.collect import format_plan
+
+            assert self.criterion is not None
+            return f"prune {self.parent} with {self.criterion.tag} at {format_plan(self.plan)}"
+        assert self.model is not None
+        return f"distil {self.parent} into {self.run_name} ({self.model.architecture})"
+
+
+def _pct(r: float) -> str:
+    return f"{100 * r:g}".replace(".", "p")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "", str(text).replace("*", "all"))
+
+
+def plan_tag(plan: dict[str, Any]) -> str:
+    """Short, file-name-safe name of a plan: r25, C1-50_C2-25, macs30M, params128k (+ -global)."""
+    if plan.get("ratio") is not None:
+        tag = f"r{_pct(plan['ratio'])}"
+    elif plan.get("ratios"):
+        tag = "_".join(f"{_slug(k)}-{_pct(v)}" for k, v in plan["ratios"].items())
+    elif plan.get("target_macs") is not None:
+        tag = f"macs{_slug(plan['target_macs'])}"
+    else:
+        tag = f"params{_slug(plan['target_params'])}"
+    return tag + ("-global" if plan.get("global_ranking") else "")
+
+
+def group_plans(group: PruneSection) -> list[dict[str, Any]]:
+    """Every plan of a prune group as PlanSpec keyword arguments."""
+    common = {"layers": group.layers, "global_ranking": group.global_ranking,
+              "normalise": group.normalise}
+    plans = [{"ratio": r, **common} for r in group.ratios]
+    plans += [{"ratios": dict(p), "global_ranking": False, "normalise": group.normalise}
+              for p in group.per_layer]
+    plans += [{"target_macs": t, **common} for t in group.target_macs]
+    plans += [{"target_params": t, **common} for t in group.target_params]
+    return plans
+
+
+def plan_steps(recipe: Recipe) -> list[Step]:
+    steps = [Step("train", m.name, f"models[{i}]", model=m) for i, m in enumerate(recipe.models)]
+    by_name = {m.name: m for m in recipe.models}
+    for g, group in enumerate(recipe.prune):
+        for parent in group.models or list(by_name):
+            for c, crit in enumerate(group.criteria):
+                for plan in group_plans(group):
+                    name = "-".join([parent] + ([group.tag] if group.tag else []) +
+                                    [crit.tag, plan_tag(plan)])
+                    steps.append(Step("prune", name, f"prune[{g}].criteria[{c}]",
+                                      model=by_name.get(parent), parent=parent, group=group,
+                                      criterion=crit, plan=plan))
+    for d, group in enumerate(recipe.distill):
+        for s, student in enumerate(group.students):
+            steps.append(Step("distill", student.name, f"distill[{d}].students[{s}]",
+                              model=student, parent=group.teacher, group=group))
+    return steps

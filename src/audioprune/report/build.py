@@ -1,0 +1,73 @@
+"""`audioprune report`: run directories in, report.md + report.csv + trade-off plots out."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audioprune.fileio import atomic_write
+from audioprune.report.collect import Row, collect_rows, find_runs
+from audioprune.report.plots import plot_tradeoff
+from audioprune.report.table import csv_table, has_compute, markdown_table
+
+
+@dataclass
+class Report:
+    rows: list[Row]
+    markdown: Path
+    csv: Path
+    plots: list[Path] = field(default_factory=list)
+    table: str = ""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def write_report(runs: list[str | Path], out: str | Path, title: str | None = None) -> Report:
+    """Write report.md, report.csv and, per dataset and split, accuracy-vs-MACs and
+    accuracy-vs-params PNGs into `out`. `runs`: run directories, globs or folders holding runs;
+    pruned runs bring their parents in."""
+    out = Path(out)
+    rows = collect_rows(find_runs(list(runs)))
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.dataset, r.split), []).append(r)
+    plots: list[Path] = []
+    for (dataset, split), members in groups.items():
+        if not any(r.value is not None for r in members):
+            continue
+        suffix = "" if len(groups) == 1 else "-" + _slug(f"{dataset}-{split}")
+        for what in ("macs", "params"):
+            label = "MACs" if what == "macs" else "parameters"
+            plots.append(plot_tradeoff(members, what, out / f"{members[0].metric}_vs_{what}{suffix}.png",
+                                       title=f"{dataset} [{split}]: {members[0].metric} vs {label}"))
+    table = markdown_table(rows)
+    threads = sorted({r.threads for r in rows if r.threads is not None})
+    lines = [f"# {title or 'audioprune report'}", "", table]
+    if threads:
+        lines.append(f"Latency: median of warmed-up repetitions, {', '.join(map(str, threads))} "
+                     f"thread(s); b1/b32 = batch size. Runs without profile.json show "
+                     f"\"-\" (`audioprune profile RUN`).")
+    else:
+        lines.append("No run has been profiled yet (`audioprune profile RUN` adds latency).")
+    lines += ["", "Deltas are against each run's unpruned parent on the same test split "
+              "(accuracy in percentage points; params and MACs relative). MACs are per example, "
+              "model body without the log-mel front end.", ""]
+    if has_compute(rows):
+        lines += ["Compute is the wall-clock time (s) that produced each model, from its "
+                  "metrics.json: training; for a pruned model its fine-tuning only (the parent's "
+                  "training is not included); for a KD student its training plus the teacher's "
+                  "logits. Total compute adds every run the model was made from (its parent or "
+                  "teacher, and theirs), each once: the fair cost when comparing pruning with KD, "
+                  "as both need the trained teacher. \"-\": a run without timings (or whose "
+                  "parent's are unknown). Times depend on the machine and its load.", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots]
+    lines += ["", "Runs:", ""] + [f"- `{r.name}`: {r.key}" for r in rows]
+    md, csv_path = out / "report.md", out / "report.csv"
+    text = "\n".join(lines) + "\n"
+    atomic_write(md, lambda p: p.write_text(text))
+    data = csv_table(rows)
+    atomic_write(csv_path, lambda p: p.write_text(data))
+    return Report(rows, md, csv_path, plots, table)

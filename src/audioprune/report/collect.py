@@ -1,0 +1,312 @@
+"""From run directories to report rows: what each run is (unpruned parent, pruned child, KD
+student: its `distill.teacher` block plays the parent), its headline metric, its costs and, when profiled, its latency.
+
+Only files are read (metrics.json, model.json, config.json, profile.json); no model is built, so
+a report over hundreds of runs is instant.
+
+Compute. `compute_s` is the wall time that produced the model itself, from its metrics.json: a
+trained run's `train_seconds`; a pruned run's fine-tuning (`train_seconds`, the parent's training
+not included); a KD student's (or KD fine-tune's) `distill.total_seconds` (training plus teacher
+logits). `total_compute_s` adds the compute of every run it was derived from (parent, teacher, and
+theirs), each counted once: the fair cost to compare pruning with KD, since both need the trained
+teacher. It is None when any of those runs' compute is unknown (a run without timings, a parent
+directory that is gone): a partial sum would understate it. A pruned run's parent is found from the `parent` block
+prune writes into metrics.json; when the parent directory is gone, the numbers that block holds
+(measured on the same test split) stand in for it.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audioprune.errors import UserError
+from audioprune.fileio import read_json
+
+METRICS = "metrics.json"
+PROFILE = "profile.json"
+
+
+@dataclass
+class Row:
+    """One line of the report; `parent` is the key (resolved path) of the row it is compared to."""
+
+    key: str
+    name: str
+    model: str
+    dataset: str
+    split: str
+    metric: str  # "accuracy" | "mAP"
+    value: float | None
+    params: int
+    macs: int
+    size_bytes: int
+    kind: str = "unpruned"  # unpruned | pruned | distilled
+    criterion: str = ""
+    plan: str = ""
+    level: float | None = None  # fraction pruned (uniform ratio or budget level), for sorting
+    parent: str | None = None
+    parent_value: float | None = None  # the parent's metric on this run's test split
+    parent_params: int | None = None
+    parent_macs: int | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)  # "eager b1" -> median ms
+    threads: int | None = None
+    compute_s: float | None = None  # wall time that produced this model (see the module doc)
+    total_compute_s: float | None = None  # ... plus every run upstream (parent, teacher), once each
+    upstream: list[str] = field(default_factory=list)  # keys of the runs it was made from
+
+    @property
+    def is_parent(self) -> bool:
+        return self.kind == "unpruned"
+
+    def delta_value(self) -> float | None:
+        """Metric change against the parent (same units as the metric)."""
+        if self.value is None or self.parent_value is None:
+            return None
+        return self.value - self.parent_value
+
+    def delta_params(self) -> float | None:
+        """Relative change of the parameter count against the parent (-0.5 = half)."""
+        return self.params / self.parent_params - 1 if self.parent_params else None
+
+    def delta_macs(self) -> float | None:
+        return self.macs / self.parent_macs - 1 if self.parent_macs else None
+
+
+def find_runs(patterns: list[str | Path]) -> list[Path]:
+    """Run directories named by `patterns`: run directories, globs, or directories that hold runs
+    (searched recursively for metrics.json). Order is kept, duplicates dropped."""
+    found: dict[Path, None] = {}
+    for pattern in patterns:
+        text = str(pattern)
+        paths = [Path(p) for p in sorted(glob.glob(text))] if glob.has_magic(text) else [Path(text)]
+        if not paths:
+            raise UserError(f"{text!r} matches no file or directory")
+        hits = 0
+        for path in paths:
+            if not path.is_dir():
+                if glob.has_magic(text):
+                    continue
+                raise UserError(f"{path} is not a directory; pass run directories (or globs)")
+            runs = [path] if (path / METRICS).is_file() else \
+                sorted(p.parent for p in path.rglob(METRICS) if _is_run(p.parent, path))
+            for run in runs:
+                found[run.resolve()] = None
+            hits += len(runs)
+        if not hits:
+            raise UserError(f"no run directory (a folder with {METRICS}) under {text!r}; "
+                            f"evaluate the runs first or check the path")
+    return list(found)
+
+
+def _is_run(run: Path, top: Path) -> bool:
+    """A folder with metrics.json that is not inside a run's working folders (checkpoints)."""
+    rel = run.relative_to(top).parts
+    return not any(part in ("checkpoint", "rounds") for part in rel)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return read_json(path)
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc})") from exc
+
+
+def _headline(metrics: dict[str, Any]) -> tuple[str, float | None]:
+    if "mAP" in metrics:
+        return "mAP", metrics["mAP"]
+    return "accuracy", metrics.get("accuracy")
+
+
+def _model_name(run: Path, metrics: dict[str, Any]) -> str:
+    info = _read(run / "model.json") if (run / "model.json").is_file() else {}
+    arch = info.get("arch") or metrics.get("model")
+    if not arch and (run / "config.json").is_file():
+        arch = _read(run / "config.json").get("model")
+    return str(arch or run.name)
+
+
+def format_plan(requested: dict[str, Any]) -> str:
+    """A pruning plan as a short label: '50% of C1,C2', 'C1=50%, C2=25%', 'MACs <= 30M'."""
+    layers = requested.get("layers")
+    where = f" of {','.join(layers)}" if layers else ""
+    scope = " (global)" if requested.get("global_ranking") else ""
+    if requested.get("ratio") is not None:
+        return f"{100 * requested['ratio']:g}%{where}{scope}"
+    if requested.get("ratios"):
+        return ", ".join(f"{k}={100 * v:g}%" for k, v in requested["ratios"].items())
+    for key, label in (("target_macs", "MACs"), ("target_params", "params")):
+        if requested.get(key) is not None:
+            return f"{label} <= {_si(requested[key])}{where}{scope}"
+    return "?"
+
+
+def _si(n: float) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:g}{suffix}"
+    return f"{n:g}"
+
+
+def _level(pruning: dict[str, Any]) -> float | None:
+    requested = pruning.get("plan", {}).get("requested", {})
+    if requested.get("ratio") is not None:
+        return float(requested["ratio"])
+    resolved = pruning.get("plan", {}).get("resolved", {})
+    if resolved.get("level") is not None:
+        return float(resolved["level"])
+    ratios = resolved.get("ratios") or requested.get("ratios") or {}
+    return max(ratios.values()) if ratios else None
+
+
+def _latency(run: Path) -> tuple[dict[str, float], int | None]:
+    """Median latencies from profile.json as {"eager b1": ms, "onnxruntime b32": ms, ...}."""
+    path = run / PROFILE
+    if not path.is_file():
+        return {}, None
+    prof = _read(path)
+    out: dict[str, float] = {}
+    for backend, by_batch in (prof.get("latency_ms") or {}).items():
+        if not isinstance(by_batch, dict):
+            continue
+        for batch, stats in by_batch.items():
+            if isinstance(stats, dict) and stats.get("median") is not None:
+                out[f"{backend} {batch}"] = float(stats["median"])
+    return out, prof.get("threads")
+
+
+def _compute(metrics: dict[str, Any], distill: dict[str, Any] | None) -> float | None:
+    """This run's own wall-clock compute: KD's total (training + teacher logits), else training."""
+    if distill and distill.get("total_seconds") is not None:
+        return float(distill["total_seconds"])
+    seconds = metrics.get("train_seconds")
+    return None if seconds is None else float(seconds)
+
+
+def read_row(run: Path) -> Row:
+    """The report row of one run directory."""
+    run = Path(run).resolve()
+    metrics = _read(run / METRICS)
+    metric, value = _headline(metrics)
+    for key in ("params", "macs", "size_bytes"):
+        if key not in metrics:
+            raise UserError(f"{run / METRICS} has no {key!r}; it was not written by audioprune "
+                            f"train/prune/distill (re-evaluate it with `audioprune evaluate {run}`)")
+    latency, threads = _latency(run)
+    row = Row(key=str(run), name=run.name, model=_model_name(run, metrics),
+              dataset=str(metrics.get("dataset", "?")), split=str(metrics.get("split", "?")),
+              metric=metric, value=value, params=int(metrics["params"]), macs=int(metrics["macs"]),
+              size_bytes=int(metrics["size_bytes"]), latency_ms=latency, threads=threads)
+    parent = metrics.get("parent")
+    distill = metrics.get("distill") if isinstance(metrics.get("distill"), dict) else None
+    row.compute_s = _compute(metrics, distill)
+    if isinstance(parent, dict):
+        pruning = metrics.get("pruning") or {}
+        row.kind = "pruned"
+        row.criterion = str(pruning.get("criterion", "?")) + ("+kd" if distill else "")
+        row.plan = format_plan(pruning.get("plan", {}).get("requested", {}))
+        row.level = _level(pruning)
+    elif distill and isinstance(distill.get("teacher"), dict):  # a KD student: vs its teacher
+        parent = distill["teacher"]
+        row.kind = "distilled"
+        row.criterion = f"kd ({distill['loss']})" if distill.get("loss") else "kd"
+        row.plan = f"student {row.model}"
+    if isinstance(parent, dict):
+        row.parent = str(Path(parent["run"]).resolve()) if parent.get("run") else None
+        row.parent_value = parent.get(metric)
+        row.parent_params = parent.get("params")
+        row.parent_macs = parent.get("macs")
+    teacher = (distill or {}).get("teacher")
+    for block in (parent, teacher):  # a pruned run fine-tuned with KD needs both
+        if isinstance(block, dict) and block.get("run"):
+            key = str(Path(block["run"]).resolve())
+            if key not in row.upstream:
+                row.upstream.append(key)
+    return row
+
+
+def _row_from_block(child: Row, block: dict[str, Any]) -> Row:
+    """The parent's row made from the block a child holds, when its directory is gone."""
+    path = Path(block.get("run") or child.parent or "parent")
+    return Row(key=str(child.parent), name=f"{path.name} (from {child.name})",
+               model=str(block.get("arch") or child.model),
+               dataset=block.get("dataset", child.dataset), split=block.get("split", child.split),
+               metric=child.metric, value=block.get(child.metric), params=int(block["params"]),
+               macs=int(block["macs"]), size_bytes=int(block.get("size_bytes", 0)))
+
+
+def collect_rows(runs: list[Path]) -> list[Row]:
+    """Rows for `runs` plus every parent they name, ordered parent first, then its children by
+    criterion and pruned fraction."""
+    rows: dict[str, Row] = {}
+    for run in runs:
+        row = read_row(run)
+        rows[row.key] = row
+    pending = list(rows.values())
+    while pending:  # parents of parents too (a pruned model pruned again)
+        row = pending.pop()
+        if row.parent is None or row.parent in rows:
+            continue
+        parent_dir = Path(row.parent)
+        if (parent_dir / METRICS).is_file():
+            rows[row.parent] = read_row(parent_dir)
+            pending.append(rows[row.parent])
+        else:
+            child = _read(Path(row.key) / METRICS)
+            block = child.get("parent") or (child.get("distill") or {}).get("teacher") or {}
+            if "params" in block and "macs" in block:
+                rows[row.parent] = _row_from_block(row, block)
+    _total_compute(rows)
+    return _ordered(list(rows.values()))
+
+
+def _total_compute(rows: dict[str, Row]) -> None:
+    """Fill each row's total_compute_s: its own compute plus that of every distinct run upstream.
+    Upstream runs that are not report rows (a KD fine-tune's separate teacher) are read from disk."""
+    known: dict[str, Row | None] = dict(rows)
+
+    def row_of(key: str) -> Row | None:
+        if key not in known:
+            known[key] = read_row(Path(key)) if (Path(key) / METRICS).is_file() else None
+        return known[key]
+
+    for row in rows.values():
+        seen: set[str] = {row.key}
+        todo, total = list(row.upstream), row.compute_s
+        while todo and total is not None:
+            key = todo.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            up = row_of(key)
+            if up is None or up.compute_s is None:
+                total = None
+            else:
+                total += up.compute_s
+                todo += up.upstream
+        row.total_compute_s = None if total is None else round(total, 2)  # as recorded
+
+
+def _ordered(rows: list[Row]) -> list[Row]:
+    by_key = {r.key: r for r in rows}
+    children: dict[str | None, list[Row]] = {}
+    for r in rows:
+        anchor = r.parent if r.parent in by_key else None
+        children.setdefault(anchor, []).append(r)
+
+    def sort_key(r: Row) -> tuple:
+        return ({"unpruned": 0, "pruned": 1, "distilled": 2}.get(r.kind, 3), r.criterion,
+                r.level if r.level is not None else -1.0, -r.macs, r.name)
+
+    out: list[Row] = []
+
+    def visit(r: Row) -> None:
+        out.append(r)
+        for child in sorted(children.get(r.key, []), key=sort_key):
+            visit(child)
+
+    for top in sorted(children.get(None, []), key=lambda r: (r.dataset, r.split, r.model, r.name)):
+        visit(top)
+    return out

@@ -1,0 +1,112 @@
+"""Accuracy-versus-cost plots (matplotlib, Agg): one coloured line per criterion starting at the
+unpruned model (a star), one marker shape and line style per model, the Pareto front as a grey staircase with
+its points ringed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from audioprune.errors import UserError
+
+try:
+    import matplotlib
+except ImportError as exc:  # an optional dependency: the `measure` extra
+    raise UserError("reports need matplotlib: pip install 'audioprune[measure]'") from exc
+
+matplotlib.use("Agg")  # files only: no display needed, and safe in threads and on servers
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from audioprune.fileio import atomic_write  # noqa: E402
+from audioprune.report.collect import Row  # noqa: E402
+from audioprune.report.pareto import pareto_front  # noqa: E402
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
+LINESTYLES = ["-", "--", ":", "-."]
+AXES = {  # what -> (row attribute, scale, axis label)
+    "macs": ("macs", 1e6, "MACs per example (MMACs)"),
+    "params": ("params", 1e3, "parameters (k params)"),
+}
+
+
+def _y(row: Row) -> float:
+    assert row.value is not None
+    return 100 * row.value if row.metric == "accuracy" else row.value
+
+
+def _y_label(rows: Sequence[Row]) -> str:
+    return "test accuracy (%)" if rows[0].metric == "accuracy" else f"test {rows[0].metric}"
+
+
+def plot_tradeoff(rows: Sequence[Row], what: str, path: Path, title: str | None = None) -> Path:
+    """Draw `rows` (one dataset and split) as metric vs `what` ("macs" | "params") into `path`."""
+    attr, scale, x_label = AXES[what]
+    rows = [r for r in rows if r.value is not None]
+    if not rows:
+        raise ValueError("no row has a metric to plot")
+    x = {r.key: getattr(r, attr) / scale for r in rows}
+    by_key = {r.key: r for r in rows}
+    criteria = sorted({r.criterion for r in rows if not r.is_parent})
+    colours = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(criteria)}
+    models = list(dict.fromkeys(r.model for r in rows))
+    marker = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(models)}
+    style = {m: LINESTYLES[i % len(LINESTYLES)] for i, m in enumerate(models)}
+
+    fig, ax = plt.subplots(figsize=(8.0, 4.8), dpi=110)
+    front = [rows[i] for i in pareto_front([x[r.key] for r in rows], [_y(r) for r in rows])]
+    if len(front) > 1:
+        ax.step([x[r.key] for r in front], [_y(r) for r in front], where="post", color="0.55",
+                lw=6, alpha=0.35, zorder=1, solid_capstyle="round")
+    ax.scatter([x[r.key] for r in front], [_y(r) for r in front], s=260, facecolors="none",
+               edgecolors="0.35", linewidths=1.4, zorder=2)
+
+    series: dict[tuple[str | None, str], list[Row]] = {}
+    for r in rows:
+        if not r.is_parent:
+            series.setdefault((r.parent, r.criterion), []).append(r)
+    for (parent_key, criterion), members in sorted(series.items(), key=lambda kv: str(kv[0])):
+        members = sorted(members, key=lambda r: -x[r.key])
+        start = [by_key[parent_key]] if parent_key in by_key else []
+        line = start + members
+        ax.plot([x[r.key] for r in line], [_y(r) for r in line], color=colours[criterion], lw=1.6,
+                ls=style[members[0].model], alpha=0.85, zorder=3)
+        ax.scatter([x[r.key] for r in members], [_y(r) for r in members], s=46,
+                   marker=marker[members[0].model], color=colours[criterion], edgecolors="white",
+                   linewidths=0.6, zorder=4)
+
+    parents = [r for r in rows if r.is_parent]
+    ax.scatter([x[r.key] for r in parents], [_y(r) for r in parents], s=260, marker="*",
+               color="gold", edgecolors="black", linewidths=1.0, zorder=5)
+
+    handles = [Line2D([], [], color=colours[c], lw=1.6, marker="o", ms=6, label=c) for c in criteria]
+    if len(models) > 1:
+        handles += [Line2D([], [], ls=style[m], color="0.3", marker=marker[m], ms=6, label=m)
+                    for m in models]
+    handles += [Line2D([], [], ls="", marker="*", ms=13, color="gold", markeredgecolor="black",
+                       label="unpruned"),
+                Line2D([], [], color="0.55", lw=6, alpha=0.35, marker="o", ms=12, mfc="none",
+                       mec="0.35", label="Pareto front")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              fontsize=9, title="criterion / model" if len(models) > 1 else "criterion",
+              title_fontsize=9, alignment="left")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(_y_label(rows))
+    ax.set_title(title or f"{_y_label(rows)} vs {x_label.split(' (')[0]}", fontsize=11)
+    xs = list(x.values())
+    if min(xs) > 0 and max(xs) / min(xs) > 30:
+        ax.set_xscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.08, y=0.12)
+    ax.get_xlim(), ax.get_ylim()  # settle the autoscaled limits before placing the labels
+    to_axes = ax.transData + ax.transAxes.inverted()
+    for r in parents:
+        left_room = to_axes.transform((x[r.key], _y(r)))[0] > 0.3
+        ax.annotate(f"{r.model} (unpruned)", (x[r.key], _y(r)), xytext=(-10 if left_room else 10, 9),
+                    textcoords="offset points", ha="right" if left_room else "left", fontsize=8.5,
+                    zorder=6, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none",
+                                    "alpha": 0.8})
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)
+    return Path(path)

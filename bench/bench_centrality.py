@@ -22,7 +22,7 @@ reports the overlap of its prune set with the exact one at 25 % and 50 % pruning
 from __future__ import annotations
 
 import argparse
-import json
+import datetime as dt
 import os
 import platform
 import sys
@@ -33,6 +33,7 @@ from typing import Any, Callable
 import networkx as nx
 import numpy as np
 
+from audioprune.fileio import write_json
 from audioprune.prune.criteria import get_criterion, select_prune
 from audioprune.prune.criteria.centrality import edge_lengths
 from audioprune.prune.criteria.representatives import cosine_similarity, representatives
@@ -239,14 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"n={n}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     print_tables(rows, args)
     meta = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "load_average_1min_at_end": os.getloadavg()[0],
         "networkx": nx.__version__,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    write_json(args.out, {"meta": meta, "rows": rows})
     print(f"\nsaved {args.out}")
     return 0
 

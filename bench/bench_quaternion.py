@@ -15,6 +15,13 @@ Sizes (batch x channels x frames x mels), chosen to run in about two minutes on 
   512 -> 512 on 32 x 512 x 32 x 8    (block 4 on the same clip: both axes pooled by 2)
 Each conv of either size is 19.3 GMACs at batch 32 (0.6 GMACs at batch 1).
 
+Counts: every row also holds the parameters and the MACs per example (FlopCounterMode, which
+sees the one real convolution a QConv2d runs) of each variant, and `models` holds those of whole
+models, learned and deployed (fused) forms, counted on the meta device (no weights, no time):
+dcase21net / qdcase21net (10 classes), cnn6 / qcnn6 and cnn14 / qcnn14 (527 classes), on
+create_model's default front end (PANNs AudioSet: 32 kHz, 64 mels, 10 s clips; the quaternion
+twins take its 4-channel stack, so their first conv has 4x the input channels).
+
 Every variant of one row is timed round-robin (q, r, q, r, ...) after warm-up runs, so load
 changes on a shared machine hit all variants alike; each time is the median over repetitions and
 each ratio the median of the per-round ratios (both variants timed back to back). On a shared
@@ -33,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -44,8 +50,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from audioprune.fileio import write_json
+from audioprune.measure.counting import count_macs, count_params
 from audioprune.models.panns import ConvBlock
+from audioprune.models.registry import create_model
 from audioprune.nn.fuse import fuse_quaternion
 from audioprune.nn.quaternion import QBatchNorm2d, QConv2d
 
@@ -80,6 +90,31 @@ def block(c: int, quaternion: bool) -> nn.Module:
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 2.0)
     return b.eval()
+
+
+MODEL_PAIRS = [("dcase21net", "qdcase21net", 10), ("cnn6", "qcnn6", 527), ("cnn14", "qcnn14", 527)]
+
+
+def counts(module: nn.Module, shape: tuple[int, ...]) -> dict[str, int]:
+    """Parameters and MACs per example (one input of `shape` without the batch axis)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(torch.zeros(1, *shape))
+    return {"params": sum(p.numel() for p in module.parameters()),
+            "macs": int(counter.get_total_flops()) // 2}
+
+
+def model_counts() -> list[dict[str, Any]]:
+    """Whole models: parameters learned and deployed (fused), MACs per example (body)."""
+    rows = []
+    for real, quat, classes in MODEL_PAIRS:
+        for name in (real, quat):
+            with torch.device("meta"):
+                model = create_model(name, classes)
+            rows.append({"model": name, "classes": classes, "params": count_params(model),
+                         "params_deployed": count_params(fuse_quaternion(model)),
+                         "macs": count_macs(model)["model"],
+                         "input": list(model.feature_shape(model.frontend_cfg.clip_samples))})
+    return rows
 
 
 class Timings:
@@ -135,6 +170,7 @@ def bench_train(c: int, t: int, m: int, batch: int, warmup: int, reps: int) -> d
     tm = round_robin({"qconv": train_step(qconv(c), x, grad),
                       "conv": train_step(rconv(c), x, grad)}, warmup, reps)
     return {"kind": "train", "channels": c, "input": [batch, c, t, m],
+            "counts": {"qconv": counts(qconv(c), (c, t, m)), "conv": counts(rconv(c), (c, t, m))},
             "qconv_ms": tm.ms("qconv"), "conv_ms": tm.ms("conv"),
             "ratio_q_over_real": tm.ratio("qconv", "conv"),
             "cpu_qconv_ms": tm.ms("qconv", cpu=True), "cpu_conv_ms": tm.ms("conv", cpu=True),
@@ -151,7 +187,9 @@ def bench_infer(c: int, t: int, m: int, batch: int, warmup: int, reps: int) -> d
         assert torch.allclose(fused(x), qblock(x), atol=1e-4, rtol=1e-4)
     tm = round_robin({"unfused": infer(qblock, x), "fused": infer(fused, x),
                       "real": infer(real, x)}, warmup, reps)
-    row: dict[str, Any] = {"kind": "infer", "channels": c, "input": [batch, c, t, m]}
+    row: dict[str, Any] = {"kind": "infer", "channels": c, "input": [batch, c, t, m],
+                           "counts": {v: counts(b, (c, t, m)) for v, b in
+                                      (("unfused", qblock), ("fused", fused), ("real", real))}}
     for cpu, prefix in ((False, ""), (True, "cpu_")):
         row.update({f"{prefix}{v}_ms": tm.ms(v, cpu) for v in ("unfused", "fused", "real")})
         row[f"{prefix}unfused_over_real"] = tm.ratio("unfused", "real", cpu)
@@ -205,6 +243,18 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                   f"{r['fused_ms']:>10.2f} {r['real_ms']:>10.2f} "
                   f"{r['unfused_over_real']:>12.2f}x {r['fused_over_real']:>10.2f}x "
                   f"{r['cpu_fused_over_real']:>14.2f}x")
+    print("\nparameters and MACs per example of each variant")
+    for r in rows:
+        c = r["counts"]
+        print(f"{r['kind']:>6} {r['channels']:>4}: " + ", ".join(
+            f"{v} {x['params']:,} params {x['macs']:,} MACs" for v, x in c.items()))
+
+
+def print_models(rows: list[dict[str, Any]]) -> None:
+    print("\nwhole models (default front end): parameters learned / deployed (fused), MACs per example")
+    for r in rows:
+        print(f"{r['model']:>12} ({r['classes']} classes) {r['params']:>12,} / "
+              f"{r['params_deployed']:>12,} params {r['macs']:>16,} MACs")
 
 
 def main() -> None:
@@ -234,6 +284,8 @@ def main() -> None:
             rows.append(bench_infer(c, t, m, batch, warmup=2 if batch > 1 else 5, reps=reps))
             print(f"infer {c} batch {batch}: done", flush=True)
     print_table(rows)
+    models = model_counts()
+    print_models(models)
 
     trains = [r["ratio_q_over_real"] for r in rows if r["kind"] == "train"]
     fused = [r["fused_over_real"] for r in rows if r["kind"] == "infer"]
@@ -255,9 +307,9 @@ def main() -> None:
                               "ratios: median of per-round ratios"},
         "goals": goals,
         "rows": rows,
+        "models": models,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -1,0 +1,447 @@
+"""Criteria quality at equal MACs: our criteria against Torch-Pruning's own importances on real FSDD.
+
+A side-by-side, not a timed test (issue 7, benchmark 1, the core claim). A trained parent on the
+speaker-independent FSDD split (`speaker:nicolas`: one speaker held out, so a small CNN does not
+saturate) is pruned to MAC budgets (default 50 %, 30 %, 15 % of the parent) by
+
+  ours   wdc, betweenness, similarity, similarity-nystrom, opnorm, l1, fpgm, random:
+         `audioprune.prune.run.prune_model` with `PlanSpec(target_macs=...)` (the smallest uniform
+         ratio over every prunable layer, the classifier excepted, that meets the budget);
+  peer   Torch-Pruning's GroupMagnitudeImportance, FPGMImportance, LAMPImportance,
+         RandomImportance and TaylorImportance through its own `BasePruner` (same layers, the
+         classifier ignored), whose `pruning_ratio` is searched by bisection for the smallest
+         ratio whose model meets the same budget. The MACs of what it produced are counted with
+         OUR counter (FlopCounterMode) and the achieved ratio is recorded. LAMP runs with
+         `global_pruning=True`, the way it is meant to be used: with per-layer (local) ranking
+         LAMP's score is monotone in the weight magnitude and ranks exactly as magnitude does.
+         Taylor's gradients come from 8 seeded training batches (our `taylor` calibration).
+
+then fine-tuned with the same budget for every method (`audioprune.train.fit.fit` on the parent's
+data, the parent's training settings with lr / 10, --finetune-epochs epochs, best validation
+epoch kept) and evaluated on the test split before and after fine-tuning.
+
+Seeds: seed s uses parent `dcase21net-speaker-nicolas-e20-s{s}` (from runs/fsdd-study when it
+exists there, else runs/bench-criteria/, trained there with `audioprune train` when missing), and
+s seeds fine-tuning, the random criteria and Taylor's calibration batches. `--parent RUN` uses one
+given parent for every seed instead.
+
+Resumable: every finished (parent, method, budget, seed, fine-tuning epochs) is saved at once in
+the results JSON and skipped when the script runs again. `--max-minutes` stops starting new ones.
+
+    .venv/bin/python bench/bench_criteria.py --quick    # 1 seed, 30 % budget, 2 epochs, 5 methods
+    .venv/bin/python bench/bench_criteria.py            # 3 seeds x 3 budgets x 13 methods, 5 epochs
+    .venv/bin/python bench/bench_criteria.py --plot-only
+Results: bench/results/criteria_fsdd.json + criteria_fsdd.png (--quick: bench/results/quick/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch_pruning as tp
+
+from audioprune.errors import UserError
+from audioprune.fileio import atomic_write, read_json, read_tensors
+from audioprune.measure.counting import count_macs, count_params
+from audioprune.models.base import AudioClassifier
+from audioprune.prune.calibration import (DEFAULT_BATCHES, accumulate_gradients,
+                                          calibration_batches, clear_gradients)
+from audioprune.prune.engine import default_example_inputs
+from audioprune.prune.plan import PlanSpec
+from audioprune.prune.run import (PruneConfig, calibration_loss, finetune_config,
+                                  parent_data_spec, prune_model)
+from audioprune.train.experiment import DataBundle, DataSpec, prepare_data
+from audioprune.train.fit import TrainConfig, evaluate, fit
+from audioprune.train.run_dir import MODEL_WEIGHTS, load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
+OURS = ("wdc", "betweenness", "similarity", "similarity-nystrom", "opnorm", "l1", "fpgm", "random")
+# name -> (importance factory, global ranking)
+PEERS: dict[str, tuple[Callable[[], tp.importance.Importance], bool]] = {
+    "tp-magnitude": (lambda: tp.importance.GroupMagnitudeImportance(p=2), False),
+    "tp-fpgm": (lambda: tp.importance.FPGMImportance(), False),
+    "tp-lamp": (lambda: tp.importance.LAMPImportance(), True),
+    "tp-random": (lambda: tp.importance.RandomImportance(), False),
+    "tp-taylor": (lambda: tp.importance.TaylorImportance(), False),
+}
+METHODS = OURS + tuple(PEERS)
+QUICK_METHODS = ("wdc", "l1", "random", "tp-magnitude", "tp-taylor")
+NYSTROM_LANDMARKS = 8  # the default 32 would make Nystrom exact on layers of <= 32 filters
+SPLIT = "speaker:nicolas"
+log = logging.getLogger("bench_criteria")
+
+
+# ------------------------------------------------------------------------------ parents
+
+
+def parent_name(model: str, width: float, epochs: int, seed: int) -> str:
+    w = "" if width == 1.0 else f"-w{width:g}"
+    return f"{model}{w}-{SPLIT.replace(':', '-')}-e{epochs}-s{seed}"
+
+
+def find_or_train_parent(args: argparse.Namespace, seed: int) -> Path:
+    """The study's parent when it exists, else ours under runs/bench-criteria (trained now with
+    the real `audioprune train` command when missing)."""
+    name = parent_name(args.model, args.width, args.train_epochs, seed)
+    for root in (benchlib.ROOT / "runs" / "fsdd-study", args.workdir):
+        if (root / name / "metrics.json").is_file():
+            return root / name
+    out = args.workdir / name
+    cmd = [sys.executable, "-m", "audioprune", "train", "--model", args.model, "--dataset", "fsdd",
+           "--data-root", str(args.data_root), "--split", SPLIT, "--epochs", str(args.train_epochs),
+           "--seed", str(seed), "--out", str(out), "--no-progress"]
+    if args.width != 1.0:
+        cmd += ["--width", str(args.width)]
+    if (out / "config.json").is_file():  # an interrupted training: continue it
+        cmd = [sys.executable, "-m", "audioprune", "train", "--resume", str(out), "--no-progress"]
+    print(f"training the parent: {' '.join(cmd[1:])}", flush=True)
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def run_id(path: Path) -> str:
+    """How results name a parent: its path relative to the repository (absolute outside it)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(benchlib.ROOT))
+    except ValueError:
+        return str(path)
+
+
+def parent_for(args: argparse.Namespace, seed: int, pinned: dict[str, str]) -> Path:
+    """--parent, else the parent this results file already used for `seed` (so a parent that
+    appears in runs/fsdd-study later does not mix into finished results), else a new one."""
+    if args.parent is not None:
+        return args.parent
+    saved = pinned.get(str(seed))
+    if saved and ((benchlib.ROOT / saved) / "metrics.json").is_file():
+        return benchlib.ROOT / saved
+    path = find_or_train_parent(args, seed)
+    pinned[str(seed)] = run_id(path)
+    return path
+
+
+# ------------------------------------------------------------------------------ pruning
+
+
+def prune_ours(model: AudioClassifier, method: str, target: int, seed: int) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if method == "random":
+        options = {"seed": seed}
+    elif method == "similarity-nystrom":
+        options = {"m": NYSTROM_LANDMARKS, "seed": seed}
+    info = prune_model(model, PruneConfig(method, PlanSpec(target_macs=target), options))
+    return {"level": info["plan"]["level"], "options": options}
+
+
+def _copy_with_grads(model: AudioClassifier) -> AudioClassifier:
+    """deepcopy drops .grad; Taylor needs it on the copy the pruner works on."""
+    clone = copy.deepcopy(model)
+    for dst, src in zip(clone.parameters(), model.parameters()):
+        dst.grad = None if src.grad is None else src.grad.clone()
+    return clone
+
+
+def tp_prune_at(model: AudioClassifier, method: str, ratio: float, seed: int) -> AudioClassifier:
+    """A copy of `model` pruned by Torch-Pruning's BasePruner at `pruning_ratio=ratio`."""
+    factory, global_pruning = PEERS[method]
+    clone = _copy_with_grads(model)
+    torch.manual_seed(seed)  # RandomImportance draws from torch's generator
+    pruner = tp.pruner.BasePruner(
+        clone, default_example_inputs(clone), factory(), pruning_ratio=ratio,
+        global_pruning=global_pruning, ignored_layers=[getattr(clone, clone.classifier_name)],
+        forward_fn=lambda m, x: m.classify(x))
+    pruner.step()
+    clear_gradients(clone.parameters())
+    return clone
+
+
+def prune_peer(model: AudioClassifier, method: str, target: int, seed: int,
+               bundle: DataBundle, batch_size: int) -> tuple[AudioClassifier, dict[str, Any]]:
+    """The smallest Torch-Pruning pruning_ratio whose model (MACs counted by our counter) meets
+    `target`: a scan in steps of 0.05, then bisection between the last ratio that missed the
+    budget and the first that met it. (The MACs are not monotone in the ratio near 1: the pruner
+    skips a layer whose every channel would go, so a plain bisection on [0, 1) can fail.)"""
+    if method == "tp-taylor":
+        batches = calibration_batches(bundle.train, DEFAULT_BATCHES, batch_size, seed)
+        accumulate_gradients(model, batches, calibration_loss)
+    cache: dict[float, tuple[AudioClassifier, int]] = {}
+
+    def at(ratio: float) -> tuple[AudioClassifier, int]:
+        if ratio not in cache:
+            pruned = tp_prune_at(model, method, ratio, seed)
+            cache[ratio] = (pruned, count_macs(pruned)["model"])
+        return cache[ratio]
+
+    grid = [round(0.05 * k, 2) for k in range(1, 20)]
+    hi = next((r for r in grid if at(r)[1] <= target), None)
+    if hi is None:
+        raise UserError(f"{method}: no Torch-Pruning pruning_ratio up to {grid[-1]} meets the "
+                        f"budget of {target:,} MACs (smallest reached: "
+                        f"{min(m for _, m in cache.values()):,})")
+    lo = hi - 0.05
+    for _ in range(8):  # 0.05 / 2^8 = 0.0002: finer than one filter of any layer here
+        mid = (lo + hi) / 2
+        if at(mid)[1] <= target:
+            hi = mid
+        else:
+            lo = mid
+    clear_gradients(model.parameters())
+    pruned, _ = at(hi)
+    return pruned, {"pruning_ratio": round(hi, 6), "global_pruning": PEERS[method][1],
+                    "ratio_trials": len(cache)}
+
+
+# ------------------------------------------------------------------------------ one config
+
+
+def accuracy(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig) -> float:
+    return float(evaluate(model, bundle.test, cfg)["accuracy"])
+
+
+def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, seed: int,
+               epochs: int, parent_macs: int, scratch: Path) -> dict[str, Any]:
+    """Prune the parent with `method` to `budget` of its MACs, fine-tune, evaluate."""
+    model, info = load_model(parent)
+    cfg = finetune_config(parent, epochs=epochs, seed=seed, progress=False)
+    target = int(budget * parent_macs)
+    t0 = time.perf_counter()
+    if method in PEERS:
+        model, how = prune_peer(model, method, target, seed, bundle, cfg.batch_size)
+    else:
+        how = prune_ours(model, method, target, seed)
+    prune_s = time.perf_counter() - t0
+    macs, params = count_macs(model)["model"], count_params(model)
+    before = accuracy(model, bundle, cfg)
+    work = scratch / f"{parent.name}-{method}-{budget}-s{seed}"
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.perf_counter()
+    summary = fit(model, bundle.train, bundle.val, cfg, work)
+    model.load_state_dict(read_tensors(work / MODEL_WEIGHTS), strict=False)  # best val epoch
+    finetune_s = time.perf_counter() - t0
+    after = accuracy(model, bundle, cfg)
+    shutil.rmtree(work, ignore_errors=True)
+    return {"parent": run_id(parent), "arch": info["arch"], "method": method,
+            "family": "torch-pruning" if method in PEERS else "audioprune", "budget": budget,
+            "seed": seed, "finetune_epochs": epochs, "finetune_lr": cfg.lr,
+            "target_macs": target, "macs": macs, "macs_ratio": round(macs / parent_macs, 4),
+            "params": params, "widths": model.layer_widths(), "how": how,
+            "accuracy_before": before, "accuracy_after": after,
+            "best_val_accuracy": (summary["best_val"] or {}).get("accuracy"),
+            "best_epoch": summary["best_epoch"] + 1, "prune_s": round(prune_s, 2),
+            "finetune_s": round(finetune_s, 1)}
+
+
+# ------------------------------------------------------------------------------ summary + plot
+
+
+def summarise(runs: dict[str, dict[str, Any]], parents: dict[str, Any]) -> list[dict[str, Any]]:
+    """Mean and spread over seeds per (method, budget)."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for rec in runs.values():
+        groups.setdefault((rec["method"], rec["budget"]), []).append(rec)
+    order = {m: i for i, m in enumerate(METHODS)}
+    rows = []
+    for (method, budget), recs in sorted(groups.items(), key=lambda kv: (-kv[0][1], order.get(kv[0][0], 99))):
+        def stat(key: str) -> tuple[float, float | None]:
+            vals = [r[key] for r in recs]
+            return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
+        after, after_sd = stat("accuracy_after")
+        before, before_sd = stat("accuracy_before")
+        parent_acc = statistics.mean(parents[r["parent"]]["accuracy"] for r in recs)
+        rows.append({"method": method, "family": recs[0]["family"], "budget": budget,
+                     "seeds": sorted(r["seed"] for r in recs), "n": len(recs),
+                     "macs_ratio": statistics.mean(r["macs_ratio"] for r in recs),
+                     "params": statistics.mean(r["params"] for r in recs),
+                     "accuracy_before": before, "accuracy_before_sd": before_sd,
+                     "accuracy_after": after, "accuracy_after_sd": after_sd,
+                     "parent_accuracy": parent_acc,
+                     "finetune_s": statistics.mean(r["finetune_s"] for r in recs)})
+    return rows
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    def pm(mean: float, sd: float | None) -> str:
+        return f"{100 * mean:.1f}" + (f" ± {100 * sd:.1f}" if sd is not None else "")
+    headers = ["budget", "method", "MACs ratio", "params", "acc. before FT %", "acc. after FT %",
+               "seeds"]
+    body = [[f"{r['budget']:.0%}", r["method"], f"{r['macs_ratio']:.3f}", f"{r['params']:,.0f}",
+             pm(r["accuracy_before"], r["accuracy_before_sd"]),
+             pm(r["accuracy_after"], r["accuracy_after_sd"]), ",".join(map(str, r["seeds"]))]
+            for r in rows]
+    print(benchlib.table(headers, body))
+
+
+def plot(rows: list[dict[str, Any]], parents: dict[str, Any], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    colours = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(OURS)}
+    colours.update({m: plt.get_cmap("Dark2")(i) for i, m in enumerate(PEERS)})
+    right = 100 * max(max(r["macs_ratio"] for r in rows), max(r["budget"] for r in rows)) + 5
+    parent_acc = statistics.mean(p["accuracy"] for p in parents.values()) if parents else None
+    for ax, key, label in ((axes[0], "accuracy_before", "before fine-tuning"),
+                           (axes[1], "accuracy_after", "after fine-tuning")):
+        for m in methods:
+            pts = sorted((r for r in rows if r["method"] == m), key=lambda r: r["macs_ratio"])
+            ours = m in OURS
+            ax.errorbar([100 * r["macs_ratio"] for r in pts], [100 * r[key] for r in pts],
+                        yerr=[100 * (r[key + "_sd"] or 0.0) for r in pts], label=m,
+                        color=colours[m], linestyle="-" if ours else "--",
+                        marker="o" if ours else "s", capsize=3, linewidth=1.4)
+        if parent_acc is not None:
+            ax.axhline(100 * parent_acc, color="black", linewidth=0.8, linestyle=":",
+                       label="parent (unpruned)")
+        ax.set_xlim(0, right)
+        ax.set_xlabel("MACs, % of the parent")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy, %")
+    axes[1].legend(fontsize=7, ncol=2, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="1 seed, the 30 %% budget, 2 fine-tuning epochs, 5 methods")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=None)
+    parser.add_argument("--budgets", type=float, nargs="+", default=None,
+                        help="MAC budgets as fractions of the parent (default 0.5 0.3 0.15)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2")
+    parser.add_argument("--finetune-epochs", type=int, default=None, help="default 5, 2 with --quick")
+    parser.add_argument("--model", default="dcase21net")
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--train-epochs", type=int, default=20, help="parent training epochs")
+    parser.add_argument("--parent", type=Path, default=None, help="one parent run for every seed")
+    parser.add_argument("--data-root", type=Path, default=benchlib.FSDD)
+    parser.add_argument("--workdir", type=Path, default=benchlib.ROOT / "runs" / "bench-criteria")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (the PNG goes beside it)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="start no new configuration after this many minutes")
+    parser.add_argument("--plot-only", action="store_true", help="summary and plot from the JSON")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    methods = args.methods or (QUICK_METHODS if quick else METHODS)
+    budgets = args.budgets or ([0.3] if quick else [0.5, 0.3, 0.15])
+    seeds = args.seeds or ([0] if quick else [0, 1, 2])
+    epochs = args.finetune_epochs if args.finetune_epochs is not None else (2 if quick else 5)
+    out = args.out or (benchlib.QUICK_RESULTS if quick else benchlib.RESULTS) / "criteria_fsdd.json"
+    png = out.with_suffix(".png")
+    logging.getLogger("audioprune").setLevel(logging.WARNING)
+
+    data = read_json(out) if out.is_file() else {"runs": {}, "parents": {}, "seed_parents": {}}
+    runs, parents = data["runs"], data["parents"]
+    start = time.perf_counter()
+    if not args.plot_only:
+        if not benchlib.fsdd_available(args.data_root):
+            print(f"FSDD not found at {args.data_root} (expected {args.data_root}/recordings); "
+                  f"bench_criteria needs the real recordings: skipped", flush=True)
+            return 0
+        meta = {**benchlib.machine(), "threads": torch.get_num_threads(), "quick": quick,
+                "methods": list(methods), "budgets": budgets, "seeds": seeds,
+                "finetune_epochs": epochs, "split": SPLIT}
+        stopped = run_all(args, methods, budgets, seeds, epochs, data, out, start)
+        meta.update(load_average_1min_at_end=benchlib.load_average(),
+                    wall_seconds_this_call=round(time.perf_counter() - start, 1),
+                    stopped_early=stopped)
+        data.setdefault("calls", []).append(meta)
+    used = {run_id(args.parent)} if args.parent else set(data.get("seed_parents", {}).values())
+    mine = {k: r for k, r in runs.items() if r["finetune_epochs"] == epochs and r["parent"] in used
+            and r["method"] in methods and r["budget"] in budgets and r["seed"] in seeds}
+    rows = summarise(mine, parents)
+    used_parents = {k: parents[k] for k in sorted(used) if k in parents}
+    data["summary"] = rows
+    benchlib.save(out, data)
+    if rows:
+        print(f"\n{args.model} on FSDD [{SPLIT}], {epochs} fine-tuning epochs; parents: "
+              + ", ".join(f"{n} {100 * p['accuracy']:.1f}%" for n, p in used_parents.items()))
+        print_summary(rows)
+        plot(rows, used_parents, png, f"{args.model}, FSDD [{SPLIT}]: test accuracy vs MACs at equal "
+             f"budgets, fine-tuning {epochs} epochs (lr/10)\nsolid: audioprune criteria, dashed: "
+             f"Torch-Pruning importances via its BasePruner; mean ± sd over seeds "
+             f"{','.join(map(str, seeds))}")
+        print(f"\nsaved {out} and {png}")
+    return 0
+
+
+def run_all(args: argparse.Namespace, methods: tuple[str, ...] | list[str], budgets: list[float],
+            seeds: list[int], epochs: int, data: dict[str, Any], out: Path, start: float) -> bool:
+    """Every missing (seed, budget, method); True when --max-minutes stopped it early."""
+    runs, parents = data["runs"], data["parents"]
+    todo = [(s, b, m) for s in seeds for b in budgets for m in methods]
+    done = 0
+    def out_of_time() -> bool:
+        minutes = (time.perf_counter() - start) / 60
+        if args.max_minutes is None or minutes <= args.max_minutes:
+            return False
+        left = sum(1 for s, b, m in todo if not any(
+            k.endswith(f"|{m}|{b}|s{s}|ft{epochs}") for k in runs))
+        print(f"--max-minutes {args.max_minutes:g} reached after {minutes:.1f} min; {left} "
+              f"configurations left (run the same command again to continue)", flush=True)
+        return True
+
+    for seed in seeds:
+        if out_of_time():
+            return True
+        parent = parent_for(args, seed, data.setdefault("seed_parents", {}))
+        pid = run_id(parent)
+        pending = [(b, m) for b in budgets for m in methods
+                   if f"{pid}|{m}|{b}|s{seed}|ft{epochs}" not in runs]
+        if not pending:
+            done += len(budgets) * len(methods)
+            continue
+        model, _ = load_model(parent)
+        spec = parent_data_spec(parent, data_root=str(args.data_root))
+        spec = DataSpec(**{**spec.__dict__, "frontend": model.frontend_cfg.to_dict()})
+        bundle = prepare_data(spec, seed, progress=False)
+        parent_macs = count_macs(model)["model"]
+        if pid not in parents:
+            cfg = finetune_config(parent, progress=False)
+            parents[pid] = {"accuracy": accuracy(model, bundle, cfg),
+                                    "macs": parent_macs, "params": count_params(model),
+                                    "widths": model.layer_widths()}
+        for budget in budgets:
+            for method in methods:
+                key = f"{pid}|{method}|{budget}|s{seed}|ft{epochs}"
+                done += 1
+                if key in runs:
+                    continue
+                if out_of_time():
+                    return True
+                rec = run_config(parent, bundle, method, budget, seed, epochs, parent_macs,
+                                 args.workdir / "scratch")
+                runs[key] = rec
+                benchlib.save(out, data)
+                print(f"[{done}/{len(todo)}] s{seed} {budget:.0%} {method:<18} MACs "
+                      f"{rec['macs_ratio']:.3f}  acc {100 * rec['accuracy_before']:.1f} -> "
+                      f"{100 * rec['accuracy_after']:.1f}%  (prune {rec['prune_s']:.1f}s, "
+                      f"fine-tune {rec['finetune_s']:.0f}s)", flush=True)
+    return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

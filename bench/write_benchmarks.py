@@ -1,0 +1,248 @@
+"""Fill the tables of BENCHMARKS.md from the result JSONs in bench/results/.
+
+Only the text between `<!-- BEGIN name -->` and `<!-- END name -->` markers is replaced; the
+prose around the tables is written by people and left alone. A table whose JSON is missing says
+which command produces it. Nothing here measures anything: every number comes from a JSON that a
+benchmark script wrote.
+
+    .venv/bin/python bench/write_benchmarks.py            # rewrites BENCHMARKS.md in place
+    .venv/bin/python bench/write_benchmarks.py --check    # exit 1 when it would change anything
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from audioprune.fileio import atomic_write, read_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+from benchlib import table  # noqa: E402
+
+DOC = benchlib.ROOT / "BENCHMARKS.md"
+R = benchlib.RESULTS
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return read_json(path) if path.is_file() else None
+
+
+def _missing(path: Path, command: str) -> str:
+    return f"_No results yet ({path.relative_to(benchlib.ROOT)} missing): run `{command}`._"
+
+
+def _when(meta: dict[str, Any]) -> str:
+    load = meta.get("load_average_1min") or meta.get("load_average_1min_at_start")
+    end = meta.get("load_average_1min_at_end")
+    parts = [f"measured {meta.get('date', '?')[:16].replace('T', ' ')} UTC"]
+    if "threads" in meta:
+        parts.append(f"{meta['threads']} thread(s)")
+    if load is not None or end is not None:
+        parts.append("1-min load average " + " -> ".join(f"{x:.1f}" for x in (load, end) if x is not None)
+                     + f" on {meta.get('cpu_count', '?')} cores")
+    return "_" + ", ".join(parts) + "._"
+
+
+def _pct(x: float | None, sd: float | None = None) -> str:
+    if x is None:
+        return "-"
+    return f"{100 * x:.1f}" + (f" ± {100 * sd:.1f}" if sd is not None else "")
+
+
+# ------------------------------------------------------------------------------ sections
+
+
+def criteria(path: Path, command: str) -> str:
+    data = _load(path)
+    if not data or not data.get("summary"):
+        return _missing(path, command)
+    rows = data["summary"]
+    parents = data["parents"]
+    calls = data.get("calls", [])
+    epochs = data["runs"][next(iter(data["runs"]))]["finetune_epochs"]
+    lines = ["Parents: " + "; ".join(f"`{n}` {_pct(p['accuracy'])} % test accuracy, "
+                                      f"{p['macs']:,} MACs, {p['params']:,} params"
+                                      for n, p in parents.items()) + ".",
+             f"Fine-tuning: {epochs} epochs at the parent's lr / 10, best validation epoch kept. "
+             "Accuracy on the 500 test clips of the held-out speaker, mean ± sd over seeds "
+             "(no ± with one seed).", ""]
+    for budget in sorted({r["budget"] for r in rows}, reverse=True):
+        lines.append(f"**Budget {budget:.0%} of the parent's MACs**\n")
+        body = [[r["method"], "ours" if r["family"] == "audioprune" else "Torch-Pruning",
+                 f"{r['macs_ratio']:.3f}", f"{r['params']:,.0f}", _pct(r["accuracy_before"], r["accuracy_before_sd"]),
+                 _pct(r["accuracy_after"], r["accuracy_after_sd"]),
+                 ",".join(map(str, r["seeds"]))]
+                for r in rows if r["budget"] == budget]
+        body.sort(key=lambda b: -float(b[5].split()[0]))
+        lines.append(table(["method", "tool", "MACs / parent", "params", "acc. before FT %",
+                            "acc. after FT %", "seeds"], body))
+        lines.append("")
+    if calls:
+        wall = sum(c.get("wall_seconds_this_call", 0) for c in calls)
+        lines.append(_when(calls[-1]) + f" Wall time of the calls so far: {wall / 60:.0f} min.")
+    return "\n".join(lines).rstrip()
+
+
+def speedup(path: Path, command: str) -> str:
+    data = _load(path)
+    if not data:
+        return _missing(path, command)
+    rts = [rt for rt in ("eager", "onnxruntime") if f"{rt}_b1" in next(iter(data["models"].values()))]
+    headers = ["model", "params", "MACs / parent"]
+    for rt in rts:
+        headers += [f"{rt} b1", f"{rt} b32"]
+    headers.append("realised saving, b32 (eager / ORT)")
+    body = []
+    for name, r in data["models"].items():
+        row = [name, f"{r['params']:,}", f"{r['macs_ratio']:.3f}"]
+        for rt in rts:
+            for b in (1, 32):
+                t = r[f"{rt}_b{b}"]
+                row.append(f"{t['ms']:.2f} ms, **{t['ratio']:.2f}** (cpu {t['cpu_ratio']:.2f})")
+        real = [r[f"{rt}_b32"].get("realised") for rt in rts]
+        row.append(" / ".join("-" if x is None else f"{100 * x:.0f} %" for x in real))
+        body.append(row)
+    meta = data["meta"]
+    return "\n".join([table(headers, body), "",
+                      f"Latency: median ms per call over {meta['rounds']} round-robin rounds; "
+                      "bold: wall-time ratio to the parent (median of per-round ratios); cpu: the "
+                      "same with process CPU time. Timed: " + meta.get("timed", "") + ".",
+                      _when(meta)])
+
+
+def masks(path: Path, command: str) -> str:
+    data = _load(path)
+    if not data:
+        return _missing(path, command)
+    out = []
+    for res in data["results"]:
+        kwargs = "".join(f" {k} {v}" for k, v in (res["kwargs"] or {}).items())
+        out.append(f"**{res['model']}**{kwargs} ({res['weights']} weights), filter ratio "
+                   f"{res['ratio']}, features {res['features']}\n")
+        body = []
+        for v, r in res["variants"].items():
+            body.append([v, f"{r['params_stored']:,}", f"{r['nonzero_weights']:,}",
+                         f"{r['macs']:,} ({r['macs_ratio']:.2f})"]
+                        + [f"{r[f'latency_b{b}']['ms']:.2f} ms, **{r[f'latency_b{b}']['ratio']:.2f}** "
+                           f"(cpu {r[f'latency_b{b}']['cpu_ratio']:.2f})" for b in (1, 32)])
+        out.append(table(["variant", "stored params", "non-zero weights", "MACs (/ dense)",
+                          "eager b1 (/ dense)", "eager b32 (/ dense)"], body))
+        out.append("")
+    out.append(_when(data["meta"]))
+    return "\n".join(out)
+
+
+def quaternion(path: Path, command: str) -> str:
+    data = _load(path)
+    if not data:
+        return _missing(path, command)
+    rows = data["rows"]
+    train = [[f"{r['channels']}->{r['channels']}", "x".join(map(str, r["input"])),
+              f"{r['qconv_ms']:.1f}", f"{r['conv_ms']:.1f}", f"**{r['ratio_q_over_real']:.2f}x**",
+              f"{r['cpu_ratio_q_over_real']:.2f}x",
+              *((f"{r['counts'][v]['params']:,}" for v in ("qconv", "conv")) if "counts" in r
+                else ("-", "-")),
+              f"{r['counts']['qconv']['macs']:,}" if "counts" in r else "-"]
+             for r in rows if r["kind"] == "train"]
+    infer = [[f"{r['channels']}->{r['channels']}", "x".join(map(str, r["input"])),
+              f"{r['unfused_ms']:.2f}", f"{r['fused_ms']:.2f}", f"{r['real_ms']:.2f}",
+              f"{r['unfused_over_real']:.2f}x", f"**{r['fused_over_real']:.2f}x**",
+              f"{r['cpu_fused_over_real']:.2f}x",
+              " / ".join(f"{r['counts'][v]['params']:,}" for v in ("unfused", "fused", "real"))
+              if "counts" in r else "-"]
+             for r in rows if r["kind"] == "infer"]
+    out = ["Training step (forward + backward, one layer, batch 32), median ms\n",
+           table(["layer", "input", "QConv2d", "Conv2d", "Q / real", "Q / real (cpu)",
+                  "params Q", "params real", "MACs per example (both)"], train), "",
+           "Inference, one CNN14 conv block (conv-BN-ReLU x2), median ms\n",
+           table(["block", "input", "unfused Q", "fused Q", "real", "unfused / real",
+                  "fused / real", "fused / real (cpu)", "params unfused / fused / real"], infer)]
+    if data.get("models"):
+        out += ["", "Whole models on the PANNs AudioSet front end (10 s at 32 kHz), counted on the "
+                "meta device\n",
+                table(["model", "classes", "params (learned)", "params (deployed, fused)",
+                       "MACs per example"],
+                      [[m["model"], m["classes"], f"{m['params']:,}", f"{m['params_deployed']:,}",
+                        f"{m['macs']:,}"] for m in data["models"]])]
+    out += ["", _when({**data["meta"], "load_average_1min": data["meta"].get("load_average_1min_at_start")})]
+    return "\n".join(out)
+
+
+def centrality(path: Path, command: str) -> str:
+    data = _load(path)
+    if not data:
+        return _missing(path, command)
+
+    def s(x: Any, spec: str = ".3f") -> str:
+        return "skipped" if isinstance(x, str) else format(x, spec)
+
+    def ratio(slow: Any, fast: Any) -> str:
+        return f"{slow / fast:.0f}x" if not isinstance(slow, str) and fast else "-"
+
+    rows = data["rows"]
+    wdc = [[r["n"], "x".join(map(str, r["shape"])), s(r["wdc_s"]), s(r["networkx_wdc_s"]),
+            ratio(r["networkx_wdc_s"], r["wdc_s"]), str(r.get("wdc_same_selection", "-"))]
+           for r in rows]
+    btw = [[r["n"], s(r["betweenness_exact_s"], ".2f"), s(r["networkx_betweenness_s"], ".2f"),
+            ratio(r["networkx_betweenness_s"], r["betweenness_exact_s"]),
+            str(r.get("betweenness_same_selection", "-")), s(r["betweenness_knn16_s"], ".2f"),
+            f"{r['knn16_overlap_25']:.2f} / {r['knn16_overlap_50']:.2f}",
+            s(r["compat_betweenness_s"], ".2f"), s(r["networkx_compat_betweenness_s"], ".2f"),
+            str(r.get("compat_same_selection", "-"))] for r in rows]
+    meta = data["meta"]
+    return "\n".join([
+        "Weighted degree (wdc), weights -> scores, seconds\n",
+        table(["filters", "layer", "ours", "networkx (authors' code)", "speed-up", "same prune set"], wdc),
+        "", "Betweenness, seconds (principled lengths 1 - |cos|; paper_compat: the raw signed cosine)\n",
+        table(["filters", "ours exact", "networkx", "speed-up", "same prune set", "ours knn16",
+               "knn16 overlap 25 % / 50 %", "ours paper_compat", "networkx paper_compat",
+               "same prune set (compat)"], btw),
+        "", "_" + ", ".join(f"{k} {v}" for k, v in meta.items()) + "._"])
+
+
+SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
+    "criteria": (criteria, R / "criteria_fsdd.json", "python bench/bench_criteria.py"),
+    "criteria-quick": (criteria, R / "quick" / "criteria_fsdd.json", "python bench/bench_criteria.py --quick"),
+    "speedup": (speedup, R / "speedup.json", "python bench/bench_speedup.py"),
+    "masks": (masks, R / "masks.json", "python bench/bench_masks.py"),
+    "quaternion": (quaternion, R / "quaternion.json", "python bench/bench_quaternion.py --threads 1"),
+    "centrality": (centrality, R / "centrality.json", "python bench/bench_centrality.py"),
+}
+
+
+def render(text: str) -> str:
+    for name, (fn, path, command) in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- BEGIN {re.escape(name)} -->\n).*?(<!-- END {re.escape(name)} -->)",
+                             re.DOTALL)
+        if pattern.search(text):
+            body = fn(path, command)
+            text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--check", action="store_true", help="only report whether it is up to date")
+    args = parser.parse_args(argv)
+    if not args.doc.is_file():
+        print(f"{args.doc} not found", file=sys.stderr)
+        return 2
+    old = args.doc.read_text()
+    new = render(old)
+    if args.check:
+        print("up to date" if new == old else f"{args.doc} tables differ from bench/results/")
+        return 0 if new == old else 1
+    if new != old:
+        atomic_write(args.doc, lambda p: p.write_text(new))
+    print(f"{'updated' if new != old else 'unchanged'}: {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -93,12 +93,14 @@ def criteria_structures(path: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def models_to_time(args: argparse.Namespace) -> tuple[dict[str, AudioClassifier], dict[str, str]]:
-    """name -> model (the parent first) and name -> where it came from."""
+def models_to_time(args: argparse.Namespace) -> tuple[dict[str, AudioClassifier],
+                                                      dict[str, dict[str, list[str]]]]:
+    """name -> model (the parent first, no two with the same widths) and name -> where it came
+    from (with the models it stands for)."""
     parent_run, pruned_runs = find_models(args.runs)
     if parent_run is not None:
         parent, _ = load_model(parent_run)
-        source = {"parent": str(parent_run)}
+        source: dict[str, str] = {"parent": str(parent_run)}
     else:
         torch.manual_seed(0)
         parent = create_model(ARCH, 10, frontend=get_dataset_info("fsdd").frontend)
@@ -112,7 +114,7 @@ def models_to_time(args: argparse.Namespace) -> tuple[dict[str, AudioClassifier]
         m = model_from_config(model_config(parent))  # a copy of the parent, weights included
         m.load_state_dict(parent.state_dict())
         prune_model(m, PruneConfig(args.criterion, PlanSpec(target_macs=int(budget * base))))
-        name = f"{args.criterion} @ {budget:.0%} MACs"
+        name = f"ours ({args.criterion}, uniform) @ {budget:.0%} MACs"
         models[name] = m
         source[name] = f"parent pruned in memory, target_macs {budget:.0%} of the parent, uniform ratio"
     cfg = model_config(parent)
@@ -120,15 +122,22 @@ def models_to_time(args: argparse.Namespace) -> tuple[dict[str, AudioClassifier]
         torch.manual_seed(0)
         models[label] = model_from_config({**cfg, "widths": widths})
         source[label] = f"widths from {args.criteria.name} (random weights)"
-    return dedupe(models), source
+    unique, same = dedupe(models)
+    return unique, {label: {"same_widths": names, "sources": [source[n] for n in names]}
+                    for label, names in same.items()}
 
 
-def dedupe(models: dict[str, AudioClassifier]) -> dict[str, AudioClassifier]:
-    """One model per distinct width structure; its name lists every model sharing it."""
+def dedupe(models: dict[str, AudioClassifier]) -> tuple[dict[str, AudioClassifier], dict[str, list[str]]]:
+    """One model per distinct width structure, named after the first model with it (and how many
+    more share it); also {name: every model with those widths}."""
     by_widths: dict[tuple, list[str]] = {}
     for name, m in models.items():
         by_widths.setdefault(tuple(sorted(m.layer_widths().items())), []).append(name)
-    return {" = ".join(names): models[names[0]] for names in by_widths.values()}
+    out, same = {}, {}
+    for names in by_widths.values():
+        label = names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} same widths)"
+        out[label], same[label] = models[names[0]], names
+    return out, same
 
 
 def bench(models: dict[str, AudioClassifier], args: argparse.Namespace) -> dict[str, Any]:

@@ -93,13 +93,14 @@ def speedup(path: Path, command: str) -> str:
     if not data:
         return _missing(path, command)
     rts = [rt for rt in ("eager", "onnxruntime") if f"{rt}_b1" in next(iter(data["models"].values()))]
-    headers = ["model", "params", "MACs / parent"]
+    headers = ["model", "widths", "params", "MACs / parent"]
     for rt in rts:
         headers += [f"{rt} b1", f"{rt} b32"]
     headers.append("realised saving, b32 (eager / ORT)")
     body = []
     for name, r in data["models"].items():
-        row = [name, f"{r['params']:,}", f"{r['macs_ratio']:.3f}"]
+        row = [name, "/".join(str(w) for w in r["widths"].values()), f"{r['params']:,}",
+               f"{r['macs_ratio']:.3f}"]
         for rt in rts:
             for b in (1, 32):
                 t = r[f"{rt}_b{b}"]

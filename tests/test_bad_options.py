@@ -129,3 +129,18 @@ def test_corrupt_prune_run_config(run: Path, tmp_path: Path, capsys: pytest.Capt
     _fails(["prune", "--resume", str(broken)], capsys, "config.json is not readable JSON")
     _fails(["prune", str(broken), "--criterion", "l1", "--ratio", "0.5", "--out",
             str(tmp_path / "p"), "--no-progress"], capsys, "config.json is not readable JSON")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`audioprune datasets -v | head -1`: the pipe closes before we write; before the fix the
+    interpreter's exit flush printed "Exception ignored ... BrokenPipeError" and exited 120."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "audioprune", "datasets", "-v"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait() == 141, err
+    assert "BrokenPipeError" not in err and "Traceback" not in err

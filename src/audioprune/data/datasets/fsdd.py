@@ -28,8 +28,14 @@ def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
               val_fraction: float = 0.1, test_fold: int | None = None,
               val_fold: int | None = None, subset: str | None = None,
               split_file: Path | None = None) -> DatasetIndex:
-    """`split`: "official" (default; index 0-4 test) or "speaker:NAME" (NAME's clips are the test
-    set, the other speakers train). Validation is a stratified `val_fraction` of train."""
+    """`split`: "official" (default; index 0-4 test), "speaker:NAME" (NAME's clips are the test
+    set, the other speakers train; validation a stratified `val_fraction` of train) or
+    "speaker:NAME,val:OTHER" (OTHER's clips are the validation set).
+
+    Why the last: with one speaker held out, validation clips of the training speakers are
+    ~100 % right whatever the epoch, so choosing the best epoch on them is a coin toss for the
+    held-out speaker; a held-out validation speaker makes early stopping and best-epoch choice
+    measure the same thing the test does (speaker generalisation)."""
     reject_options("fsdd", test_fold=test_fold, val_fold=val_fold, subset=subset,
                    split_file=split_file)
     assert root is not None
@@ -51,14 +57,34 @@ def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
         test = [c for c, i in clips if i <= 4]
         train = [c for c, i in clips if i > 4]
     elif split.startswith("speaker:"):
-        name = split.split(":", 1)[1]
-        if name not in speakers:
-            raise UserError(f"--split {split}: no speaker {name!r}; speakers are {', '.join(speakers)}")
+        name, val_name = _speakers(split, speakers)
         train, test = group_holdout([c for c, _ in clips], {name})
     else:
-        raise UserError(f"fsdd --split must be 'official' or 'speaker:NAME' "
-                        f"(NAME one of {', '.join(speakers)}), got {split!r}")
-    train, val = stratified_holdout(train, val_fraction, seed)
+        raise UserError(f"fsdd --split must be 'official', 'speaker:NAME' or "
+                        f"'speaker:NAME,val:OTHER' (NAME, OTHER among {', '.join(speakers)}), "
+                        f"got {split!r}")
+    if split.startswith("speaker:") and val_name is not None:
+        train, val = group_holdout(train, {val_name})
+    else:
+        train, val = stratified_holdout(train, val_fraction, seed)
     return DatasetIndex(name="fsdd", task="single-label", class_names=[str(d) for d in range(10)],
                         splits={"train": train, "val": val, "test": test}, split_name=split,
                         sample_rate=8000)
+
+
+def _speakers(split: str, speakers: list[str]) -> tuple[str, str | None]:
+    """("nicolas", "theo") from "speaker:nicolas,val:theo"; ("nicolas", None) from "speaker:nicolas"."""
+    test_part, _, val_part = split.partition(",")
+    name = test_part.split(":", 1)[1]
+    val_name = None
+    if val_part:
+        if not val_part.startswith("val:"):
+            raise UserError(f"--split {split}: after the comma write val:SPEAKER, e.g. "
+                            f"speaker:{name},val:OTHER (speakers: {', '.join(speakers)})")
+        val_name = val_part[len("val:"):]
+    for who in (name, val_name):
+        if who is not None and who not in speakers:
+            raise UserError(f"--split {split}: no speaker {who!r}; speakers are {', '.join(speakers)}")
+    if val_name == name:
+        raise UserError(f"--split {split}: the validation speaker must differ from the test speaker")
+    return name, val_name

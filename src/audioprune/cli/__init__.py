@@ -1,0 +1,65 @@
+"""The `audioprune` command. One module per subcommand, each with `register(sub)` (its options)
+and its handler; user errors (UserError) print one clear line and exit with status 2, never a
+traceback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from audioprune import __version__
+from audioprune.cli import (
+    datasets,
+    demo,
+    distill,
+    evaluate,
+    export,
+    models,
+    profile,
+    prune,
+    recipe,
+    report,
+    train,
+)
+from audioprune.errors import UserError
+
+COMMANDS = (train, evaluate, prune, distill, datasets, models, demo, recipe, report, profile, export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audioprune", description="Train, prune, distill, measure and report audio "
+        "classifiers (CNNs and quaternion CNNs). `audioprune demo` runs the main job.")
+    parser.add_argument("--version", action="version", version=f"audioprune {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.epochs_given = any(a == "--epochs" or a.startswith("--epochs=") for a in argv)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that left shows up here, not at exit
+        return status
+    except UserError as exc:
+        print(f"audioprune {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"audioprune {args.command}: interrupted; resume with --resume where supported",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `audioprune datasets | head`: the reader left. Point stdout at /dev/null so the
+        # interpreter's final flush does not raise again, and exit as a SIGPIPE'd command does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

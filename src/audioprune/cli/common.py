@@ -1,0 +1,124 @@
+"""Options and helpers shared by several subcommands: data and training options, summaries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audioprune.errors import UserError
+
+if TYPE_CHECKING:  # the CLI imports torch-heavy modules only inside the command that needs them
+    from audioprune.train.experiment import DataSpec
+    from audioprune.train.fit import TrainConfig
+
+def parse_kv(pairs: list[str] | None, what: str) -> dict[str, Any]:
+    """KEY=VALUE pairs with JSON-ish values: --model-arg dropout=0.1 --model-arg width=0.5."""
+    out: dict[str, Any] = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise UserError(f"{what} {item!r} must look like KEY=VALUE")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = raw
+    return out
+
+
+def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", required=required, help="dataset layout (see `audioprune datasets`)")
+    g.add_argument("--data-root", help="directory holding the dataset in its official layout")
+    g.add_argument("--split", help="split scheme, e.g. fsdd: official | speaker:NAME; ravdess: actors:1,2")
+    g.add_argument("--test-fold", type=int, help="fold used as the test set (folded datasets)")
+    g.add_argument("--val-fold", type=int, help="fold used for validation (default: a stratified "
+                   "part of the training folds)")
+    g.add_argument("--subset", help="dataset subset, e.g. esc50: esc10")
+    g.add_argument("--split-file", type=Path, help="explicit split list (gtzan fault-filtered split)")
+    g.add_argument("--val-fraction", type=float, help="fraction of train held out for validation")
+    g.add_argument("--frontend", action="append", metavar="KEY=VALUE",
+                   help="front-end override, e.g. n_mels=64, clip_seconds=5, sample_rate=16000")
+    g.add_argument("--cache-dir", help="feature cache location (default ~/.cache/audioprune or "
+                   "$AUDIOPRUNE_CACHE)")
+    g.add_argument("--no-cache", action="store_true", help="decode audio on every access")
+    g.add_argument("--strict", action="store_true", help="fail on undecodable audio instead of "
+                   "skipping it with a warning")
+
+
+def data_spec(args: argparse.Namespace) -> "DataSpec":
+    from audioprune.train.experiment import DataSpec
+
+    options = {k: getattr(args, k) for k in ("split", "test_fold", "val_fold", "subset",
+                                            "split_file", "val_fraction")
+               if getattr(args, k, None) is not None}
+    if "split_file" in options:
+        options["split_file"] = str(options["split_file"])
+    return DataSpec(dataset=args.dataset, data_root=args.data_root, options=options,
+                    frontend=parse_kv(args.frontend, "--frontend"), cache=not args.no_cache,
+                    cache_dir=args.cache_dir, strict=args.strict)
+
+
+def data_spec_from_run(args: argparse.Namespace, run: Path) -> "DataSpec":
+    """The data of `run` (its config.json) with the data options given on the command line on
+    top; with --dataset, only what was given."""
+    from audioprune.prune.run import parent_data_spec
+
+    if args.dataset:
+        return data_spec(args)
+    given = data_spec(argparse.Namespace(**{**vars(args), "dataset": "?"}))
+    data = parent_data_spec(run, options=given.options, data_root=args.data_root,
+                            cache_dir=args.cache_dir)
+    data.frontend = {**data.frontend, **given.frontend}
+    data.cache = data.cache and not args.no_cache
+    data.strict = data.strict or args.strict
+    return data
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from audioprune.train.fit import TrainConfig
+
+    d = TrainConfig()
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=d.epochs)
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--schedule", choices=["cosine", "step", "none"], default=d.schedule)
+    g.add_argument("--step-size", type=int, default=d.step_size, help="epochs per step (step schedule)")
+    g.add_argument("--patience", type=int, default=d.patience,
+                   help="early stopping: epochs without validation gain (0 = off)")
+    g.add_argument("--mixup", type=float, default=d.mixup, help="mixup Beta(a, a) parameter; 0 = off")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N")
+    g.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader worker processes")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+
+
+def train_config(args: argparse.Namespace) -> "TrainConfig":
+    from audioprune.train.fit import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       weight_decay=args.weight_decay, schedule=args.schedule,
+                       step_size=args.step_size, patience=args.patience, mixup=args.mixup,
+                       seed=args.seed, device=args.device, num_workers=args.workers,
+                       progress=not args.no_progress)
+
+
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs = parse_kv(args.model_arg, "--model-arg")
+    if args.width is not None:
+        kwargs["width"] = args.width
+    if args.spec_augment:
+        kwargs["spec_augment"] = {"time_masks": 2, "time_width": 20, "freq_masks": 2,
+                                  "freq_width": 8}
+    return kwargs
+
+
+def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
+    from audioprune.train.metrics import headline
+
+    name, value = headline(metrics)
+    print(f"{run_dir}: {metrics['dataset']} [{metrics['split']}] test {name} {value:.4f}  "
+          f"params {metrics['params']:,}  MACs {metrics['macs']:,}  size {metrics['size_bytes']:,} B")

@@ -1,0 +1,46 @@
+"""`audioprune profile`: parameters, MACs, size and latency of a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from audioprune.errors import UserError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("profile", help="parameters, MACs, size and latency (eager, ONNX Runtime) "
+                       "of a run; writes RUN/profile.json")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--json", action="store_true", help="print profile.json instead of tables")
+    p.add_argument("--threads", type=int, help="intra-op threads for both runtimes (default: "
+                   "torch's, i.e. OMP_NUM_THREADS or the core count)")
+    p.add_argument("--batch-sizes", default="1,32", help="batch sizes to time (default 1,32)")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and ONNX "
+                   "Runtime timing")
+    p.set_defaults(func=cmd_profile)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """`audioprune profile RUN`: see audioprune.measure.profile."""
+    from audioprune.measure.profile import PROFILE_JSON, profile_run
+    from audioprune.measure.summary import profile_summary
+    from audioprune.train.experiment import setup_logging
+
+    if not args.json:
+        setup_logging()
+    try:
+        sizes = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
+    except ValueError:
+        raise UserError(f"--batch-sizes {args.batch_sizes!r}: give integers separated by "
+                        f"commas, e.g. 1,32") from None
+    prof = profile_run(Path(args.run), batch_sizes=sizes, threads=args.threads,
+                       onnx=not args.no_onnx)
+    if args.json:
+        print(json.dumps(prof, indent=2))
+    else:
+        print(profile_summary(prof))
+        print(f"\nwritten to {Path(args.run) / PROFILE_JSON}")
+    return 0

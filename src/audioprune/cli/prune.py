@@ -1,0 +1,147 @@
+"""`audioprune prune`: score filters, remove them for real, fine-tune, write a run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from audioprune.cli.common import (
+    add_data_args,
+    add_train_args,
+    data_spec_from_run,
+    parse_kv,
+    print_summary,
+)
+from audioprune.cli.distill import add_distill_args, print_distill_summary
+from audioprune.errors import UserError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("prune", help="prune a trained run's filters, fine-tune, write a new run",
+                       description="Score every filter with a criterion, remove filters for real "
+                       "(Torch-Pruning), fine-tune and evaluate. Data and training settings "
+                       "default to the parent run's (learning rate / 10).")
+    p.add_argument("run", nargs="?", help="the trained run directory to prune")
+    p.add_argument("--criterion", help="pruning criterion, e.g. wdc, betweenness, l1, fpgm, random; "
+                   "active (data-driven): hrank, activation, taylor (--criterion-arg batches=N)")
+    what = p.add_argument_group("what to prune (give one of --ratio/--ratios/--target-*)")
+    what.add_argument("--ratio", type=float, help="fraction of filters removed from every "
+                      "selected layer, in [0, 1)")
+    what.add_argument("--ratios", help="per-layer fractions, e.g. conv1=0.5,conv2=0.5 or C1=0.5")
+    what.add_argument("--target-macs", help="MAC budget per example (body), e.g. 30M")
+    what.add_argument("--target-params", help="parameter budget, e.g. 128k")
+    what.add_argument("--layers", help="layers to prune: names, glob patterns or aliases, e.g. "
+                      "conv1,conv2 or 'block4.*,block5.*' or C7-C12 (default: all prunable)")
+    what.add_argument("--global", dest="global_ranking", action="store_true",
+                      help="rank filters across the selected layers (scores normalised per layer)")
+    what.add_argument("--global-norm", choices=["minmax", "zscore"], default="minmax",
+                      help="per-layer score normalisation for --global")
+    what.add_argument("--iterative", type=int, default=1, metavar="K",
+                      help="K rounds of prune + fine-tune ending at the requested sparsity")
+    crit = p.add_argument_group("criterion options")
+    crit.add_argument("--paper-compat", action="store_true",
+                      help="graph criteria: raw cosine as the networkx edge weight (authors' code)")
+    crit.add_argument("--representative", choices=["auto", "rank1", "flat"])
+    crit.add_argument("--knn", type=int, help="graph criteria: k-nearest-neighbour graph")
+    crit.add_argument("--approx", choices=["knn"], help="betweenness/closeness: fast path")
+    crit.add_argument("--knn-k", type=int, help="neighbours for --approx knn")
+    crit.add_argument("--criterion-arg", action="append", metavar="KEY=VALUE",
+                      help="any other criterion option, e.g. seed=3, m=64")
+    crit.add_argument("--aggregate", choices=["mean", "max", "min", "norm"], default="mean",
+                      help="quaternion layers: combine the r,i,j,k scores (default mean, as the "
+                      "QCNN authors)")
+    crit.add_argument("--quaternion-mode", choices=["aggregate", "concat"], default="aggregate",
+                      help="quaternion layers: score components and aggregate, or one "
+                      "concatenated filter / representative per quaternion")
+    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default 10; 0 = "
+                   "prune only)")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--resume", metavar="RUN2", help="continue an interrupted prune run")
+    add_data_args(p, required=False)
+    add_train_args(p)
+    add_distill_args(p, for_prune=True)
+    p.set_defaults(func=cmd_prune, epochs=None, batch_size=None, lr=None, weight_decay=None,
+                   schedule=None, step_size=None, patience=None, mixup=None, seed=None,
+                   device=None, workers=None)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """`audioprune prune RUN --criterion C --ratio R --out RUN2`: see audioprune.prune.run."""
+    from audioprune.prune.plan import PlanSpec, parse_layers, parse_ratios
+    from audioprune.prune.run import (
+        PruneConfig,
+        finetune_config,
+        prune_run,
+        resume_prune,
+    )
+    from audioprune.train.experiment import setup_logging
+
+    setup_logging()
+    if args.finetune_epochs is not None and args.epochs is not None:
+        raise UserError("give --finetune-epochs or --epochs (an alias), not both")
+    epochs = args.finetune_epochs if args.finetune_epochs is not None else args.epochs
+    overrides = {"batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
+                 "schedule": args.schedule, "step_size": args.step_size, "patience": args.patience,
+                 "mixup": args.mixup, "seed": args.seed, "device": args.device,
+                 "num_workers": args.workers, "progress": False if args.no_progress else None}
+    if args.resume:
+        metrics = resume_prune(Path(args.resume), **overrides,
+                               **({"epochs": epochs} if epochs is not None else {}))
+        out = Path(args.resume)
+    else:
+        if not args.run or not args.criterion or not args.out:
+            raise UserError("prune needs RUN, --criterion and --out (or --resume RUN2)")
+        options = parse_kv(args.criterion_arg, "--criterion-arg")
+        for key in ("representative", "knn", "approx", "knn_k"):
+            if getattr(args, key) is not None:
+                options[key] = getattr(args, key)
+        if args.paper_compat:
+            options["paper_compat"] = True
+        plan = PlanSpec(ratio=args.ratio,
+                        ratios=parse_ratios(args.ratios) if args.ratios is not None else None,
+                        target_macs=args.target_macs, target_params=args.target_params,
+                        layers=parse_layers(args.layers), global_ranking=args.global_ranking,
+                        normalise=args.global_norm).validate()
+        cfg = PruneConfig(args.criterion, plan, options, iterative=args.iterative,
+                          aggregate=args.aggregate, quaternion_mode=args.quaternion_mode)
+        parent = Path(args.run)
+        if args.frontend and not args.dataset:
+            raise UserError("the pruned model keeps its parent's front end; drop --frontend")
+        data = data_spec_from_run(args, parent)
+        metrics = prune_run(parent, Path(args.out), cfg, finetune_config(parent, epochs, **overrides),
+                            data, distill=prune_distill_config(args))
+        out = Path(args.out)
+    print_summary(metrics, out)
+    print_prune_summary(metrics)
+    if "distill" in metrics:
+        print_distill_summary(metrics)
+    return 0
+
+
+def print_prune_summary(metrics: dict[str, Any]) -> None:
+    from audioprune.train.metrics import headline
+
+    parent, before = metrics["parent"], metrics["before_finetune"]
+    name, value = headline(metrics)
+    p_value = parent.get(name, float("nan"))
+    b_value = before.get(name, float("nan"))
+    print(f"parent {name} {p_value:.4f}  params {parent['params']:,}  MACs {parent['macs']:,}; "
+          f"pruned: {name} {b_value:.4f} before fine-tuning, {value:.4f} after; "
+          f"params -{100 * metrics['reduction']['params']:.1f}%  "
+          f"MACs -{100 * metrics['reduction']['macs']:.1f}%")
+
+
+def prune_distill_config(args: argparse.Namespace) -> Any:
+    """`prune --distill-from` as a DistillConfig (None without it)."""
+    from audioprune.distill.distiller import DistillConfig
+
+    if args.distill_from is None:
+        given = [f for f, v in (("--kd-loss", args.kd_loss), ("--temperature", args.temperature),
+                                ("--alpha", args.alpha)) if v is not None]
+        if given or args.teacher_mode != "auto":
+            raise UserError(f"{', '.join(given) or '--teacher-mode'} only applies with "
+                            f"--distill-from [TEACHER_RUN]")
+        return None
+    return DistillConfig(args.distill_from, args.kd_loss, args.temperature, args.alpha,
+                         args.teacher_mode)

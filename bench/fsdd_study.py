@@ -2,8 +2,7 @@
 real `audioprune` command and summarised from the run directories' metrics.json.
 
     python bench/fsdd_study.py qcnn    # dcase21net vs qdcase21net, 3 seeds, official split
-    python bench/fsdd_study.py prune   # C1+C2 50% pruning, 5 criteria x 3 seeds x 2 splits,
-                                       # 5 fine-tuning epochs
+    python bench/fsdd_study.py prune   # C1+C2 50% pruning, 5 criteria x 3 seeds x 3 splits
     python bench/fsdd_study.py all --workers 2
     python bench/fsdd_study.py summary # tables only, from whatever runs exist
 
@@ -31,7 +30,19 @@ ROOT = Path(__file__).resolve().parents[1]
 FSDD = Path(os.environ.get("FSDD_ROOT", ROOT.parent / "shared" / "datasets" / "fsdd"))
 SEEDS = (0, 1, 2)
 CRITERIA = ("wdc", "betweenness", "l1", "fpgm", "random")
-SPLITS = {"official": 40, "speaker:nicolas": 20}  # split -> parent training epochs
+# (model, split, parent training epochs, fine-tuning epochs, criteria). The 5-epoch studies came
+# first. On "speaker:nicolas" the validation clips come from the training speakers, so the best
+# epoch is picked blind to speaker generalisation; "speaker:nicolas,val:theo" holds out a
+# validation speaker (theo) as well, so that choice measures what the test measures. The 10-epoch
+# studies use the prune default of 10 fine-tuning epochs.
+STUDIES = [
+    ("dcase21net", "official", 40, 5, CRITERIA),
+    ("dcase21net", "speaker:nicolas", 20, 5, CRITERIA),
+    ("qdcase21net", "official", 40, 5, ("wdc", "l1")),
+    ("dcase21net", "speaker:nicolas,val:theo", 20, 10, CRITERIA),
+    ("dcase21net", "official", 40, 10, CRITERIA),
+    ("qdcase21net", "official", 40, 10, ("wdc", "l1")),
+]
 
 
 @dataclass
@@ -45,7 +56,7 @@ class Job:
 
 
 def train_job(runs: Path, model: str, split: str, epochs: int, seed: int) -> Job:
-    tag = split.replace(":", "-")
+    tag = split.replace(":", "-").replace(",", "-")
     out = runs / f"{model}-{tag}-e{epochs}-s{seed}"
     return Job(out, ["train", "--model", model, "--dataset", "fsdd", "--data-root", str(FSDD),
                      "--split", split, "--epochs", str(epochs), "--seed", str(seed),
@@ -57,7 +68,8 @@ FINETUNE_EPOCHS = 5  # lr = parent's / 10 (the prune default); short, as CPU tim
 
 def prune_job(parent: Path, criterion: str, seed: int, ratios: str = "C1=0.5,C2=0.5",
               epochs: int = FINETUNE_EPOCHS) -> Job:
-    out = parent.parent / f"{parent.name}-{criterion}-{ratios.replace(',', '_').replace('=', '')}"
+    suffix = "" if epochs == 5 else f"-ft{epochs}"  # the 5-epoch runs came first, unsuffixed
+    out = parent.parent / f"{parent.name}-{criterion}-{ratios.replace(',', '_').replace('=', '')}{suffix}"
     return Job(out, ["prune", str(parent), "--criterion", criterion, "--ratios", ratios,
                      "--finetune-epochs", str(epochs), "--seed", str(seed), "--out", str(out),
                      "--no-progress"], needs=[parent])
@@ -69,16 +81,13 @@ def qcnn_jobs(runs: Path) -> list[Job]:
 
 
 def prune_jobs(runs: Path) -> list[Job]:
+    """Every study's parents and prunes (the QCNN twin: whole quaternions, mean aggregate)."""
     jobs: list[Job] = []
-    for split, epochs in reversed(SPLITS.items()):
+    for model, split, epochs, ft_epochs, criteria in STUDIES:
         for s in SEEDS:
-            parent = train_job(runs, "dcase21net", split, epochs, s)
-            jobs.append(parent)
-            jobs += [prune_job(parent.out, c, s) for c in CRITERIA]
-    for s in SEEDS:  # quaternion-aware pruning of the QCNN twin, whole quaternions, mean aggregate
-        parent = train_job(runs, "qdcase21net", "official", 40, s)
-        jobs.append(parent)
-        jobs += [prune_job(parent.out, c, s) for c in ("wdc", "l1")]
+            parent = train_job(runs, model, split, epochs, s)
+            jobs += [parent] if parent.out not in {j.out for j in jobs} else []
+            jobs += [prune_job(parent.out, c, s, epochs=ft_epochs) for c in criteria]
     return jobs
 
 
@@ -164,17 +173,17 @@ def summarise_qcnn(runs: Path) -> dict:
 
 def summarise_prune(runs: Path) -> dict:
     out: dict = {}
-    studies = [("dcase21net", split, e, CRITERIA) for split, e in SPLITS.items()]
-    studies.append(("qdcase21net", "official", 40, ("wdc", "l1")))
-    for model, split, epochs, criteria in studies:
+    for model, split, epochs, ft_epochs, criteria in STUDIES:
         parents = {s: train_job(runs, model, split, epochs, s).out for s in SEEDS}
         parent_ms = [m for p in parents.values() if (m := load(p))]
         if not parent_ms:
             continue
-        block: dict = {"parent": {"accuracy": mean_sd([m["accuracy"] for m in parent_ms]),
+        block: dict = {"finetune_epochs": ft_epochs,
+                       "parent": {"accuracy": mean_sd([m["accuracy"] for m in parent_ms]),
                                   "params": parent_ms[0]["params"], "macs": parent_ms[0]["macs"]}}
         for c in criteria:
-            ms = [m for s, p in parents.items() if (m := load(prune_job(p, c, s).out))]
+            ms = [m for s, p in parents.items()
+                  if (m := load(prune_job(p, c, s, epochs=ft_epochs).out))]
             if not ms:
                 continue
             block[c] = {
@@ -185,7 +194,7 @@ def summarise_prune(runs: Path) -> dict:
                 "params_reduction": ms[0]["reduction"]["params"],
                 "macs_reduction": ms[0]["reduction"]["macs"],
             }
-        out[f"{model} {split}"] = block
+        out[f"{model} {split}" + (f" ft{ft_epochs}" if ft_epochs != 5 else "")] = block
     return out
 
 
@@ -199,10 +208,10 @@ def print_tables(qcnn: dict, prune: dict) -> None:
               f"MACs {r['macs']:,}")
     for study, block in prune.items():
         p = block["parent"]
-        print(f"\n{study}: parent accuracy {pct(p['accuracy'])}, params {p['params']:,}, "
+        print(f"\n{study} ({block['finetune_epochs']} fine-tuning epochs): parent accuracy {pct(p['accuracy'])}, params {p['params']:,}, "
               f"MACs {p['macs']:,}")
         for c, r in block.items():
-            if c == "parent":
+            if c in ("parent", "finetune_epochs"):
                 continue
             print(f"  {c:12s} before FT {pct(r['before_finetune'])}  after FT "
                   f"{pct(r['after_finetune'])}  drop {r['drop_points']['mean']:.2f} pts  "
@@ -214,6 +223,8 @@ def main() -> None:
     ap.add_argument("study", choices=["qcnn", "prune", "all", "summary"])
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "fsdd-study")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads per run (default: cores / workers)")
     args = ap.parse_args()
     if not FSDD.exists():
         sys.exit(f"FSDD not found at {FSDD}: set FSDD_ROOT to the free-spoken-digit-dataset folder")
@@ -223,7 +234,7 @@ def main() -> None:
         todo: list[Job] = []
         for name in (("qcnn", "prune") if args.study == "all" else (args.study,)):
             todo += [j for j in jobs[name](args.runs) if j.out not in {t.out for t in todo}]
-        threads = max(1, (os.cpu_count() or 2) // args.workers)
+        threads = args.threads or max(1, (os.cpu_count() or 2) // args.workers)
         queue = JobQueue(todo)
         with ThreadPoolExecutor(args.workers) as pool:
             for _ in range(args.workers):

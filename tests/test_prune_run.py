@@ -58,6 +58,7 @@ def test_prune_cli_end_to_end_and_resume(parent: Path, tmp_path: Path,
     assert m["parent"]["run"] == str(parent.resolve())
     assert m["parent"]["params"] == 46_118 and m["parent"]["accuracy"] == trained["accuracy"]
     assert m["parent"]["macs"] == trained["macs"]
+    assert m["parent"]["train_seconds"] == trained["train_seconds"] > 0  # total compute survives its deletion
     assert m["before_finetune"]["params"] == m["params"]
     assert m["before_finetune"]["macs"] == m["macs"]
     assert 0.0 <= m["before_finetune"]["accuracy"] <= 1.0

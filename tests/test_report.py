@@ -245,3 +245,19 @@ def test_total_compute_unknown_when_the_parent_is_gone(timed: Path, tmp_path: Pa
     report = write_report([timed], tmp_path / "report")
     line = next(ln for ln in report.table.splitlines() if ln.startswith("| teacher-l1-r50 "))
     assert line.rstrip().endswith("| 119 | - |")
+
+
+def test_total_compute_known_from_the_parent_block_when_the_parent_is_gone(
+        timed: Path, tmp_path: Path) -> None:
+    """prune and distill now copy the parent's / teacher's train_seconds into their block."""
+    import shutil
+
+    for name in ("teacher-l1-r50", "kd"):
+        m = json.loads((timed / name / "metrics.json").read_text())
+        block = m["parent"] if "parent" in m else m["distill"]["teacher"]
+        block["train_seconds"] = 1434.62
+        write_json(timed / name / "metrics.json", m)
+    shutil.rmtree(timed / "teacher")
+    rows = {r.name: r for r in collect_rows(find_runs([timed]))}
+    assert rows["teacher-l1-r50"].total_compute_s == pytest.approx(1434.62 + 119.16)
+    assert rows["kd"].total_compute_s == pytest.approx(1434.62 + 340.75)

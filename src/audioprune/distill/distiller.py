@@ -30,12 +30,11 @@ from audioprune.distill.losses import get_recipe, resolve_recipe
 from audioprune.distill.teacher import (MODES, CachedTeacher, OnlineTeacher, TeacherCache,
                                         cache_key, cached_teacher, choose_mode, teacher_identity)
 from audioprune.errors import UserError
-from audioprune.fileio import read_json
 from audioprune.models.base import AudioClassifier
 from audioprune.train.distributed import DistContext
-from audioprune.train.experiment import DataBundle, DataSpec, test_metrics
+from audioprune.train.experiment import DataBundle, DataSpec, source_run_block
 from audioprune.train.fit import TrainConfig, fit
-from audioprune.train.run_dir import METRICS_JSON, load_model
+from audioprune.train.run_dir import load_model
 
 log = logging.getLogger("audioprune")
 
@@ -73,16 +72,7 @@ class DistillConfig:
 def teacher_block(run: Path, teacher: AudioClassifier, bundle: DataBundle,
                   cfg: TrainConfig) -> dict[str, Any]:
     """The teacher's headline numbers on the student's test split."""
-    path = Path(run) / METRICS_JSON
-    saved = read_json(path) if path.is_file() else {}
-    same = (saved.get("dataset") == bundle.index.name
-            and saved.get("split") == bundle.index.split_name
-            and saved.get("num_examples") == len(bundle.test.clips))
-    source = str(path) if same else "evaluated by distill on this test split"
-    metrics = saved if same else test_metrics(teacher, bundle, cfg)
-    keys = ("accuracy", "mAP", "macro_f1", "num_examples", "params", "macs", "size_bytes")
-    return {"run": str(Path(run).resolve()), "arch": teacher.arch_name,
-            **{k: metrics[k] for k in keys if k in metrics}, "source": source}
+    return source_run_block(run, teacher, bundle, cfg, "distill")
 
 
 class Distiller:

@@ -58,16 +58,17 @@ from audioprune.prune.engine import ActiveImportance, CriterionImportance, Pruni
 from audioprune.prune.plan import PlanSpec, ResolvedPlan, resolve_plan, schedule_counts
 from audioprune.train.experiment import (
     DataBundle,
+    HEADLINE_KEYS,
     DataSpec,
     environment,
     prepare_data,
     run_log,
+    source_run_block,
     test_metrics,
 )
 from audioprune.train.fit import TrainConfig, fit
 from audioprune.train.run_dir import (
     CONFIG_JSON,
-    METRICS_JSON,
     MODEL_WEIGHTS,
     load_model,
     read_model_info,
@@ -225,25 +226,12 @@ def finetune_config(parent: Path, epochs: int | None = None, **overrides: Any) -
 
 
 def _headline_block(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("accuracy", "mAP", "macro_f1", "num_examples", "params", "macs", "size_bytes")
-    return {k: metrics[k] for k in keys if k in metrics}
+    return {k: metrics[k] for k in HEADLINE_KEYS if k in metrics}
 
 
 def _parent_block(parent: Path, model: AudioClassifier, bundle: DataBundle,
                   cfg: TrainConfig) -> dict[str, Any]:
-    path = Path(parent) / METRICS_JSON
-    saved = read_json(path) if path.is_file() else {}
-    same = (saved.get("dataset") == bundle.index.name
-            and saved.get("split") == bundle.index.split_name
-            and saved.get("num_examples") == len(bundle.test.clips))
-    if same:
-        block = _headline_block(saved)
-        block["source"] = str(path)
-    else:
-        block = _headline_block(test_metrics(model, bundle, cfg))
-        block["source"] = "evaluated by prune on this test split"
-    return {"run": str(Path(parent).resolve()), **block,
-            "dataset": bundle.index.name, "split": bundle.index.split_name}
+    return source_run_block(parent, model, bundle, cfg, "prune")
 
 
 def _check_out(out: Path, resume: bool) -> None:

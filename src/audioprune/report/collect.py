@@ -10,7 +10,8 @@ not included); a KD student's (or KD fine-tune's) `distill.total_seconds` (train
 logits). `total_compute_s` adds the compute of every run it was derived from (parent, teacher, and
 theirs), each counted once: the fair cost to compare pruning with KD, since both need the trained
 teacher. It is None when any of those runs' compute is unknown (a run without timings, a parent
-directory that is gone): a partial sum would understate it. A pruned run's parent is found from the `parent` block
+directory that is gone and whose block, written before blocks carried `train_seconds`, does not
+say): a partial sum would understate it. A pruned run's parent is found from the `parent` block
 prune writes into metrics.json; when the parent directory is gone, the numbers that block holds
 (measured on the same test split) stand in for it.
 """
@@ -234,7 +235,8 @@ def _row_from_block(child: Row, block: dict[str, Any]) -> Row:
                model=str(block.get("arch") or child.model),
                dataset=block.get("dataset", child.dataset), split=block.get("split", child.split),
                metric=child.metric, value=block.get(child.metric), params=int(block["params"]),
-               macs=int(block["macs"]), size_bytes=int(block.get("size_bytes", 0)))
+               macs=int(block["macs"]), size_bytes=int(block.get("size_bytes", 0)),
+               compute_s=None if block.get("train_seconds") is None else float(block["train_seconds"]))
 
 
 def collect_rows(runs: list[Path]) -> list[Row]:

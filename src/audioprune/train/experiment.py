@@ -24,7 +24,7 @@ from audioprune.data.loader import ClipDataset
 from audioprune.data.registry import get_dataset_info, load_dataset
 from audioprune.data.types import DatasetIndex
 from audioprune.errors import UserError
-from audioprune.fileio import read_tensors, remove_stale_temps, write_json
+from audioprune.fileio import read_json, read_tensors, remove_stale_temps, write_json
 from audioprune.measure.counting import count_macs, count_params, size_bytes
 from audioprune.models.base import AudioClassifier
 from audioprune.models.registry import check_model_args, create_model
@@ -32,7 +32,7 @@ from audioprune.train.distributed import DistContext, barrier
 from audioprune.train.checkpoint import CKPT_DIR
 from audioprune.train.fit import TrainConfig, evaluate, fit
 from audioprune.train.run_dir import (CONFIG_JSON, LOG_FILE, MODEL_WEIGHTS, load_model,
-                                      read_run_json, save_model, write_metrics)
+                                      METRICS_JSON, read_run_json, save_model, write_metrics)
 
 log = logging.getLogger("audioprune")
 
@@ -144,6 +144,29 @@ def test_metrics(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig,
             "num_classes": bundle.index.num_classes, "class_names": bundle.index.class_names,
             "data_files": sum(len(v) for v in bundle.index.splits.values()),
             "data_list_sha256": bundle.data_list_sha256}
+
+
+HEADLINE_KEYS = ("accuracy", "mAP", "macro_f1", "num_examples", "params", "macs", "size_bytes")
+
+
+def source_run_block(run: Path, model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig,
+                     who: str) -> dict[str, Any]:
+    """The headline numbers of the run a model was derived from (a pruned model's parent, a
+    student's teacher) on the derived run's test split: taken from its metrics.json when that
+    was measured on the same split, else evaluated here (`who` says by what). Its
+    `train_seconds` travels along, so the total compute stays known if the run is deleted."""
+    path = Path(run) / METRICS_JSON
+    saved = read_json(path) if path.is_file() else {}
+    same = (saved.get("dataset") == bundle.index.name
+            and saved.get("split") == bundle.index.split_name
+            and saved.get("num_examples") == len(bundle.test.clips))
+    metrics = saved if same else test_metrics(model, bundle, cfg)
+    block = {k: metrics[k] for k in HEADLINE_KEYS if k in metrics}
+    if same and saved.get("train_seconds") is not None:
+        block["train_seconds"] = saved["train_seconds"]
+    block["source"] = str(path) if same else f"evaluated by {who} on this test split"
+    return {"run": str(Path(run).resolve()), "arch": model.arch_name, **block,
+            "dataset": bundle.index.name, "split": bundle.index.split_name}
 
 
 def setup_logging(is_main: bool = True) -> None:

@@ -47,3 +47,15 @@ def test_speaker_holdout_with_a_validation_speaker(three_speakers: Path) -> None
 def test_bad_validation_speaker_is_named(three_speakers: Path, split: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         load_dataset("fsdd", three_speakers, split=split)
+
+
+def test_a_validation_speaker_and_a_validation_fraction_conflict(three_speakers: Path) -> None:
+    with pytest.raises(UserError, match="drop --val-fraction"):
+        load_dataset("fsdd", three_speakers, split="speaker:theo,val:george", val_fraction=0.2)
+    index = load_dataset("fsdd", three_speakers, split="speaker:theo", val_fraction=0.5)
+    assert len(index.splits["val"]) == 30 == len(index.splits["train"])
+
+
+def test_synthetic_refuses_a_validation_fraction() -> None:
+    with pytest.raises(UserError, match="sizes:TRAIN,VAL,TEST"):
+        load_dataset("synthetic", None, split="small", val_fraction=0.2)

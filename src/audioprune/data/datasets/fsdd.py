@@ -25,11 +25,11 @@ LAYOUT = """<root>/recordings/{digit}_{speaker}_{index}.wav   (or .flac)
                             fmax=4000.0, clip_seconds=1.0),
 )
 def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
-              val_fraction: float = 0.1, test_fold: int | None = None,
+              val_fraction: float | None = None, test_fold: int | None = None,
               val_fold: int | None = None, subset: str | None = None,
               split_file: Path | None = None) -> DatasetIndex:
     """`split`: "official" (default; index 0-4 test), "speaker:NAME" (NAME's clips are the test
-    set, the other speakers train; validation a stratified `val_fraction` of train) or
+    set, the other speakers train; validation a stratified `val_fraction` (default 0.1) of train) or
     "speaker:NAME,val:OTHER" (OTHER's clips are the validation set).
 
     Why the last: with one speaker held out, validation clips of the training speakers are
@@ -64,9 +64,12 @@ def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
                         f"'speaker:NAME,val:OTHER' (NAME, OTHER among {', '.join(speakers)}), "
                         f"got {split!r}")
     if split.startswith("speaker:") and val_name is not None:
+        if val_fraction is not None:
+            raise UserError(f"--split {split} makes {val_name}'s clips the validation set; "
+                            f"drop --val-fraction (or the ,val:{val_name} part)")
         train, val = group_holdout(train, {val_name})
     else:
-        train, val = stratified_holdout(train, val_fraction, seed)
+        train, val = stratified_holdout(train, 0.1 if val_fraction is None else val_fraction, seed)
     return DatasetIndex(name="fsdd", task="single-label", class_names=[str(d) for d in range(10)],
                         splits={"train": train, "val": val, "test": test}, split_name=split,
                         sample_rate=8000)

@@ -280,14 +280,18 @@ def _sizes(split: str) -> tuple[int, int, int]:
     needs_root=False,
 )
 def load_synthetic(root: Path | None = None, *, split: str | None = None, seed: int = 0,
-                   val_fraction: float = 0.1, test_fold: int | None = None,
+                   val_fraction: float | None = None, test_fold: int | None = None,
                    val_fold: int | None = None, subset: str | None = None,
                    split_file: Path | None = None) -> DatasetIndex:
     """`split`: "default" (train 800 / val 200 / test 400), "small" (200 / 50 / 100) or
     "sizes:TRAIN,VAL,TEST". Classes are balanced (exactly when a size is a multiple of 10);
-    `seed` changes every clip. `root` and `val_fraction` are not used: the sizes are fixed."""
+    `seed` changes every clip. `root` is not used; `val_fraction` is refused (it was silently
+    ignored before): the sizes are fixed, give the validation size in sizes:T,V,E."""
     reject_options("synthetic", test_fold=test_fold, val_fold=val_fold, subset=subset,
                    split_file=split_file)
+    if val_fraction is not None:
+        raise UserError("dataset 'synthetic' does not take --val-fraction: its split sizes are "
+                        "fixed; set the validation size with --split sizes:TRAIN,VAL,TEST")
     split = split or "default"
     sizes = _sizes(split)
     if int(seed) != seed or seed < 0:

@@ -76,11 +76,12 @@ def criteria(path: Path, command: str) -> str:
         body = [[r["method"], "ours" if r["family"] == "audioprune" else "Torch-Pruning",
                  f"{r['macs_ratio']:.3f}", f"{r['params']:,.0f}", _pct(r["accuracy_before"], r["accuracy_before_sd"]),
                  _pct(r["accuracy_after"], r["accuracy_after_sd"]),
+                 f"{100 * (r['accuracy_after'] - r['parent_accuracy']):+.1f}",
                  ",".join(map(str, r["seeds"]))]
                 for r in rows if r["budget"] == budget]
         body.sort(key=lambda b: -float(b[5].split()[0]))
         lines.append(table(["method", "tool", "MACs / parent", "params", "acc. before FT %",
-                            "acc. after FT %", "seeds"], body))
+                            "acc. after FT %", "vs parent (points)", "seeds"], body))
         lines.append("")
     if calls:
         wall = sum(c.get("wall_seconds_this_call", 0) for c in calls)
@@ -208,6 +209,9 @@ def centrality(path: Path, command: str) -> str:
 
 SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "criteria": (criteria, R / "criteria_fsdd.json", "python bench/bench_criteria.py"),
+    "criteria-cnn6": (criteria, R / "criteria_fsdd_cnn6.json",
+                      "python bench/bench_criteria.py --model cnn6 --width 0.25 --seeds 0 "
+                      "--out bench/results/criteria_fsdd_cnn6.json"),
     "criteria-quick": (criteria, R / "quick" / "criteria_fsdd.json", "python bench/bench_criteria.py --quick"),
     "speedup": (speedup, R / "speedup.json", "python bench/bench_speedup.py"),
     "masks": (masks, R / "masks.json", "python bench/bench_masks.py"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FSDD = Path(os.environ.get("FSDD_ROOT", ROOT.parent / "shared" / "datasets" / "fsdd"))
 SEEDS = (0, 1, 2)
+ALL_SEEDS = tuple(range(10))  # the summary takes every seed that was run (--seeds)
 CRITERIA = ("wdc", "betweenness", "l1", "fpgm", "random")
 # (model, split, parent training epochs, fine-tuning epochs, criteria). The 5-epoch studies came
 # first. On "speaker:nicolas" the validation clips come from the training speakers, so the best
@@ -80,11 +82,18 @@ def qcnn_jobs(runs: Path) -> list[Job]:
             for s in SEEDS]
 
 
-def prune_jobs(runs: Path) -> list[Job]:
-    """Every study's parents and prunes (the QCNN twin: whole quaternions, mean aggregate)."""
+def study_name(model: str, split: str, ft_epochs: int) -> str:
+    return f"{model} {split}" + (f" ft{ft_epochs}" if ft_epochs != 5 else "")
+
+
+def prune_jobs(runs: Path, seeds: tuple[int, ...] = SEEDS, only: str | None = None) -> list[Job]:
+    """Every study's parents and prunes (the QCNN twin: whole quaternions, mean aggregate);
+    with `only`, the studies whose name matches that regular expression."""
     jobs: list[Job] = []
     for model, split, epochs, ft_epochs, criteria in STUDIES:
-        for s in SEEDS:
+        if only and not re.search(only, study_name(model, split, ft_epochs)):
+            continue
+        for s in seeds:
             parent = train_job(runs, model, split, epochs, s)
             jobs += [parent] if parent.out not in {j.out for j in jobs} else []
             jobs += [prune_job(parent.out, c, s, epochs=ft_epochs) for c in criteria]
@@ -174,7 +183,7 @@ def summarise_qcnn(runs: Path) -> dict:
 def summarise_prune(runs: Path) -> dict:
     out: dict = {}
     for model, split, epochs, ft_epochs, criteria in STUDIES:
-        parents = {s: train_job(runs, model, split, epochs, s).out for s in SEEDS}
+        parents = {s: train_job(runs, model, split, epochs, s).out for s in ALL_SEEDS}
         parent_ms = [m for p in parents.values() if (m := load(p))]
         if not parent_ms:
             continue
@@ -194,7 +203,7 @@ def summarise_prune(runs: Path) -> dict:
                 "params_reduction": ms[0]["reduction"]["params"],
                 "macs_reduction": ms[0]["reduction"]["macs"],
             }
-        out[f"{model} {split}" + (f" ft{ft_epochs}" if ft_epochs != 5 else "")] = block
+        out[study_name(model, split, ft_epochs)] = block
     return out
 
 
@@ -223,6 +232,9 @@ def main() -> None:
     ap.add_argument("study", choices=["qcnn", "prune", "all", "summary"])
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "fsdd-study")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--only", help="prune: only the studies whose name matches this regular "
+                    "expression, e.g. 'val:theo ft10' or '^dcase21net official ft10'")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads per run (default: cores / workers)")
     args = ap.parse_args()
@@ -230,7 +242,8 @@ def main() -> None:
         sys.exit(f"FSDD not found at {FSDD}: set FSDD_ROOT to the free-spoken-digit-dataset folder")
     args.runs.mkdir(parents=True, exist_ok=True)
     if args.study != "summary":
-        jobs = {"qcnn": qcnn_jobs, "prune": prune_jobs}
+        jobs = {"qcnn": lambda runs: qcnn_jobs(runs),
+                "prune": lambda runs: prune_jobs(runs, tuple(args.seeds), args.only)}
         todo: list[Job] = []
         for name in (("qcnn", "prune") if args.study == "all" else (args.study,)):
             todo += [j for j in jobs[name](args.runs) if j.out not in {t.out for t in todo}]

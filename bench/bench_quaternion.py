@@ -41,8 +41,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +58,9 @@ from audioprune.models.panns import ConvBlock
 from audioprune.models.registry import create_model
 from audioprune.nn.fuse import fuse_quaternion
 from audioprune.nn.quaternion import QBatchNorm2d, QConv2d
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quaternion.json"
 SIZES = [  # (channels, frames, mels)
@@ -209,19 +212,6 @@ def profile_step(c: int, t: int, m: int, batch: int) -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version()}
-
-
 def print_table(rows: list[dict[str, Any]]) -> None:
     print("\ntraining step (forward + backward), median wall ms; ratios: median per-round "
           "(wall, and process CPU time)")
@@ -296,7 +286,7 @@ def main() -> None:
           f"(worst {goals['worst_train_ratio']:.2f}x); fused within 5 % of real: "
           f"{goals['fused_within_5pct']} (worst {goals['worst_fused_ratio']:.2f}x)")
     result = {
-        "meta": {**machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "meta": {**benchlib.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                  "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "load_average_1min_at_start": load_start,
                  "load_average_1min_at_end": os.getloadavg()[0] if load_start is not None

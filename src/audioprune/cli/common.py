@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audioprune.errors import UserError
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules only inside the command that needs them
+    from audioprune.train.distributed import DistContext
     from audioprune.train.experiment import DataSpec
     from audioprune.train.fit import TrainConfig
 
@@ -122,3 +125,24 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
     name, value = headline(metrics)
     print(f"{run_dir}: {metrics['dataset']} [{metrics['split']}] test {name} {value:.4f}  "
           f"params {metrics['params']:,}  MACs {metrics['macs']:,}  size {metrics['size_bytes']:,} B")
+
+
+@contextmanager
+def training_session(device: str) -> Iterator["DistContext"]:
+    """The process group of a training command (one process, or one of torchrun's) with
+    console logging on rank 0; the group is shut down however the command ends."""
+    from audioprune.train.distributed import init_distributed, shutdown
+    from audioprune.train.experiment import setup_logging
+
+    ctx = init_distributed(device)
+    setup_logging(ctx.is_main)
+    try:
+        yield ctx
+    finally:
+        shutdown(ctx)
+
+
+def epochs_override(args: argparse.Namespace) -> dict[str, int]:
+    """{"epochs": N} when --epochs was given on a --resume, so that a resumed run keeps its
+    own epoch count otherwise."""
+    return {"epochs": args.epochs} if args.epochs_given else {}

@@ -12,9 +12,11 @@ from audioprune.cli.common import (
     add_data_args,
     add_train_args,
     data_spec_from_run,
+    epochs_override,
     model_kwargs,
     print_summary,
     train_config,
+    training_session,
 )
 from audioprune.errors import UserError
 
@@ -65,15 +67,10 @@ def add_distill_args(p: argparse.ArgumentParser, for_prune: bool = False) -> Non
 def cmd_distill(args: argparse.Namespace) -> int:
     """`audioprune distill --teacher RUN --model M --out RUN2`: see audioprune.distill.run."""
     from audioprune.distill.run import distill_run, resume_distill
-    from audioprune.train.distributed import init_distributed, shutdown
-    from audioprune.train.experiment import setup_logging
 
-    ctx = init_distributed(args.device)
-    setup_logging(ctx.is_main)
-    try:
+    with training_session(args.device) as ctx:
         if args.resume:
-            metrics = resume_distill(Path(args.resume), ctx, **({"epochs": args.epochs}
-                                                                if args.epochs_given else {}))
+            metrics = resume_distill(Path(args.resume), ctx, **epochs_override(args))
             out = Path(args.resume)
         else:
             if not args.teacher or not args.model or not args.out:
@@ -88,8 +85,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if ctx.is_main:
             print_summary(metrics, out)
             print_distill_summary(metrics)
-    finally:
-        shutdown(ctx)
     return 0
 
 

@@ -10,9 +10,11 @@ from audioprune.cli.common import (
     add_data_args,
     add_train_args,
     data_spec,
+    epochs_override,
     model_kwargs,
     print_summary,
     train_config,
+    training_session,
 )
 from audioprune.errors import UserError
 
@@ -32,15 +34,11 @@ def register(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from audioprune.train.distributed import init_distributed, shutdown
-    from audioprune.train.experiment import resume_run, setup_logging, train_run
+    from audioprune.train.experiment import resume_run, train_run
 
-    ctx = init_distributed(args.device)
-    setup_logging(ctx.is_main)
-    try:
+    with training_session(args.device) as ctx:
         if args.resume:
-            metrics = resume_run(Path(args.resume), ctx, **({"epochs": args.epochs}
-                                                            if args.epochs_given else {}))
+            metrics = resume_run(Path(args.resume), ctx, **epochs_override(args))
             out = Path(args.resume)
         else:
             if not args.model or not args.dataset or not args.out:
@@ -50,6 +48,4 @@ def cmd_train(args: argparse.Namespace) -> int:
             out = Path(args.out)
         if ctx.is_main:
             print_summary(metrics, out)
-    finally:
-        shutdown(ctx)
     return 0

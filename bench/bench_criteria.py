@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         plot(rows, used_parents, png, f"{args.model}, FSDD [{SPLIT}]: test accuracy vs MACs at equal "
              f"budgets, fine-tuning {epochs} epochs (lr/10)\nsolid: audioprune criteria, dashed: "
              f"Torch-Pruning importances via its BasePruner; mean ± sd over seeds "
-             f"{','.join(map(str, seeds))}")
+             f"{','.join(map(str, sorted(seeds)))}")
         print(f"\nsaved {out} and {png}")
     return 0
 

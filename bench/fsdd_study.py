@@ -203,7 +203,8 @@ def summarise_prune(runs: Path) -> dict:
                 "params_reduction": ms[0]["reduction"]["params"],
                 "macs_reduction": ms[0]["reduction"]["macs"],
             }
-        out[study_name(model, split, ft_epochs)] = block
+        if any(c in block for c in criteria):  # a study not run yet stays out
+            out[study_name(model, split, ft_epochs)] = block
     return out
 
 

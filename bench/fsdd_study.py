@@ -228,11 +228,37 @@ def print_tables(qcnn: dict, prune: dict) -> None:
                   f"params -{100 * r['params_reduction']:.1f}%  MACs -{100 * r['macs_reduction']:.1f}%")
 
 
+def markdown(prune: dict) -> str:
+    """The pruning studies as Markdown tables (what README.md shows)."""
+    out = []
+    for study, block in prune.items():
+        p = block["parent"]
+        seeds = p["accuracy"]["n"]
+        out.append(f"**{study}** ({block['finetune_epochs']} fine-tuning epochs; parent "
+                   f"{100 * p['accuracy']['mean']:.1f} ± {100 * p['accuracy']['sd']:.1f} %, "
+                   f"{seeds} seeds)\n")
+        out.append("| criterion | before fine-tuning % | after fine-tuning % | drop (points), mean | "
+                   "drop per seed | params | MACs |")
+        out.append("|---|---|---|---|---|---|---|")
+        for c, r in block.items():
+            if c in ("parent", "finetune_epochs"):
+                continue
+            b, a, d = r["before_finetune"], r["after_finetune"], r["drop_points"]
+            out.append(f"| {c} | {100 * b['mean']:.1f} ± {100 * b['sd']:.1f} | {100 * a['mean']:.1f} ± "
+                       f"{100 * a['sd']:.1f} | {d['mean']:.2f} | "
+                       f"{', '.join(f'{v:+.1f}' for v in d['values'])} | "
+                       f"-{100 * r['params_reduction']:.1f}% | -{100 * r['macs_reduction']:.1f}% |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("study", choices=["qcnn", "prune", "all", "summary"])
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "fsdd-study")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--markdown", action="store_true", help="also print the pruning tables as "
+                    "Markdown")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--only", help="prune: only the studies whose name matches this regular "
                     "expression, e.g. 'val:theo ft10' or '^dcase21net official ft10'")
@@ -260,6 +286,8 @@ def main() -> None:
         if data:
             (results / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     print_tables(qcnn, prune)
+    if args.markdown:
+        print("\n" + markdown(prune))
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def find_or_train_parent(args: argparse.Namespace, seed: int) -> Path:
     out = args.workdir / name
     cmd = [sys.executable, "-m", "audioprune", "train", "--model", args.model, "--dataset", "fsdd",
            "--data-root", str(args.data_root), "--split", SPLIT, "--epochs", str(args.train_epochs),
-           "--seed", str(seed), "--out", str(out), "--no-progress"]
+           "--seed", str(seed), "--out", str(out), "--no-progress", "--device", args.device]
     if args.width != 1.0:
         cmd += ["--width", str(args.width)]
     if (out / "config.json").is_file():  # an interrupted training: continue it
@@ -213,10 +213,11 @@ def accuracy(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig) -> fl
 
 
 def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, seed: int,
-               epochs: int, parent_macs: int, scratch: Path) -> dict[str, Any]:
-    """Prune the parent with `method` to `budget` of its MACs, fine-tune, evaluate."""
+               epochs: int, parent_macs: int, scratch: Path, device: str = "cpu") -> dict[str, Any]:
+    """Prune the parent with `method` to `budget` of its MACs (on the CPU), fine-tune and
+    evaluate on `device`."""
     model, info = load_model(parent)
-    cfg = finetune_config(parent, epochs=epochs, seed=seed, progress=False)
+    cfg = finetune_config(parent, epochs=epochs, seed=seed, progress=False, device=device)
     target = int(budget * parent_macs)
     t0 = time.perf_counter()
     if method in PEERS:
@@ -225,6 +226,7 @@ def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, see
         how = prune_ours(model, method, target, seed)
     prune_s = time.perf_counter() - t0
     macs, params = count_macs(model)["model"], count_params(model)
+    model.to(device)
     before = accuracy(model, bundle, cfg)
     work = scratch / f"{parent.name}-{method}-{budget}-s{seed}"
     shutil.rmtree(work, ignore_errors=True)
@@ -334,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="default 5, 2 with --quick")
     parser.add_argument("--model", default="dcase21net")
+    parser.add_argument("--device", default="cpu", help="fine-tuning (and parent training) "
+                        "device, e.g. cuda when a GPU is lent: the full run is the heavy one")
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--train-epochs", type=int, default=20, help="parent training epochs")
     parser.add_argument("--parent", type=Path, default=None, help="one parent run for every seed")
@@ -433,7 +437,7 @@ def run_all(args: argparse.Namespace, methods: tuple[str, ...] | list[str], budg
                 if out_of_time():
                     return True
                 rec = run_config(parent, bundle, method, budget, seed, epochs, parent_macs,
-                                 args.workdir / "scratch")
+                                 args.workdir / "scratch", args.device)
                 runs[key] = rec
                 benchlib.save(out, data)
                 print(f"[{done}/{len(todo)}] s{seed} {budget:.0%} {method:<18} MACs "

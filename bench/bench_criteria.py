@@ -125,6 +125,7 @@ def parent_for(args: argparse.Namespace, seed: int, pinned: dict[str, str]) -> P
     """--parent, else the parent this results file already used for `seed` (so a parent that
     appears in runs/fsdd-study later does not mix into finished results), else a new one."""
     if args.parent is not None:
+        pinned[str(seed)] = run_id(args.parent)  # so that later calls without --parent find it
         return args.parent
     saved = pinned.get(str(seed))
     if saved and ((benchlib.ROOT / saved) / "metrics.json").is_file():
@@ -373,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                     wall_seconds_this_call=round(time.perf_counter() - start, 1),
                     stopped_early=stopped)
         data.setdefault("calls", []).append(meta)
-    used = {run_id(args.parent)} if args.parent else set(data.get("seed_parents", {}).values())
+    pinned = data.get("seed_parents", {})
+    used = {pinned[str(s)] for s in seeds if str(s) in pinned}
+    used |= {run_id(args.parent)} if args.parent else set()
     mine = {k: r for k, r in runs.items() if r["finetune_epochs"] == epochs and r["parent"] in used
             and r["method"] in methods and r["budget"] in budgets and r["seed"] in seeds}
     rows = summarise(mine, parents)

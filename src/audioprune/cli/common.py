@@ -50,12 +50,17 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "skipping it with a warning")
 
 
+def split_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The split options given on the command line (--split, --test-fold, ...)."""
+    from audioprune.data.registry import SPLIT_OPTIONS
+
+    return {k: getattr(args, k) for k in SPLIT_OPTIONS if getattr(args, k, None) is not None}
+
+
 def data_spec(args: argparse.Namespace) -> "DataSpec":
     from audioprune.train.experiment import DataSpec
 
-    options = {k: getattr(args, k) for k in ("split", "test_fold", "val_fold", "subset",
-                                            "split_file", "val_fraction")
-               if getattr(args, k, None) is not None}
+    options = split_options(args)
     if "split_file" in options:
         options["split_file"] = str(options["split_file"])
     return DataSpec(dataset=args.dataset, data_root=args.data_root, options=options,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from audioprune.cli.common import split_options
 from audioprune.errors import UserError
 
 
@@ -55,10 +56,7 @@ def cmd_datasets_check(args: argparse.Namespace) -> int:
     if not args.name:
         raise UserError("datasets check needs a dataset name, e.g. "
                         "`audioprune datasets check fsdd --data-root DIR`")
-    options = {k: getattr(args, k) for k in ("split", "test_fold", "val_fold", "subset",
-                                            "split_file", "val_fraction")
-               if getattr(args, k) is not None}
-    report = check_dataset(args.name, args.data_root, options, seed=args.seed,
+    report = check_dataset(args.name, args.data_root, split_options(args), seed=args.seed,
                            progress=not args.no_progress)
     print(report.render())
     return 1 if args.strict and report.problems else 0

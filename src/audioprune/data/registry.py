@@ -57,6 +57,10 @@ def get_dataset_info(name: str) -> DatasetInfo:
     return _REGISTRY[name]
 
 
+# The loader options that choose a split; every loader takes them (and refuses those it does not use).
+SPLIT_OPTIONS = ("split", "test_fold", "val_fold", "subset", "split_file", "val_fraction")
+
+
 def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> DatasetIndex:
     """Resolve dataset `name` under `root` with loader `options` (split, test_fold, subset, ...)."""
     info = get_dataset_info(name)

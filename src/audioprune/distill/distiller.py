@@ -69,12 +69,6 @@ class DistillConfig:
         return cls(**d)
 
 
-def teacher_block(run: Path, teacher: AudioClassifier, bundle: DataBundle,
-                  cfg: TrainConfig) -> dict[str, Any]:
-    """The teacher's headline numbers on the student's test split."""
-    return source_run_block(run, teacher, bundle, cfg, "distill")
-
-
 class Distiller:
     """Loads the teacher, checks it fits the data, picks the loss and the teacher mode."""
 
@@ -103,7 +97,7 @@ class Distiller:
         log.info("distillation from %s (%s): loss %s = %s, T=%g, alpha=%g", run, info["arch"],
                  self.recipe.name, self.recipe.formula, self.loss.temperature, self.alpha)
         log.info("teacher mode %s: %s", self.mode, self.reason)
-        self.teacher_metrics = teacher_block(run, self.teacher, bundle, train)
+        self.teacher_metrics = source_run_block(run, self.teacher, bundle, train, "distill")
         self.source: CachedTeacher | OnlineTeacher
         if self.mode == "cached":
             key = cache_key(teacher_identity(run), bundle.train, index.name, index.split_name,

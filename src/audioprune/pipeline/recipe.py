@@ -30,6 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from audioprune.data.registry import SPLIT_OPTIONS
 from audioprune.errors import UserError
 
 
@@ -54,8 +55,7 @@ class DatasetSection(_Section):
     strict: bool = False
 
     def options(self) -> dict[str, Any]:
-        keys = ("split", "test_fold", "val_fold", "subset", "split_file", "val_fraction")
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in SPLIT_OPTIONS if getattr(self, k) is not None}
 
 
 class TrainSection(_Section):

@@ -54,13 +54,17 @@ from audioprune.fileio import read_json, read_tensors, write_json
 from audioprune.models.base import AudioClassifier
 from audioprune.prune.calibration import Batch, calibration_batches
 from audioprune.prune.criteria import describe_criterion, select_prune
-from audioprune.prune.engine import ActiveImportance, CriterionImportance, PruningGraph, make_importance
+from audioprune.prune.engine import (
+    ActiveImportance,
+    CriterionImportance,
+    PruningGraph,
+    make_importance,
+)
 from audioprune.prune.plan import PlanSpec, ResolvedPlan, resolve_plan, schedule_counts
 from audioprune.train.experiment import (
-    DataBundle,
-    HEADLINE_KEYS,
     DataSpec,
     environment,
+    headline_block,
     prepare_data,
     run_log,
     source_run_block,
@@ -225,15 +229,6 @@ def finetune_config(parent: Path, epochs: int | None = None, **overrides: Any) -
 # ------------------------------------------------------------------------------ the run
 
 
-def _headline_block(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: metrics[k] for k in HEADLINE_KEYS if k in metrics}
-
-
-def _parent_block(parent: Path, model: AudioClassifier, bundle: DataBundle,
-                  cfg: TrainConfig) -> dict[str, Any]:
-    return source_run_block(parent, model, bundle, cfg, "prune")
-
-
 def _check_out(out: Path, resume: bool) -> None:
     if resume:
         if not (out / CONFIG_JSON).is_file():
@@ -291,7 +286,7 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
     kd = Distiller(distill, data, bundle, train) if distill is not None else None
     torch.manual_seed(train.seed)
 
-    parent_metrics = _parent_block(parent, model, bundle, train)
+    parent_metrics = source_run_block(parent, model, bundle, train, "prune")
     widths_before = model.layer_widths()
     importance = cfg.importance()
     batches = (calibration_batches(bundle.train, importance.batches, train.batch_size, train.seed)
@@ -333,7 +328,7 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
                 removed[name] = [index_map[name][i] for i in idxs]
                 gone = set(idxs)
                 index_map[name] = [p for i, p in enumerate(index_map[name]) if i not in gone]
-            after_prune = _headline_block(test_metrics(model, bundle, train))
+            after_prune = headline_block(test_metrics(model, bundle, train))
             name, value = ("mAP", after_prune["mAP"]) if "mAP" in after_prune else \
                 ("accuracy", after_prune.get("accuracy"))
             log.info("round %d/%d: pruned %s; test %s %.4f, params %s, MACs %s", k, len(schedule),

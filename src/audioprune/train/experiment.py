@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import platform
 import re
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +29,19 @@ from audioprune.fileio import read_json, read_tensors, remove_stale_temps, write
 from audioprune.measure.counting import count_macs, count_params, size_bytes
 from audioprune.models.base import AudioClassifier
 from audioprune.models.registry import check_model_args, create_model
-from audioprune.train.distributed import DistContext, barrier
 from audioprune.train.checkpoint import CKPT_DIR
+from audioprune.train.distributed import DistContext, barrier
 from audioprune.train.fit import TrainConfig, evaluate, fit
-from audioprune.train.run_dir import (CONFIG_JSON, LOG_FILE, MODEL_WEIGHTS, load_model,
-                                      METRICS_JSON, read_run_json, save_model, write_metrics)
+from audioprune.train.run_dir import (
+    CONFIG_JSON,
+    LOG_FILE,
+    METRICS_JSON,
+    MODEL_WEIGHTS,
+    load_model,
+    read_run_json,
+    save_model,
+    write_metrics,
+)
 
 log = logging.getLogger("audioprune")
 
@@ -146,7 +155,10 @@ def test_metrics(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig,
             "data_list_sha256": bundle.data_list_sha256}
 
 
-HEADLINE_KEYS = ("accuracy", "mAP", "macro_f1", "num_examples", "params", "macs", "size_bytes")
+def headline_block(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a metrics.json (metric, examples, costs), as other runs quote them."""
+    keys = ("accuracy", "mAP", "macro_f1", "num_examples", "params", "macs", "size_bytes")
+    return {k: metrics[k] for k in keys if k in metrics}
 
 
 def source_run_block(run: Path, model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig,
@@ -161,7 +173,7 @@ def source_run_block(run: Path, model: AudioClassifier, bundle: DataBundle, cfg:
             and saved.get("split") == bundle.index.split_name
             and saved.get("num_examples") == len(bundle.test.clips))
     metrics = saved if same else test_metrics(model, bundle, cfg)
-    block = {k: metrics[k] for k in HEADLINE_KEYS if k in metrics}
+    block = headline_block(metrics)
     if same and saved.get("train_seconds") is not None:
         block["train_seconds"] = saved["train_seconds"]
     block["source"] = str(path) if same else f"evaluated by {who} on this test split"

@@ -53,6 +53,7 @@ def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
         raise UserError(f"no files named {{digit}}_{{speaker}}_{{index}}.wav|flac in {rec}")
     split = split or "official"
     speakers = sorted({c.group for c, _ in clips})
+    val_name = None  # a validation speaker, with "speaker:NAME,val:OTHER"
     if split == "official":
         test = [c for c, i in clips if i <= 4]
         train = [c for c, i in clips if i > 4]
@@ -63,7 +64,7 @@ def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
         raise UserError(f"fsdd --split must be 'official', 'speaker:NAME' or "
                         f"'speaker:NAME,val:OTHER' (NAME, OTHER among {', '.join(speakers)}), "
                         f"got {split!r}")
-    if split.startswith("speaker:") and val_name is not None:
+    if val_name is not None:
         if val_fraction is not None:
             raise UserError(f"--split {split} makes {val_name}'s clips the validation set; "
                             f"drop --val-fraction (or the ,val:{val_name} part)")

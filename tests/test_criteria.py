@@ -190,6 +190,8 @@ def test_centrality_matches_networkx(measure: str, n: int, knn, paper_compat: bo
     sim = cosine_similarity(representatives(w))
     adj = centrality.graph_adjacency(sim, knn)
     opts = dict(measure=measure, paper_compat=paper_compat, knn=knn)
+    if measure == "betweenness":
+        opts["tie_break"] = "index"  # networkx's values themselves (ties: test_betweenness_ties_*)
     try:
         ref = nx_reference(measure, sim, adj, paper_compat)
     except (ValueError, nx.PowerIterationFailedConvergence):
@@ -201,7 +203,8 @@ def test_centrality_matches_networkx(measure: str, n: int, knn, paper_compat: bo
     ours = centrality.centrality_scores(w, **opts)
     np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
     assert_same_selection(ours, ref)
-    np.testing.assert_allclose(get_criterion(measure, paper_compat=paper_compat, knn=knn)(w), ours)
+    options = {k: v for k, v in opts.items() if k != "measure"}
+    np.testing.assert_allclose(get_criterion(measure, **options)(w), ours)
 
 
 def test_paper_compat_betweenness_runs_on_negative_weights_like_networkx() -> None:
@@ -268,6 +271,47 @@ def test_highest_centrality_is_pruned_first() -> None:
     w = np.concatenate([rng.standard_normal((5, 4, 3, 3)), copies])
     for name in ("wdc-abs", "eigenvector", "pagerank"):
         assert set(select_prune(get_criterion(name)(w), 5)) == set(range(5, 10)), name
+
+
+def test_betweenness_ties_are_ordered_by_weighted_degree_not_by_index() -> None:
+    """Near-orthogonal filters: no path through a third filter is shorter than the direct edge,
+    so every betweenness is 0 (as on a trained dcase21net's C1). The prune set must then follow
+    the weighted degree of |cos|, not "filters 0, 1, 2, ..."."""
+    w = conv_weights(16, c_in=1, k=7, seed=3)
+    plain = get_criterion("betweenness", tie_break="index")(w)
+    assert np.all(plain == 0)
+    assert list(select_prune(plain, 8)) == list(range(8))
+    scores = get_criterion("betweenness")(w)
+    degree = get_criterion("wdc-abs")(w)
+    assert list(prune_order(scores)) == list(prune_order(degree))
+    assert list(select_prune(scores, 8)) != list(range(8))
+    # the authors' convention keeps their plain order
+    compat = get_criterion("betweenness", paper_compat=True)(w)
+    np.testing.assert_array_equal(compat, get_criterion("betweenness", paper_compat=True,
+                                                        tie_break="index")(w))
+    with pytest.raises(ValueError, match="tie_break"):
+        get_criterion("betweenness", tie_break="lowest")(w)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_break_ties_keeps_the_primary_order_and_orders_ties_by_the_secondary(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    primary = rng.choice([0.0, 0.0, 0.0, 1e-3, 0.0101, 0.25, 0.2501], size=40)
+    secondary = rng.standard_normal(40)
+    scores = centrality.break_ties(primary, secondary)
+    expected = np.lexsort((np.arange(40), -secondary, -primary))  # primary, then secondary
+    assert list(prune_order(scores)) == list(expected)
+    np.testing.assert_array_equal(centrality.break_ties(primary, np.zeros(40)), primary)
+
+
+def test_betweenness_ranking_with_distinct_values_is_unchanged_by_the_tie_break() -> None:
+    w = conv_weights(40, seed=40)
+    plain = get_criterion("betweenness", tie_break="index")(w)
+    scores = get_criterion("betweenness")(w)
+    assert 0 < np.count_nonzero(plain) < plain.size  # both kinds present
+    higher = np.round(plain[:, None], 12) > np.round(plain[None, :], 12)
+    assert np.all(scores[:, None] > scores[None, :], where=higher)  # every strict order kept
+    assert np.all(np.abs(scores - plain) < 0.5 * np.diff(np.unique(plain)).min() + 1e-12)
 
 
 # ------------------------------------------------------------------ similarity pruning

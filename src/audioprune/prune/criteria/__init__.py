@@ -18,7 +18,7 @@ so every selection is deterministic.
 
 Names (options in brackets; defaults in the module docs):
   wdc, wdc-abs, eigenvector     [representative, rank1_method, paper_compat, knn]
-  betweenness                   [... + approx, knn_k, engine]
+  betweenness                   [... + approx, knn_k, engine, tie_break]
   closeness                     [... + approx, knn_k]
   pagerank                      [... + alpha]
   similarity                    [representative, rank1_method, paper_compat]   Interspeech 2022
@@ -136,7 +136,8 @@ _PATH = _GRAPH + ("approx", "knn_k")
 _CENTRALITY_OPTIONS = {
     "wdc": (_GRAPH, "weighted degree: row sum of signed cosine similarities"),
     "wdc-abs": (_GRAPH, "weighted degree of |cosine similarity|"),
-    "betweenness": (_PATH + ("engine",), "shortest-path betweenness on the filter graph"),
+    "betweenness": (_PATH + ("engine", "tie_break"), "shortest-path betweenness on the filter "
+                    "graph, ties by weighted degree"),
     "closeness": (_PATH, "closeness centrality on the filter graph"),
     "eigenvector": (_GRAPH, "eigenvector centrality of the similarity graph"),
     "pagerank": (_GRAPH + ("alpha",), "PageRank of the similarity graph"),

@@ -4,7 +4,8 @@ A side-by-side, not a timed test (issue 7, benchmark 1, the core claim). A train
 speaker-independent FSDD split (`speaker:nicolas`: one speaker held out, so a small CNN does not
 saturate) is pruned to MAC budgets (default 50 %, 30 %, 15 % of the parent) by
 
-  ours   wdc, betweenness, similarity, similarity-nystrom, opnorm, l1, fpgm, random:
+  ours   wdc, betweenness, betweenness-index (ties in index order), similarity,
+         similarity-nystrom, opnorm, l1, fpgm, random:
          `audioprune.prune.run.prune_model` with `PlanSpec(target_macs=...)` (the smallest uniform
          ratio over every prunable layer, the classifier excepted, that meets the budget);
   peer   Torch-Pruning's GroupMagnitudeImportance, FPGMImportance, LAMPImportance,
@@ -27,9 +28,11 @@ given parent for every seed instead.
 
 Resumable: every finished (parent, method, budget, seed, fine-tuning epochs) is saved at once in
 the results JSON and skipped when the script runs again. `--max-minutes` stops starting new ones.
+Two calls with different --seeds may run at once on one --out (one core each): every save
+merges what the other call saved meanwhile, under a lock file beside the JSON.
 
     .venv/bin/python bench/bench_criteria.py --quick    # 1 seed, 30 % budget, 2 epochs, 5 methods
-    .venv/bin/python bench/bench_criteria.py            # 3 seeds x 3 budgets x 13 methods, 5 epochs
+    .venv/bin/python bench/bench_criteria.py            # 3 seeds x 3 budgets x 14 methods, 5 epochs
     .venv/bin/python bench/bench_criteria.py --plot-only
 Results: bench/results/criteria_fsdd.json + criteria_fsdd.png (--quick: bench/results/quick/).
 """
@@ -37,7 +40,9 @@ Results: bench/results/criteria_fsdd.json + criteria_fsdd.png (--quick: bench/re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import fcntl
 import logging
 import shutil
 import statistics
@@ -68,7 +73,10 @@ from audioprune.train.run_dir import MODEL_WEIGHTS, load_model
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
-OURS = ("wdc", "betweenness", "similarity", "similarity-nystrom", "opnorm", "l1", "fpgm", "random")
+# betweenness-index: betweenness with ties (often every filter at 0) in index order, as before
+# the tie-break by weighted degree became the default (centrality.py, "Ties in betweenness")
+OURS = ("wdc", "betweenness", "betweenness-index", "similarity", "similarity-nystrom", "opnorm",
+        "l1", "fpgm", "random")
 # name -> (importance factory, global ranking)
 PEERS: dict[str, tuple[Callable[[], tp.importance.Importance], bool]] = {
     "tp-magnitude": (lambda: tp.importance.GroupMagnitudeImportance(p=2), False),
@@ -84,6 +92,35 @@ SPLIT = "speaker:nicolas"
 log = logging.getLogger("bench_criteria")
 
 
+# ------------------------------------------------------------------------------ results file
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    lock = out.with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def save_shared(out: Path, data: dict[str, Any]) -> None:
+    """Save `data`, first taking in what another call saved to `out` since we read it, so that
+    two calls on different seeds never drop each other's results (the write itself is atomic)."""
+    with _locked(out):
+        disk = read_json(out) if out.is_file() else {}
+        for key in ("runs", "parents", "seed_parents"):
+            mine = data.setdefault(key, {})
+            for k, v in disk.get(key, {}).items():
+                mine.setdefault(k, v)
+        calls = data.setdefault("calls", [])
+        calls[:0] = [c for c in disk.get("calls", []) if c not in calls]
+        benchlib.save(out, data)
+
+
 # ------------------------------------------------------------------------------ parents
 
 
@@ -92,14 +129,18 @@ def parent_name(model: str, width: float, epochs: int, seed: int) -> str:
     return f"{model}{w}-{SPLIT.replace(':', '-')}-e{epochs}-s{seed}"
 
 
-def find_or_train_parent(args: argparse.Namespace, seed: int) -> Path:
+def find_or_train_parent(args: argparse.Namespace, seed: int, out: Path | None = None) -> Path:
     """The study's parent when it exists, else ours under runs/bench-criteria (trained now with
-    the real `audioprune train` command when missing)."""
+    the real `audioprune train` command when missing); with `out`, that run (trained there when
+    missing: a results file's parent whose run directory is gone)."""
     name = parent_name(args.model, args.width, args.train_epochs, seed)
-    for root in (benchlib.ROOT / "runs" / "fsdd-study", args.workdir):
-        if (root / name / "metrics.json").is_file():
-            return root / name
-    out = args.workdir / name
+    if out is None:
+        for root in (benchlib.ROOT / "runs" / "fsdd-study", args.workdir):
+            if (root / name / "metrics.json").is_file():
+                return root / name
+        out = args.workdir / name
+    elif (out / "metrics.json").is_file():
+        return out
     cmd = [sys.executable, "-m", "audioprune", "train", "--model", args.model, "--dataset", "fsdd",
            "--data-root", str(args.data_root), "--split", SPLIT, "--epochs", str(args.train_epochs),
            "--seed", str(seed), "--out", str(out), "--no-progress", "--device", args.device]
@@ -128,8 +169,8 @@ def parent_for(args: argparse.Namespace, seed: int, pinned: dict[str, str]) -> P
         pinned[str(seed)] = run_id(args.parent)  # so that later calls without --parent find it
         return args.parent
     saved = pinned.get(str(seed))
-    if saved and ((benchlib.ROOT / saved) / "metrics.json").is_file():
-        return benchlib.ROOT / saved
+    if saved:  # retrained in place when gone (training is deterministic; run_all checks it)
+        return find_or_train_parent(args, seed, benchlib.ROOT / saved)
     path = find_or_train_parent(args, seed)
     pinned[str(seed)] = run_id(path)
     return path
@@ -140,11 +181,14 @@ def parent_for(args: argparse.Namespace, seed: int, pinned: dict[str, str]) -> P
 
 def prune_ours(model: AudioClassifier, method: str, target: int, seed: int) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    if method == "random":
+    criterion = method
+    if method == "betweenness-index":
+        criterion, options = "betweenness", {"tie_break": "index"}
+    elif method == "random":
         options = {"seed": seed}
     elif method == "similarity-nystrom":
         options = {"m": NYSTROM_LANDMARKS, "seed": seed}
-    info = prune_model(model, PruneConfig(method, PlanSpec(target_macs=target), options))
+    info = prune_model(model, PruneConfig(criterion, PlanSpec(target_macs=target), options))
     return {"level": info["plan"]["level"], "options": options}
 
 
@@ -374,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                     wall_seconds_this_call=round(time.perf_counter() - start, 1),
                     stopped_early=stopped)
         data.setdefault("calls", []).append(meta)
+        save_shared(out, data)  # takes in what a call running beside this one saved
     pinned = data.get("seed_parents", {})
     used = {pinned[str(s)] for s in seeds if str(s) in pinned}
     used |= {run_id(args.parent)} if args.parent else set()
@@ -382,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise(mine, parents)
     used_parents = {k: parents[k] for k in sorted(used) if k in parents}
     data["summary"] = rows
-    benchlib.save(out, data)
+    save_shared(out, data)
     if rows:
         print(f"\n{args.model} on FSDD [{SPLIT}], {epochs} fine-tuning epochs; parents: "
               + ", ".join(f"{n} {100 * p['accuracy']:.1f}%" for n, p in used_parents.items()))
@@ -426,11 +471,16 @@ def run_all(args: argparse.Namespace, methods: tuple[str, ...] | list[str], budg
         spec = DataSpec(**{**spec.__dict__, "frontend": model.frontend_cfg.to_dict()})
         bundle = prepare_data(spec, seed, progress=False)
         parent_macs = count_macs(model)["model"]
+        acc = accuracy(model, bundle, finetune_config(parent, progress=False))
         if pid not in parents:
-            cfg = finetune_config(parent, progress=False)
-            parents[pid] = {"accuracy": accuracy(model, bundle, cfg),
-                                    "macs": parent_macs, "params": count_params(model),
-                                    "widths": model.layer_widths()}
+            parents[pid] = {"accuracy": acc, "macs": parent_macs, "params": count_params(model),
+                            "widths": model.layer_widths()}
+        elif abs(parents[pid]["accuracy"] - acc) > 1e-9 or parents[pid]["macs"] != parent_macs:
+            raise UserError(
+                f"parent {pid} now has test accuracy {acc:.4f} and {parent_macs:,} MACs, but "
+                f"{out} recorded {parents[pid]['accuracy']:.4f} and {parents[pid]['macs']:,}: "
+                f"its finished results rest on another model (retrained differently?); write to "
+                f"a new --out, or give the original run with --parent")
         for budget in budgets:
             for method in methods:
                 key = f"{pid}|{method}|{budget}|s{seed}|ft{epochs}"
@@ -442,7 +492,7 @@ def run_all(args: argparse.Namespace, methods: tuple[str, ...] | list[str], budg
                 rec = run_config(parent, bundle, method, budget, seed, epochs, parent_macs,
                                  args.workdir / "scratch", args.device)
                 runs[key] = rec
-                benchlib.save(out, data)
+                save_shared(out, data)
                 print(f"[{done}/{len(todo)}] s{seed} {budget:.0%} {method:<18} MACs "
                       f"{rec['macs_ratio']:.3f}  acc {100 * rec['accuracy_before']:.1f} -> "
                       f"{100 * rec['accuracy_after']:.1f}%  (prune {rec['prune_s']:.1f}s, "

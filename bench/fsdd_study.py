@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audioprune.fileio import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 FSDD = Path(os.environ.get("FSDD_ROOT", ROOT.parent / "shared" / "datasets" / "fsdd"))
 SEEDS = (0, 1, 2)
@@ -36,7 +38,8 @@ CRITERIA = ("wdc", "betweenness", "l1", "fpgm", "random")
 # first. On "speaker:nicolas" the validation clips come from the training speakers, so the best
 # epoch is picked blind to speaker generalisation; "speaker:nicolas,val:theo" holds out a
 # validation speaker (theo) as well, so that choice measures what the test measures. The 10-epoch
-# studies use the prune default of 10 fine-tuning epochs.
+# studies use the prune default of 10 fine-tuning epochs; the 30-epoch ones ask whether the gaps
+# between criteria close with longer fine-tuning.
 STUDIES = [
     ("dcase21net", "official", 40, 5, CRITERIA),
     ("dcase21net", "speaker:nicolas", 20, 5, CRITERIA),
@@ -44,6 +47,9 @@ STUDIES = [
     ("dcase21net", "speaker:nicolas,val:theo", 20, 10, CRITERIA),
     ("dcase21net", "official", 40, 10, CRITERIA),
     ("qdcase21net", "official", 40, 10, ("wdc", "l1")),
+    # longer fine-tuning (the paper fine-tunes far longer than 10 epochs), on the same parents
+    ("dcase21net", "speaker:nicolas,val:theo", 20, 30, ("wdc", "betweenness", "random")),
+    ("dcase21net", "official", 40, 30, ("wdc", "betweenness", "random")),
 ]
 
 
@@ -86,9 +92,11 @@ def study_name(model: str, split: str, ft_epochs: int) -> str:
     return f"{model} {split}" + (f" ft{ft_epochs}" if ft_epochs != 5 else "")
 
 
-def prune_jobs(runs: Path, seeds: tuple[int, ...] = SEEDS, only: str | None = None) -> list[Job]:
+def prune_jobs(runs: Path, seeds: tuple[int, ...] = SEEDS, only: str | None = None,
+               criteria_only: tuple[str, ...] | None = None) -> list[Job]:
     """Every study's parents and prunes (the QCNN twin: whole quaternions, mean aggregate);
-    with `only`, the studies whose name matches that regular expression."""
+    with `only`, the studies whose name matches that regular expression; with `criteria_only`,
+    those criteria."""
     jobs: list[Job] = []
     for model, split, epochs, ft_epochs, criteria in STUDIES:
         if only and not re.search(only, study_name(model, split, ft_epochs)):
@@ -96,7 +104,8 @@ def prune_jobs(runs: Path, seeds: tuple[int, ...] = SEEDS, only: str | None = No
         for s in seeds:
             parent = train_job(runs, model, split, epochs, s)
             jobs += [parent] if parent.out not in {j.out for j in jobs} else []
-            jobs += [prune_job(parent.out, c, s, epochs=ft_epochs) for c in criteria]
+            jobs += [prune_job(parent.out, c, s, epochs=ft_epochs) for c in criteria
+                     if not criteria_only or c in criteria_only]
     return jobs
 
 
@@ -151,7 +160,9 @@ class JobQueue:
             if not pending:
                 return None
             ready = [j for j in pending if all((p / "metrics.json").exists() for p in j.needs)]
-            job = (ready or pending)[0]  # nothing ready: wait on the first (run_job polls)
+            # another invocation of this script on the same runs: take what it is not running
+            free = [j for j in ready if j.done() or not _running_elsewhere(j.out)]
+            job = (free or ready or pending)[0]  # nothing ready: wait on the first (run_job polls)
             self.claimed.add(job.out)
             return job
 
@@ -205,6 +216,33 @@ def summarise_prune(runs: Path) -> dict:
             }
         if any(c in block for c in criteria):  # a study not run yet stays out
             out[study_name(model, split, ft_epochs)] = block
+    return out
+
+
+def _runs_in(block: dict) -> int:
+    """How many runs a summary entry rests on (every accuracy mean_sd in it)."""
+    if isinstance(block, dict):
+        if "n" in block and "values" in block:
+            return int(block["n"])
+        return sum(_runs_in(v) for v in block.values())
+    return 0
+
+
+def keep_saved(saved: dict, fresh: dict, depth: int = 1, where: str = "") -> dict:
+    """`fresh` over `saved`, entry by entry (`depth` levels down: study, then criterion), except
+    where `fresh` rests on fewer runs: a summary made in a checkout whose runs/ is gone, or where
+    only some criteria were re-run, must not erase what was measured before (runs/ is not kept in
+    git, the JSON is)."""
+    out = dict(saved)
+    for name, block in fresh.items():
+        old = saved.get(name)
+        if depth > 1 and isinstance(old, dict) and isinstance(block, dict):
+            out[name] = keep_saved(old, block, depth - 1, f"{where}{name} / ")
+        elif old is not None and _runs_in(block) < _runs_in(old):
+            print(f"kept the saved {where}{name}: it rests on {_runs_in(old)} runs, the runs "
+                  f"here on {_runs_in(block)}", file=sys.stderr)
+        else:
+            out[name] = block
     return out
 
 
@@ -262,6 +300,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--only", help="prune: only the studies whose name matches this regular "
                     "expression, e.g. 'val:theo ft10' or '^dcase21net official ft10'")
+    ap.add_argument("--criteria", nargs="+", help="prune: only these criteria (the summary "
+                    "keeps the saved results of the others)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads per run (default: cores / workers)")
     args = ap.parse_args()
@@ -270,7 +310,8 @@ def main() -> None:
     args.runs.mkdir(parents=True, exist_ok=True)
     if args.study != "summary":
         jobs = {"qcnn": lambda runs: qcnn_jobs(runs),
-                "prune": lambda runs: prune_jobs(runs, tuple(args.seeds), args.only)}
+                "prune": lambda runs: prune_jobs(runs, tuple(args.seeds), args.only,
+                                                 tuple(args.criteria or ()))}
         todo: list[Job] = []
         for name in (("qcnn", "prune") if args.study == "all" else (args.study,)):
             todo += [j for j in jobs[name](args.runs) if j.out not in {t.out for t in todo}]
@@ -282,9 +323,14 @@ def main() -> None:
     qcnn, prune = summarise_qcnn(args.runs), summarise_prune(args.runs)
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    for name, data in (("fsdd_qcnn", qcnn), ("fsdd_prune", prune)):
+    merged = []
+    for name, data, depth in (("fsdd_qcnn", qcnn, 1), ("fsdd_prune", prune, 2)):
+        path = results / f"{name}.json"
+        data = keep_saved(json.loads(path.read_text()) if path.is_file() else {}, data, depth)
         if data:
-            (results / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+            write_json(path, data)
+        merged.append(data)
+    qcnn, prune = merged
     print_tables(qcnn, prune)
     if args.markdown:
         print("\n" + markdown(prune))

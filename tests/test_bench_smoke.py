@@ -1,4 +1,5 @@
-"""One smoke test of the peer benchmarks (bench/): the masks-vs-structural --quick path.
+"""Smoke tests of the peer benchmarks (bench/): the masks-vs-structural --quick path, and the
+result-file bookkeeping that keeps hours of measured results from being overwritten.
 
 Not a timed test: it checks what the benchmark claims structurally (masks keep every stored
 parameter and every MAC, structural pruning removes both; the unstructured masks reach the same
@@ -17,13 +18,53 @@ from audioprune.fileio import read_json
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
-@pytest.mark.slow  # ~7 s of CPU, most of it first-time imports (meta-device model rebuilds)
-def test_bench_masks_quick(tmp_path: Path) -> None:
+def _bench_module(name: str):
     sys.path.insert(0, str(BENCH))
     try:
-        import bench_masks
+        return __import__(name)
     finally:
         sys.path.remove(str(BENCH))
+
+
+def test_two_criteria_calls_sharing_one_results_file_keep_each_others_runs(tmp_path: Path) -> None:
+    bench_criteria = _bench_module("bench_criteria")
+    out = tmp_path / "criteria.json"
+    a = {"runs": {"p|wdc|0.5|s1|ft5": {"seed": 1}}, "parents": {"p": {}}, "seed_parents": {"1": "p"}}
+    b = {"runs": {}, "parents": {}, "seed_parents": {}}
+    bench_criteria.save_shared(out, a)  # call A (seed 1) saves first ...
+    b["runs"]["q|l1|0.5|s2|ft5"] = {"seed": 2}
+    b["seed_parents"]["2"] = "q"
+    bench_criteria.save_shared(out, b)  # ... call B (seed 2), which read the file before A wrote
+    a["runs"]["p|l1|0.5|s1|ft5"] = {"seed": 1}
+    a["calls"] = [{"seeds": [1]}]
+    bench_criteria.save_shared(out, a)
+    saved = read_json(out)
+    assert set(saved["runs"]) == {"p|wdc|0.5|s1|ft5", "p|l1|0.5|s1|ft5", "q|l1|0.5|s2|ft5"}
+    assert saved["seed_parents"] == {"1": "p", "2": "q"}
+    assert saved["calls"] == [{"seeds": [1]}]
+
+
+def test_study_summary_never_replaces_saved_results_with_fewer_runs(capsys) -> None:
+    fsdd_study = _bench_module("fsdd_study")
+    five = fsdd_study.mean_sd([0.7, 0.8, 0.75, 0.72, 0.69])
+    one = fsdd_study.mean_sd([0.7])
+    saved = {"study A": {"finetune_epochs": 10, "parent": {"accuracy": five},
+                         "wdc": {"after_finetune": five}, "betweenness": {"after_finetune": five}},
+             "study B": {"parent": {"accuracy": five}}}
+    # a checkout whose runs/ holds one parent and a new betweenness run for 5 seeds
+    fresh = {"study A": {"finetune_epochs": 10, "parent": {"accuracy": one},
+                         "betweenness": {"after_finetune": fsdd_study.mean_sd([0.6] * 5)}}}
+    merged = fsdd_study.keep_saved(saved, fresh, depth=2)
+    assert merged["study B"] == saved["study B"]  # not run here: kept
+    assert merged["study A"]["parent"] == saved["study A"]["parent"]  # 1 run < 5: kept
+    assert merged["study A"]["wdc"] == saved["study A"]["wdc"]
+    assert merged["study A"]["betweenness"]["after_finetune"]["mean"] == 0.6  # 5 runs: replaced
+    assert "kept the saved study A / parent" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~7 s of CPU, most of it first-time imports (meta-device model rebuilds)
+def test_bench_masks_quick(tmp_path: Path) -> None:
+    bench_masks = _bench_module("bench_masks")
     out = tmp_path / "masks.json"
     assert bench_masks.main(["--quick", "--rounds", "1", "--budget", "0.001", "--batches", "1",
                              "--out", str(out)]) == 0

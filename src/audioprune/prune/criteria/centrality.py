@@ -197,43 +197,6 @@ def _sparsified(lengths: np.ndarray, adj: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- public entry points
 
 
-def centrality_from_similarity(
-    sim: np.ndarray,
-    measure: Measure,
-    *,
-    paper_compat: bool = False,
-    knn: Optional[int] = None,
-    approx: Optional[Literal["knn"]] = None,
-    knn_k: int = 16,
-    alpha: float = 0.85,
-    engine: Engine = "auto",
-) -> np.ndarray:
-    """Centrality of every node of the filter graph built from the cosine-similarity matrix `sim`."""
-    sim = np.asarray(sim, dtype=np.float64)
-    if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
-        raise ValueError(f"similarity matrix must be square, got shape {sim.shape}")
-    if measure not in MEASURES:
-        raise ValueError(f"unknown centrality {measure!r}; choose from {', '.join(MEASURES)}")
-    if approx not in (None, "knn"):
-        raise ValueError(f"unknown approx {approx!r}; use None or 'knn'")
-    if approx is not None and measure not in PATH_MEASURES:
-        raise ValueError(f"approx={approx!r} applies to betweenness/closeness, not {measure}")
-    if approx == "knn" and knn is None:
-        knn = knn_k
-    adj = graph_adjacency(sim, knn)
-    if measure in ("wdc", "wdc-abs"):
-        return weighted_degree(sim, adj, absolute=measure == "wdc-abs")
-    if measure in PATH_MEASURES:
-        lengths = edge_lengths(sim, paper_compat=paper_compat)
-        if measure == "betweenness":
-            return betweenness(lengths, adj, engine=engine)
-        return closeness(lengths, adj)
-    strength = np.where(adj, edge_strengths(sim, paper_compat=paper_compat), 0.0)
-    if measure == "eigenvector":
-        return eigenvector(strength)
-    return pagerank(strength, alpha=alpha)
-
-
 TIE_DECIMALS = 12  # betweenness values equal to this many decimals are a tie (they lie in [0, 1])
 TieBreak = Literal["degree", "index"]
 
@@ -249,6 +212,50 @@ def break_ties(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
     gaps = np.diff(np.unique(primary))
     half_gap = 0.5 * float(gaps.min()) if gaps.size else 0.5
     return primary + half_gap * (secondary - secondary.min()) / spread
+
+
+def centrality_from_similarity(
+    sim: np.ndarray,
+    measure: Measure,
+    *,
+    paper_compat: bool = False,
+    knn: Optional[int] = None,
+    approx: Optional[Literal["knn"]] = None,
+    knn_k: int = 16,
+    alpha: float = 0.85,
+    engine: Engine = "auto",
+    tie_break: TieBreak = "index",
+) -> np.ndarray:
+    """Centrality of every node of the filter graph built from the cosine-similarity matrix `sim`
+    (with the default tie_break="index", exactly the networkx value)."""
+    sim = np.asarray(sim, dtype=np.float64)
+    if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
+        raise ValueError(f"similarity matrix must be square, got shape {sim.shape}")
+    if measure not in MEASURES:
+        raise ValueError(f"unknown centrality {measure!r}; choose from {', '.join(MEASURES)}")
+    if approx not in (None, "knn"):
+        raise ValueError(f"unknown approx {approx!r}; use None or 'knn'")
+    if tie_break not in ("degree", "index"):
+        raise ValueError(f"unknown tie_break {tie_break!r}; use 'degree' or 'index'")
+    if approx is not None and measure not in PATH_MEASURES:
+        raise ValueError(f"approx={approx!r} applies to betweenness/closeness, not {measure}")
+    if approx == "knn" and knn is None:
+        knn = knn_k
+    adj = graph_adjacency(sim, knn)
+    if measure in ("wdc", "wdc-abs"):
+        return weighted_degree(sim, adj, absolute=measure == "wdc-abs")
+    if measure in PATH_MEASURES:
+        lengths = edge_lengths(sim, paper_compat=paper_compat)
+        if measure != "betweenness":
+            return closeness(lengths, adj)
+        scores = betweenness(lengths, adj, engine=engine)
+        if tie_break == "degree" and not paper_compat:
+            scores = break_ties(scores, weighted_degree(sim, adj, absolute=True))
+        return scores
+    strength = np.where(adj, edge_strengths(sim, paper_compat=paper_compat), 0.0)
+    if measure == "eigenvector":
+        return eigenvector(strength)
+    return pagerank(strength, alpha=alpha)
 
 
 def centrality_scores(
@@ -267,11 +274,9 @@ def centrality_scores(
 ) -> np.ndarray:
     """Prune scores of one layer's filters: their centrality (highest = prune first); equal
     betweenness ordered by weighted degree (see the module notes on ties)."""
-    if tie_break not in ("degree", "index"):
-        raise ValueError(f"unknown tie_break {tie_break!r}; use 'degree' or 'index'")
     reps = representatives(weights, representative, method=rank1_method)
     sim = cosine_similarity(reps)
-    scores = centrality_from_similarity(
+    return centrality_from_similarity(
         sim,
         measure,
         paper_compat=paper_compat,
@@ -280,9 +285,5 @@ def centrality_scores(
         knn_k=knn_k,
         alpha=alpha,
         engine=engine,
+        tie_break=tie_break,
     )
-    if measure == "betweenness" and tie_break == "degree" and not paper_compat:
-        degree = weighted_degree(sim, graph_adjacency(sim, knn if approx is None else knn or knn_k),
-                                 absolute=True)
-        scores = break_ties(scores, degree)
-    return scores

@@ -27,13 +27,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audioprune.fileio import write_json
+from audioprune.fileio import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FSDD = Path(os.environ.get("FSDD_ROOT", ROOT.parent / "shared" / "datasets" / "fsdd"))
 SEEDS = (0, 1, 2)
 ALL_SEEDS = tuple(range(10))  # the summary takes every seed that was run (--seeds)
 CRITERIA = ("wdc", "betweenness", "l1", "fpgm", "random")
+# criterion variants: how `audioprune prune` is asked for them (any other name: --criterion NAME)
+VARIANTS = {
+    # betweenness with ties in index order (what "betweenness" did before its degree tie-break)
+    "betweenness-index": ["--criterion", "betweenness", "--criterion-arg", "tie_break=index"],
+    # betweenness with the authors' edge weights (the raw signed cosine as networkx weight)
+    "betweenness-compat": ["--criterion", "betweenness", "--paper-compat"],
+}
+WITH_INDEX_TIES = CRITERIA + ("betweenness-index",)
 # (model, split, parent training epochs, fine-tuning epochs, criteria). The 5-epoch studies came
 # first. On "speaker:nicolas" the validation clips come from the training speakers, so the best
 # epoch is picked blind to speaker generalisation; "speaker:nicolas,val:theo" holds out a
@@ -41,11 +49,12 @@ CRITERIA = ("wdc", "betweenness", "l1", "fpgm", "random")
 # studies use the prune default of 10 fine-tuning epochs; the 30-epoch ones ask whether the gaps
 # between criteria close with longer fine-tuning.
 STUDIES = [
-    ("dcase21net", "official", 40, 5, CRITERIA),
-    ("dcase21net", "speaker:nicolas", 20, 5, CRITERIA),
+    ("dcase21net", "official", 40, 5, WITH_INDEX_TIES),
+    ("dcase21net", "speaker:nicolas", 20, 5, WITH_INDEX_TIES),
     ("qdcase21net", "official", 40, 5, ("wdc", "l1")),
-    ("dcase21net", "speaker:nicolas,val:theo", 20, 10, CRITERIA),
-    ("dcase21net", "official", 40, 10, CRITERIA),
+    ("dcase21net", "speaker:nicolas,val:theo", 20, 10,
+     WITH_INDEX_TIES + ("betweenness-compat",)),
+    ("dcase21net", "official", 40, 10, WITH_INDEX_TIES),
     ("qdcase21net", "official", 40, 10, ("wdc", "l1")),
     # longer fine-tuning (the paper fine-tunes far longer than 10 epochs), on the same parents
     ("dcase21net", "speaker:nicolas,val:theo", 20, 30, ("wdc", "betweenness", "random")),
@@ -78,7 +87,8 @@ def prune_job(parent: Path, criterion: str, seed: int, ratios: str = "C1=0.5,C2=
               epochs: int = FINETUNE_EPOCHS) -> Job:
     suffix = "" if epochs == 5 else f"-ft{epochs}"  # the 5-epoch runs came first, unsuffixed
     out = parent.parent / f"{parent.name}-{criterion}-{ratios.replace(',', '_').replace('=', '')}{suffix}"
-    return Job(out, ["prune", str(parent), "--criterion", criterion, "--ratios", ratios,
+    how = VARIANTS.get(criterion, ["--criterion", criterion])
+    return Job(out, ["prune", str(parent), *how, "--ratios", ratios,
                      "--finetune-epochs", str(epochs), "--seed", str(seed), "--out", str(out),
                      "--no-progress"], needs=[parent])
 
@@ -326,7 +336,7 @@ def main() -> None:
     merged = []
     for name, data, depth in (("fsdd_qcnn", qcnn, 1), ("fsdd_prune", prune, 2)):
         path = results / f"{name}.json"
-        data = keep_saved(json.loads(path.read_text()) if path.is_file() else {}, data, depth)
+        data = keep_saved(read_json(path) if path.is_file() else {}, data, depth)
         if data:
             write_json(path, data)
         merged.append(data)

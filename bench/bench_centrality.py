@@ -34,9 +34,9 @@ import networkx as nx
 import numpy as np
 
 from audioprune.fileio import write_json
-from audioprune.prune.criteria import get_criterion, select_prune
-from audioprune.prune.criteria.centrality import edge_lengths
-from audioprune.prune.criteria.representatives import cosine_similarity, representatives
+from audioprune.pruning.criteria import get_criterion, select_prune
+from audioprune.pruning.criteria.centrality import edge_lengths
+from audioprune.pruning.criteria.representatives import cosine_similarity, representatives
 
 RESULTS = Path(__file__).resolve().parent / "results" / "centrality.json"
 SKIPPED = "skipped (too slow)"

@@ -6,7 +6,7 @@ saturate) is pruned to MAC budgets (default 50 %, 30 %, 15 % of the parent) by
 
   ours   wdc, betweenness, betweenness-index (ties in index order), similarity,
          similarity-nystrom, opnorm, l1, fpgm, random:
-         `audioprune.prune.run.prune_model` with `PlanSpec(target_macs=...)` (the smallest uniform
+         `audioprune.pruning.run.prune_model` with `PlanSpec(target_macs=...)` (the smallest uniform
          ratio over every prunable layer, the classifier excepted, that meets the budget);
   peer   Torch-Pruning's GroupMagnitudeImportance, FPGMImportance, LAMPImportance,
          RandomImportance and TaylorImportance through its own `BasePruner` (same layers, the
@@ -60,11 +60,11 @@ from audioprune.errors import UserError
 from audioprune.fileio import atomic_write, read_json, read_tensors
 from audioprune.measure.counting import count_macs, count_params
 from audioprune.models.base import AudioClassifier
-from audioprune.prune.calibration import (DEFAULT_BATCHES, accumulate_gradients,
+from audioprune.pruning.calibration import (DEFAULT_BATCHES, accumulate_gradients,
                                           calibration_batches, clear_gradients)
-from audioprune.prune.engine import default_example_inputs
-from audioprune.prune.plan import PlanSpec
-from audioprune.prune.run import (PruneConfig, calibration_loss, finetune_config,
+from audioprune.pruning.plan import PlanSpec
+from audioprune.pruning.pruner import default_loss as calibration_loss
+from audioprune.pruning.run import (PruneConfig, finetune_config,
                                   parent_data_spec, prune_model)
 from audioprune.train.experiment import DataBundle, DataSpec, prepare_data
 from audioprune.train.fit import TrainConfig, evaluate, fit
@@ -206,7 +206,7 @@ def tp_prune_at(model: AudioClassifier, method: str, ratio: float, seed: int) ->
     clone = _copy_with_grads(model)
     torch.manual_seed(seed)  # RandomImportance draws from torch's generator
     pruner = tp.pruner.BasePruner(
-        clone, default_example_inputs(clone), factory(), pruning_ratio=ratio,
+        clone, clone.example_features(), factory(), pruning_ratio=ratio,
         global_pruning=global_pruning, ignored_layers=[getattr(clone, clone.classifier_name)],
         forward_fn=lambda m, x: m.classify(x))
     pruner.step()

@@ -41,8 +41,8 @@ from audioprune.data.registry import get_dataset_info
 from audioprune.measure.counting import count_macs, count_params
 from audioprune.measure.latency import torch_threads
 from audioprune.models.registry import create_model
-from audioprune.prune.plan import PlanSpec
-from audioprune.prune.run import PruneConfig, prune_model
+from audioprune.pruning.plan import PlanSpec
+from audioprune.pruning.run import PruneConfig, prune_model
 from audioprune.train.run_dir import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

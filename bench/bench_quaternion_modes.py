@@ -2,7 +2,7 @@
 
 For trained quaternion runs (default: the qdcase21net parents of bench/fsdd_study.py), each
 criterion prunes C1 and C2 by 50% (whole quaternions) in both modes of
-`audioprune.prune.engine.CriterionImportance`:
+`audioprune.pruning.engine.CriterionImportance`:
 
   aggregate  score r, i, j, k as four layers, average the four scores (the QCNN authors' way)
   concat     one score per quaternion: graph criteria get one node whose representative is the
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from audioprune.prune.plan import PlanSpec
-from audioprune.prune.run import PruneConfig, parent_data_spec, prune_model
+from audioprune.pruning.plan import PlanSpec
+from audioprune.pruning.run import PruneConfig, parent_data_spec, prune_model
 from audioprune.train.experiment import prepare_data, test_metrics
 from audioprune.train.fit import TrainConfig
 from audioprune.train.run_dir import load_model

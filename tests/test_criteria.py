@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from audioprune.prune.criteria import (
+from audioprune.pruning.criteria import (
     as_filter_array,
     centrality,
     describe_criterion,
@@ -20,7 +20,7 @@ from audioprune.prune.criteria import (
     select_prune,
     similarity,
 )
-from audioprune.prune.criteria.representatives import (
+from audioprune.pruning.criteria.representatives import (
     cosine_similarity,
     flat_representatives,
     rank1_representatives,

@@ -22,8 +22,8 @@ from audioprune.measure.latency import ort_session
 from audioprune.measure.onnx_export import (check_parity, export_run, inference_model,
                                             sample_inputs)
 from audioprune.models.registry import create_model
-from audioprune.prune.plan import PlanSpec
-from audioprune.prune.run import PruneConfig, prune_model
+from audioprune.pruning.plan import PlanSpec
+from audioprune.pruning.run import PruneConfig, prune_model
 from audioprune.train.experiment import DataSpec, train_run
 from audioprune.train.fit import TrainConfig
 from audioprune.train.run_dir import load_model, save_model

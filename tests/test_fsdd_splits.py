@@ -50,7 +50,7 @@ def test_bad_validation_speaker_is_named(three_speakers: Path, split: str, messa
 
 
 def test_a_validation_speaker_and_a_validation_fraction_conflict(three_speakers: Path) -> None:
-    with pytest.raises(UserError, match="drop --val-fraction"):
+    with pytest.raises(UserError, match="drop val_fraction"):
         load_dataset("fsdd", three_speakers, split="speaker:theo,val:george", val_fraction=0.2)
     index = load_dataset("fsdd", three_speakers, split="speaker:theo", val_fraction=0.5)
     assert len(index.splits["val"]) == 30 == len(index.splits["train"])

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import audioprune.prune.run as run_module
+import audioprune.pruning.run as run_module
 from audioprune.cli import main
 from audioprune.measure.counting import count_macs, count_params
-from audioprune.prune.criteria import get_criterion, select_prune
+from audioprune.pruning.criteria import get_criterion, select_prune
 from audioprune.train.experiment import DataSpec, train_run
 from audioprune.train.fit import TrainConfig
 from audioprune.train.run_dir import load_model

@@ -85,7 +85,7 @@ def _set(d: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("prune.criteria", [{"name": "wdc", "options": {"paper_compt": True}}],
      "prune[0].criteria[0].options: criterion 'wdc' has no option paper_compt"),
     ("prune.models", ["cnn14"], "prune[0].models: 'cnn14' is not a model of this recipe"),
-    ("prune.target_macs", ["lots"], "prune[0].target_macs: the budget 'lots' is not a number"),
+    ("prune.target_macs", ["lots"], "prune[0].target_macs: target_macs 'lots' is not a number"),
     ("prune", [{"criteria": ["wdc"], "ratios": [0.5]}, {"criteria": ["wdc"], "ratios": [0.5]}],
      "prune[1].criteria[0]: its run 'dcase21net-wdc-r50' clashes with prune[0].criteria[0]"),
     ("distill", {"teacher": "cnn6", "students": [{"name": "s", "arch": "dcase21net"}]},
@@ -118,7 +118,7 @@ def test_every_problem_is_listed_and_the_cli_exits_2(tmp_path: Path,
 
 def test_a_dataset_without_its_root_fails_before_training(tmp_path: Path) -> None:
     recipe = parse_recipe(_set(BASE, "dataset", "esc50"))
-    with pytest.raises(UserError, match="needs its data: add `root: DIR`.*--data-root"):
+    with pytest.raises(UserError, match="needs its data: add `root: DIR`.*data_root"):
         run_recipe(recipe, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -169,8 +169,8 @@ def test_fsdd_prune_vs_kd_compares_at_matched_parameters() -> None:
     from audioprune.data.registry import get_dataset_info
     from audioprune.measure.counting import count_params
     from audioprune.models.registry import create_model
-    from audioprune.prune.plan import PlanSpec
-    from audioprune.prune.run import PruneConfig, prune_model
+    from audioprune.pruning.plan import PlanSpec
+    from audioprune.pruning.run import PruneConfig, prune_model
 
     recipe = load_recipe(REPO / "recipes" / "fsdd_prune_vs_kd.yaml")
     assert recipe.dataset.name == "fsdd" and recipe.dataset.split == "speaker:nicolas"
@@ -273,7 +273,7 @@ def test_second_run_skips_every_finished_step(finished: tuple[Path, Path],
         return fn
 
     import audioprune.distill as distill
-    import audioprune.prune.run as prune
+    import audioprune.pruning.run as prune
 
     monkeypatch.setattr(experiment, "train_run", refuse("train_run"))
     monkeypatch.setattr(prune, "prune_run", refuse("prune_run"))

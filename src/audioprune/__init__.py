@@ -1,10 +1,70 @@
-"""audioprune: train, prune, distil and measure audio classifiers (CNNs and quaternion CNNs).
+"""audioprune: compress audio classifiers - any PyTorch model - by filter pruning and knowledge
+distillation, and measure what the compression bought.
 
-Data flows one way: audio -> features -> model -> (prune | distill) -> fine-tune -> measure -> report.
+The Python API (everything else is internal)::
+
+    import audioprune as ap
+
+    result = ap.prune(model, example_inputs, "wdc", target_macs=0.5)   # in place, for real
+    print(result.summary())
+    counts = ap.count(model, example_inputs)                           # params, MACs per layer
+    ap.save_pruned(model, "model.safetensors")                         # no pickle
+    ap.load_pruned("model.safetensors", MyModel())                     # replays the pruning
+
+    imp = ap.importance("betweenness")   # a torch_pruning Importance for Torch-Pruning's pruners
+    ap.list_criteria()                   # wdc, betweenness, similarity, l1, opnorm, taylor, ...
+    ap.fuse_quaternion(qmodel)           # quaternion layers -> plain convs (ap.nn holds them)
+
+Data flows one way: audio -> features -> model -> (prune | distill) -> fine-tune -> measure ->
+report. Names are loaded on first use, so ``import audioprune`` stays light for the CLI.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from audioprune.errors import ArgumentError, UserError
 
 __version__ = "0.1.0"
 
-from audioprune.errors import UserError  # noqa: E402
+if TYPE_CHECKING:  # pragma: no cover
+    from audioprune import nn
+    from audioprune.api import importance, list_criteria
+    from audioprune.measure.counting import Counts, count
+    from audioprune.nn.fuse import fuse_quaternion
+    from audioprune.pruning.engine import customized_pruners
+    from audioprune.pruning.pruner import PruneResult, Pruner, prune
+    from audioprune.pruning.record import load_pruned, save_pruned
 
-__all__ = ["UserError", "__version__"]
+_LAZY = {
+    "prune": "audioprune.pruning.pruner",
+    "Pruner": "audioprune.pruning.pruner",
+    "PruneResult": "audioprune.pruning.pruner",
+    "count": "audioprune.measure.counting",
+    "Counts": "audioprune.measure.counting",
+    "importance": "audioprune.api",
+    "list_criteria": "audioprune.api",
+    "fuse_quaternion": "audioprune.nn.fuse",
+    "save_pruned": "audioprune.pruning.record",
+    "load_pruned": "audioprune.pruning.record",
+    "customized_pruners": "audioprune.pruning.engine",
+}
+
+__all__ = ["ArgumentError", "Counts", "PruneResult", "Pruner", "UserError", "__version__",
+           "count", "customized_pruners", "fuse_quaternion", "importance", "list_criteria", "load_pruned", "nn",
+           "prune", "save_pruned"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "nn":
+        return importlib.import_module("audioprune.nn")
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'audioprune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -22,9 +22,35 @@ from audioprune.cli import (
     report,
     train,
 )
-from audioprune.errors import UserError
+from audioprune.errors import ArgumentError, UserError
 
 COMMANDS = (train, evaluate, prune, distill, datasets, models, demo, recipe, report, profile, export)
+
+# Library argument names whose flag is spelled differently (the rest: `data_root` -> --data-root
+# wherever the command has that flag; names without a flag stay as the library spells them).
+ALIASES = {"num_workers": "workers", "criterion_options": "criterion_arg",
+           "model_kwargs": "model_arg", "normalise": "global_norm"}
+
+
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """{library argument name: this command's flag}, read from the parser itself, so error
+    messages name exactly the flags the command has."""
+    flags: dict[str, str] = {}
+    for action in parser._actions:
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs:
+            flags.setdefault(action.dest, longs[0])
+    for name, dest in ALIASES.items():
+        if dest in flags:
+            flags[name] = flags[dest]
+    return flags
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that left shows up here, not at exit
         return status
-    except UserError as exc:
-        print(f"audioprune {args.command}: error: {exc}", file=sys.stderr)
+    except (UserError, ArgumentError) as exc:
+        message = exc.render(flag_names(_subparser(parser, args.command)))
+        print(f"audioprune {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"audioprune {args.command}: interrupted; resume with --resume where supported",

@@ -71,7 +71,7 @@ def data_spec(args: argparse.Namespace) -> "DataSpec":
 def data_spec_from_run(args: argparse.Namespace, run: Path) -> "DataSpec":
     """The data of `run` (its config.json) with the data options given on the command line on
     top; with --dataset, only what was given."""
-    from audioprune.prune.run import parent_data_spec
+    from audioprune.pruning.run import parent_data_spec
 
     if args.dataset:
         return data_spec(args)

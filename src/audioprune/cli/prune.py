@@ -29,8 +29,10 @@ def register(sub: Any) -> None:
     what.add_argument("--ratio", type=float, help="fraction of filters removed from every "
                       "selected layer, in [0, 1)")
     what.add_argument("--ratios", help="per-layer fractions, e.g. conv1=0.5,conv2=0.5 or C1=0.5")
-    what.add_argument("--target-macs", help="MAC budget per example (body), e.g. 30M")
-    what.add_argument("--target-params", help="parameter budget, e.g. 128k")
+    what.add_argument("--target-macs", help="MAC budget per example (body): a count, e.g. 30M, "
+                      "or a fraction of the parent's, e.g. 0.5 or 50%%")
+    what.add_argument("--target-params", help="parameter budget: a count, e.g. 128k, or a "
+                      "fraction of the parent's, e.g. 0.3")
     what.add_argument("--layers", help="layers to prune: names, glob patterns or aliases, e.g. "
                       "conv1,conv2 or 'block4.*,block5.*' or C7-C12 (default: all prunable)")
     what.add_argument("--global", dest="global_ranking", action="store_true",
@@ -54,6 +56,13 @@ def register(sub: Any) -> None:
     crit.add_argument("--quaternion-mode", choices=["aggregate", "concat"], default="aggregate",
                       help="quaternion layers: score components and aggregate, or one "
                       "concatenated filter / representative per quaternion")
+    crit.add_argument("--scope", choices=["root", "group"],
+                      help="score a layer's own filters (root; the papers' setting, default for "
+                      "weight criteria) or the whole dependency group: its BN and the next "
+                      "layers' input slices too, as Torch-Pruning's group importances (group; "
+                      "default for taylor)")
+    crit.add_argument("--group-reduction", choices=["mean", "sum", "max", "min"], default="mean",
+                      help="--scope group: how the layers' importances are combined")
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default 10; 0 = "
                    "prune only)")
     p.add_argument("--out", help="run directory to create")
@@ -67,9 +76,9 @@ def register(sub: Any) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    """`audioprune prune RUN --criterion C --ratio R --out RUN2`: see audioprune.prune.run."""
-    from audioprune.prune.plan import PlanSpec, parse_layers, parse_ratios
-    from audioprune.prune.run import (
+    """`audioprune prune RUN --criterion C --ratio R --out RUN2`: see audioprune.pruning.run."""
+    from audioprune.pruning.plan import PlanSpec, parse_layers, parse_ratios
+    from audioprune.pruning.run import (
         PruneConfig,
         finetune_config,
         prune_run,
@@ -104,7 +113,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
                         layers=parse_layers(args.layers), global_ranking=args.global_ranking,
                         normalise=args.global_norm).validate()
         cfg = PruneConfig(args.criterion, plan, options, iterative=args.iterative,
-                          aggregate=args.aggregate, quaternion_mode=args.quaternion_mode)
+                          aggregate=args.aggregate, quaternion_mode=args.quaternion_mode,
+                          scope=args.scope, group_reduction=args.group_reduction)
         parent = Path(args.run)
         if args.frontend and not args.dataset:
             raise UserError("the pruned model keeps its parent's front end; drop --frontend")

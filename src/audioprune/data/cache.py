@@ -203,7 +203,7 @@ class AudioCache:
         bad = self.skipped(clips)
         if strict and bad:
             shown = "\n  ".join(list(bad.values())[:5])
-            raise AudioDecodeError(f"{len(bad)} undecodable file(s) and --strict:\n  {shown}")
+            raise AudioDecodeError(f"{len(bad)} undecodable file(s) and `strict`:\n  {shown}")
 
     def _reload(self) -> None:
         self.entries, self.failed, self._maps, self._signatures = {}, {}, {}, {}

@@ -66,10 +66,10 @@ def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
     info = get_dataset_info(name)
     if info.needs_root:
         if root is None:
-            raise UserError(f"dataset {name!r} needs --data-root pointing at:\n{info.layout}")
+            raise UserError(f"dataset {name!r} needs `data_root` pointing at:\n{info.layout}")
         root = Path(root)
         if not root.is_dir():
-            raise UserError(f"--data-root {root} is not a directory; dataset {name!r} expects:\n"
+            raise UserError(f"`data_root` {root} is not a directory; dataset {name!r} expects:\n"
                             f"{info.layout}")
     try:
         return info.loader(None if root is None else Path(root), **options)

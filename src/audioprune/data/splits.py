@@ -18,7 +18,7 @@ def stratified_holdout(clips: list[Clip], fraction: float, seed: int) -> tuple[l
     with two or more clips goes to the held-out part when fraction > 0.
     """
     if not 0 <= fraction < 1:
-        raise UserError(f"--val-fraction (a split fraction) must be in [0, 1), got {fraction}")
+        raise UserError(f"`val_fraction` (a split fraction) must be in [0, 1), got {fraction}")
     if fraction == 0:
         return list(clips), []
     rng = np.random.default_rng(seed)
@@ -54,10 +54,10 @@ def fold_split(clips: list[Clip], test_fold: int, val_fold: int | None, folds: l
     training folds is held out for early stopping. `Clip.group` must be the fold number."""
     names = [str(f) for f in folds]
     if str(test_fold) not in names:
-        raise UserError(f"--test-fold {test_fold} does not exist; folds are {', '.join(names)}")
+        raise UserError(f"`test_fold` {test_fold} does not exist; folds are {', '.join(names)}")
     if val_fold is not None and (str(val_fold) not in names or val_fold == test_fold):
-        raise UserError(f"--val-fold {val_fold} must be one of {', '.join(names)} and differ "
-                        f"from --test-fold {test_fold}")
+        raise UserError(f"`val_fold` {val_fold} must be one of {', '.join(names)} and differ "
+                        f"from `test_fold` {test_fold}")
     test = [c for c in clips if c.group == str(test_fold)]
     rest = [c for c in clips if c.group != str(test_fold)]
     if val_fold is not None:
@@ -74,5 +74,5 @@ def reject_options(dataset: str, **given: object) -> None:
     """Fail clearly when an option that this dataset does not use was set."""
     bad = [k for k, v in given.items() if v not in (None, False)]
     if bad:
-        opts = ", ".join("--" + k.replace("_", "-") for k in bad)
+        opts = ", ".join(f"`{k}`" for k in bad)
         raise UserError(f"dataset {dataset!r} does not take {opts}")

@@ -57,7 +57,7 @@ class DistillConfig:
         else:
             get_recipe("hinton").build(self.temperature, self.alpha)  # checks T and alpha
         if self.teacher_mode not in MODES:
-            raise UserError(f"--teacher-mode must be one of {', '.join(MODES)}, "
+            raise UserError(f"`teacher_mode` must be one of {', '.join(MODES)}, "
                             f"got {self.teacher_mode!r}")
         return self
 
@@ -89,7 +89,7 @@ class Distiller:
         t_rate, s_rate = self.teacher.frontend_cfg.sample_rate, bundle.frontend.sample_rate
         if t_rate != s_rate:
             raise UserError(f"teacher {run} reads {t_rate} Hz audio but the student's data is "
-                            f"loaded at {s_rate} Hz; pass --frontend sample_rate={t_rate}")
+                            f"loaded at {s_rate} Hz; pass `frontend` sample_rate={t_rate}")
         self.recipe = resolve_recipe(cfg.loss, index.task)
         self.loss = self.recipe.build(cfg.temperature, cfg.alpha)
         self.alpha = self.recipe.alpha if cfg.alpha is None else float(cfg.alpha)

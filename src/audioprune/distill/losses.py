@@ -102,7 +102,7 @@ class KDLoss:
         if unknown:
             raise UserError(f"unknown distillation term(s) {unknown}; known: {', '.join(_TERMS)}")
         if not self.temperature > 0:
-            raise UserError(f"--temperature must be > 0, got {self.temperature}")
+            raise UserError(f"`temperature` must be > 0, got {self.temperature}")
 
     def parts(self, student: torch.Tensor, teacher: torch.Tensor,
               targets: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -133,7 +133,7 @@ class Recipe:
     def build(self, temperature: float | None = None, alpha: float | None = None) -> KDLoss:
         a = self.alpha if alpha is None else float(alpha)
         if not 0.0 <= a <= 1.0:
-            raise UserError(f"--alpha must be in [0, 1] (the weight of the distillation term), "
+            raise UserError(f"`alpha` must be in [0, 1] (the weight of the distillation term), "
                             f"got {a}")
         T = self.temperature if temperature is None else float(temperature)
         return KDLoss([(1.0 - a, self.label_term), (a, self.kd_term)], T)
@@ -163,8 +163,8 @@ def resolve_recipe(name: str | None, task: str) -> Recipe:
     """The named recipe (checked against the task), or the task's default."""
     recipe = get_recipe(name or DEFAULT_RECIPE[task])
     if task not in recipe.tasks:
-        raise UserError(f"--loss {recipe.name} is for {' or '.join(recipe.tasks)} data, but this "
-                        f"dataset is {task}; use --loss {DEFAULT_RECIPE[task]}")
+        raise UserError(f"`loss` {recipe.name} is for {' or '.join(recipe.tasks)} data, but this "
+                        f"dataset is {task}; use `loss` {DEFAULT_RECIPE[task]}")
     return recipe
 
 

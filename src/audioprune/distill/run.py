@@ -42,14 +42,14 @@ def _check_out(out: Path, resume: bool) -> None:
     stopped before its first epoch, which simply starts again)."""
     if resume:
         if not (out / CONFIG_JSON).is_file():
-            raise UserError(f"--resume {out}: no {CONFIG_JSON} there; is it a distill run?")
+            raise UserError(f"`resume` {out}: no {CONFIG_JSON} there; is it a distill run?")
         command = read_json(out / CONFIG_JSON).get("command")
         if command != "distill":
-            raise UserError(f"--resume {out}: it is a {command!r} run, not a distill run")
+            raise UserError(f"`resume` {out}: it is a {command!r} run, not a distill run")
     elif (out / CONFIG_JSON).exists():
         if (out / MODEL_WEIGHTS).exists() or (out / CKPT_DIR).exists():
-            raise UserError(f"{out} already holds a run; choose another --out, or continue it "
-                            f"with --resume {out}")
+            raise UserError(f"{out} already holds a run; choose another `out`, or continue it "
+                            f"with `resume` {out}")
         log.info("%s: a run that stopped before its first epoch; starting it again", out)
 
 
@@ -61,15 +61,15 @@ def distill_run(teacher: Path, model_name: str, model_kwargs: dict[str, Any],
     """Train a fresh `model_name` student from teacher run `teacher` into `out`; return its
     metrics.json. `loss` None = the task's default recipe (hinton | bce-soft); `temperature` /
     `alpha` None = the recipe's published defaults; `data` None = the teacher's data."""
-    from audioprune.prune.run import parent_data_spec  # prune.run imports this package
+    from audioprune.pruning.run import parent_data_spec  # prune.run imports this package
 
     teacher, out = Path(teacher), Path(out)
     read_model_info(teacher)  # a clear error when it is not a run directory
     if teacher.resolve() == out.resolve():
-        raise UserError("--out must differ from the teacher run")
+        raise UserError("`out` must differ from the teacher run")
     cfg = DistillConfig(str(teacher.resolve()), loss, temperature, alpha, teacher_mode).validate()
     if train.validate().epochs < 1:
-        raise UserError(f"--epochs must be at least 1 to train, got {train.epochs}")
+        raise UserError(f"`epochs` must be at least 1 to train, got {train.epochs}")
     check_model_args(model_name, model_kwargs)
     data = parent_data_spec(teacher, override=data)
     data.frontend_config()  # a bad --frontend fails before anything is written
@@ -102,7 +102,7 @@ def _distill(cfg: DistillConfig, model_name: str, model_kwargs: dict[str, Any], 
     try:
         model = create_model(model_name, bundle.index.num_classes, frontend=fe, **model_kwargs)
     except ValueError as exc:  # e.g. --model-arg dropout=2
-        raise UserError(f"--model {model_name} with {model_kwargs or 'no options'}: {exc}") from None
+        raise UserError(f"`model` {model_name} with {model_kwargs or 'no options'}: {exc}") from None
     summary = kd.fit(model, bundle.train, bundle.val, train, out, resume=resume, ctx=ctx)
     if ctx.is_main:  # the best epoch's weights become the run's model
         model.load_state_dict(read_tensors(out / MODEL_WEIGHTS), strict=False)

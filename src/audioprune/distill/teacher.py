@@ -80,14 +80,14 @@ def input_changes(ds: ClipDataset, mixup: float,
 def choose_mode(requested: str, ds: ClipDataset, mixup: float) -> tuple[str, str]:
     """(mode, reason). "auto" caches only when every epoch shows the student the same input."""
     if requested not in MODES:
-        raise UserError(f"--teacher-mode must be one of {', '.join(MODES)}, got {requested!r}")
+        raise UserError(f"`teacher_mode` must be one of {', '.join(MODES)}, got {requested!r}")
     if requested == "online":
         return "online", "asked for (--teacher-mode online)"
     reasons = input_changes(ds, mixup)
     if requested == "cached":
         if mixup > 0:
-            raise UserError("--teacher-mode cached cannot follow mixup (each batch mixes new "
-                            "pairs); drop --mixup or use --teacher-mode auto|online")
+            raise UserError("`teacher_mode` cached cannot follow mixup (each batch mixes new "
+                            "pairs); drop `mixup` or use `teacher_mode` auto|online")
         if reasons:
             why = "; ".join(reasons)
             log.warning("teacher logits cached as asked, although %s: the teacher saw the "

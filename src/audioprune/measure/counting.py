@@ -1,20 +1,29 @@
-"""Parameters and MACs counted at the operator level.
+"""Parameters and MACs counted at the operator level, for any nn.Module.
 
 MACs come from torch.utils.flop_counter.FlopCounterMode, which sees every aten convolution and
 matmul actually executed, so custom layers (quaternion convs assemble a real kernel and call one
 convolution) are counted right; Torch-Pruning's counter would count custom modules as zero.
 FlopCounterMode reports FLOPs = 2 x MACs for conv/matmul, so MACs = FLOPs / 2.
+
+:func:`count` works on any model and example inputs (the public ``audioprune.count``). The
+functions taking ``num_samples`` are for audio models with a front end inside - anything with
+``features(wave)``, ``classify(features)``, ``feature_shape(n)`` and ``frontend_cfg``, as this
+package's models have - and count the body (features -> logits) apart from the front end.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from audioprune.models.base import AudioClassifier
+from audioprune.model_inputs import ForwardFn, first_example, resolve_forward
+from audioprune.nn.layer_support import registered_layer_supports
+
+AudioModel = Any  # duck-typed: features / classify / feature_shape / frontend_cfg
 
 
 def count_params(model: nn.Module, include_frontend: bool = False) -> int:
@@ -38,14 +47,109 @@ _EXTRA_RULES = {
 }
 
 
+def _rules() -> dict[Any, Callable[..., int]]:
+    rules = dict(_EXTRA_RULES)
+    for support in registered_layer_supports().values():
+        rules.update(support.flop_rules)
+    return rules
+
+
 def _macs(fn, *args: torch.Tensor) -> int:
-    with FlopCounterMode(display=False, custom_mapping=_EXTRA_RULES) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_rules()) as counter:
         fn(*args)
     return int(counter.get_total_flops()) // 2
 
 
+@dataclass(frozen=True)
+class LayerCount:
+    """One module's own parameters and MACs (its children's not included)."""
+
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Parameters and MACs of a model for ONE example (the first item of the inputs given).
+
+    ``params`` counts every parameter, frozen ones too (``trainable`` only those with
+    requires_grad); ``layers`` maps module names to their own share, so the rows add up to the
+    totals ("(model)" holds work done in the top-level forward itself).
+    """
+
+    params: int
+    trainable: int
+    macs: int
+    layers: dict[str, LayerCount] = field(default_factory=dict)
+
+
 @torch.no_grad()
-def count_macs(model: AudioClassifier, num_samples: int | None = None) -> dict[str, int]:
+def count(model: nn.Module, example_inputs: Any, forward_fn: ForwardFn | str | None = None) -> Counts:
+    """Parameters and MACs per example of any model, total and per layer.
+
+    `example_inputs` is what the model takes (a tensor, a tuple of tensors or a dict); only its
+    first item along the batch axis is run. `forward_fn(model, inputs)` (or a method name such
+    as "classify") replaces ``model(inputs)``. The model runs in eval mode and is left in the
+    mode it was in.
+    """
+    forward = resolve_forward(forward_fn, model)
+    inputs = first_example(example_inputs)
+    per_layer = module_macs(model, lambda: forward(model, inputs))
+    params = {name or "(model)": sum(p.numel() for p in mod.parameters(recurse=False))
+              for name, mod in model.named_modules()}
+    names = [n for n in params if params[n] or per_layer.get(n)]
+    names += [n for n in per_layer if n not in params]
+    layers = {n: LayerCount(params.get(n, 0), per_layer.get(n, 0)) for n in names}
+    return Counts(params=sum(p.numel() for p in model.parameters()),
+                  trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                  macs=sum(per_layer.values()), layers=layers)
+
+
+def module_macs(model: nn.Module, run: Callable[[], Any],
+                skip: Callable[[str], bool] = lambda name: False) -> dict[str, int]:
+    """MACs of one call of `run()` per module of `model` (by name), children excluded, so the
+    values add up to the total; work outside any module is listed under "(model)".
+
+    One FlopCounterMode spans the whole call and forward hooks read its running total at each
+    module's entry and exit (FlopCounterMode's own module tracker names modules by class when
+    the body is entered through a method other than `__call__`). A module's own share is its
+    total minus that of the modules called inside it, so containers that are never called
+    (ModuleList) and modules called twice are handled. Modules for which `skip(name)` is true
+    are not hooked (their work counts towards their caller).
+    """
+    flops: dict[str, int] = {}
+    stack: list[list[int]] = [[0, 0]]  # per active call: [running total at entry, children's]
+    handles = []
+    with FlopCounterMode(display=False, custom_mapping=_rules()) as counter:
+        def enter(_mod: nn.Module, _args: object) -> None:
+            stack.append([counter.get_total_flops(), 0])
+
+        def leave(name: str) -> Callable[..., None]:
+            def hook(_mod: nn.Module, _args: object, _out: object) -> None:
+                start, inner = stack.pop()
+                spent = counter.get_total_flops() - start
+                flops[name] = flops.get(name, 0) + spent - inner
+                stack[-1][1] += spent
+            return hook
+
+        for name, mod in model.named_modules():
+            if name and not skip(name):
+                handles.append(mod.register_forward_pre_hook(enter))
+                handles.append(mod.register_forward_hook(leave(name)))
+        was_training = model.training
+        model.eval()
+        try:
+            run()
+        finally:
+            model.train(was_training)
+            for h in handles:
+                h.remove()
+        flops["(model)"] = counter.get_total_flops() - stack[0][1]
+    return {name: int(f) // 2 for name, f in flops.items() if f}
+
+
+@torch.no_grad()
+def count_macs(model: AudioModel, num_samples: int | None = None) -> dict[str, int]:
     """MACs for ONE example of `num_samples` samples (default: the front end's clip length).
 
     Returns {"model": body MACs from features to logits, "frontend": the front end's matmuls
@@ -90,52 +194,19 @@ def layer_params(model: nn.Module) -> dict[str, int]:
 
 
 @torch.no_grad()
-def layer_macs(model: AudioClassifier, num_samples: int | None = None) -> dict[str, int]:
-    """Body MACs for one example, per module (by name): what each module computes itself,
-    children excluded, so the values add up to `count_macs(model)["model"]`.
-
-    One FlopCounterMode spans the whole forward pass and forward hooks read its running total
-    at each module's entry and exit (FlopCounterMode's own module tracker names modules by class
-    when the body is entered through `classify` rather than `__call__`). A module's own share is
-    its total minus that of the modules called inside it, so containers that are never called
-    (ModuleList) and modules called twice are handled. Work done in the model's own `classify`
-    (e.g. a functional matmul) is listed under "(model)".
-    """
+def layer_macs(model: AudioModel, num_samples: int | None = None) -> dict[str, int]:
+    """Body MACs of an audio model for one example, per module (by name), children excluded, so
+    the values add up to `count_macs(model)["model"]` (see :func:`module_macs`). Work done in the
+    model's own `classify` (e.g. a functional matmul) is listed under "(model)"."""
     num_samples = num_samples or model.frontend_cfg.clip_samples or model.frontend_cfg.sample_rate
-    flops: dict[str, int] = {}
-    stack: list[list[int]] = [[0, 0]]  # per active call: [running total at entry, children's]
-    handles = []
-    with FlopCounterMode(display=False, custom_mapping=_EXTRA_RULES) as counter:
-        def enter(_mod: nn.Module, _args: object) -> None:
-            stack.append([counter.get_total_flops(), 0])
-
-        def leave(name: str) -> Callable[..., None]:
-            def hook(_mod: nn.Module, _args: object, _out: object) -> None:
-                start, inner = stack.pop()
-                spent = counter.get_total_flops() - start
-                flops[name] = flops.get(name, 0) + spent - inner
-                stack[-1][1] += spent
-            return hook
-
-        for name, mod in model.named_modules():
-            if name and not name.startswith("frontend"):
-                handles.append(mod.register_forward_pre_hook(enter))
-                handles.append(mod.register_forward_hook(leave(name)))
-        was_training = model.training
-        model.eval()
-        try:
-            device = next((p.device for p in model.parameters()), torch.device("cpu"))
-            model.classify(torch.zeros(1, *model.feature_shape(num_samples), device=device))
-        finally:
-            model.train(was_training)
-            for h in handles:
-                h.remove()
-        flops["(model)"] = counter.get_total_flops() - stack[0][1]
-    return {name: int(f) // 2 for name, f in flops.items() if f}
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    feats = torch.zeros(1, *model.feature_shape(num_samples), device=device)
+    return module_macs(model, lambda: model.classify(feats),
+                       skip=lambda name: name.startswith("frontend"))
 
 
 @torch.no_grad()
-def frontend_macs(model: AudioClassifier, num_samples: int | None = None) -> int:
+def frontend_macs(model: AudioModel, num_samples: int | None = None) -> int:
     """The front end's MACs for one example, as `count_macs(model)["frontend"]`, without also
     running the body (which can be large)."""
     num_samples = num_samples or model.frontend_cfg.clip_samples or model.frontend_cfg.sample_rate

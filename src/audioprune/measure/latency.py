@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from audioprune.extras import require
+
 __all__ = ["Timing", "default_threads", "eager_latency", "ort_latency", "ort_session",
            "time_call", "torch_threads"]
 
@@ -111,7 +113,7 @@ def eager_latency(fn: Callable[[torch.Tensor], torch.Tensor], example: torch.Ten
 
 def ort_session(model: bytes | str | os.PathLike[str], threads: int) -> Any:
     """An ONNX Runtime CPU session with `threads` intra-op threads, one inter-op thread."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "timing ONNX Runtime")
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

@@ -47,6 +47,7 @@ from torch import nn
 
 from audioprune.audio.clip import fit_length
 from audioprune.errors import UserError
+from audioprune.extras import require
 from audioprune.fileio import atomic_write, read_json
 from audioprune.models.base import AudioClassifier
 from audioprune.models.qmodels import fuse_for_inference
@@ -140,14 +141,10 @@ def export_onnx(model: AudioClassifier, *, opset: int = DEFAULT_OPSET,
     """The ONNX model (serialised) of `inference_model(model)`: features -> logits, or
     waveform -> logits with `with_frontend`; input "features" / "waveform", output "logits",
     dynamic batch axis. Raises UserError when the graph cannot be exported at `opset`."""
-    try:
-        import onnx
-        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
-    except ImportError as exc:
-        raise UserError(f"ONNX export needs onnx and onnxscript ({exc}); install them with "
-                        f"pip install 'audioprune[measure]'") from None
+    onnx = require("onnx", "ONNX export")
+    require("onnxscript", "ONNX export")  # the dynamo exporter needs it
     if opset < 7 or opset > onnx.defs.onnx_opset_version():
-        raise UserError(f"--opset {opset}: onnx {onnx.__version__} knows opsets 7 to "
+        raise UserError(f"`opset` {opset}: onnx {onnx.__version__} knows opsets 7 to "
                         f"{onnx.defs.onnx_opset_version()}; the default is {DEFAULT_OPSET}")
     num_samples = num_samples or clip_samples(model)
     deploy = inference_model(model)
@@ -172,9 +169,9 @@ def export_onnx(model: AudioClassifier, *, opset: int = DEFAULT_OPSET,
         reason = log.reason()
         hint = (" The front end (torch.stft -> ONNX STFT, reflect padding) exports at opset 18 "
                 "or later." if with_frontend else "")
-        raise UserError(f"--opset {opset}: the exporter could not convert the graph to opset "
+        raise UserError(f"`opset` {opset}: the exporter could not convert the graph to opset "
                         f"{opset} and produced opset {got} instead ({reason}).{hint} Choose a "
-                        f"higher --opset ({got}, the exporter's own, needs no conversion).")
+                        f"higher `opset` ({got}, the exporter's own, needs no conversion).")
     return proto.SerializeToString()
 
 

@@ -111,7 +111,7 @@ def _environment(threads: int) -> dict[str, Any]:
 def _check_batch_sizes(batch_sizes: tuple[int, ...]) -> tuple[int, ...]:
     sizes = tuple(int(b) for b in batch_sizes)
     if not sizes or any(b < 1 for b in sizes) or len(set(sizes)) != len(sizes):
-        raise UserError(f"--batch-sizes must be distinct positive integers, e.g. 1,32; got "
+        raise UserError(f"`batch_sizes` must be distinct positive integers, e.g. 1,32; got "
                         f"{','.join(map(str, batch_sizes)) or 'nothing'}")
     return sizes
 
@@ -130,7 +130,7 @@ def profile_run(run_dir: str | Path, *, batch_sizes: tuple[int, ...] = (1, 32),
     sizes = _check_batch_sizes(batch_sizes)
     threads = default_threads() if threads is None else int(threads)
     if threads < 1:
-        raise UserError(f"--threads must be >= 1, got {threads}")
+        raise UserError(f"`threads` must be >= 1, got {threads}")
     timing = timing or Timing()
     model, info = load_model(run_dir)
     model.eval()

@@ -74,6 +74,16 @@ class AudioClassifier(nn.Module):
                     widths[name] = int(out)
         return widths
 
+    def example_features(self, batch: int = 1) -> torch.Tensor:
+        """Seeded random features (batch, C, frames, mels) of the model's clip length: what the
+        body sees in use, e.g. to trace ``classify`` (a flatten maps channels to positions, so
+        the length matters) or to count its MACs."""
+        fe = self.frontend_cfg
+        n = fe.clip_samples or fe.sample_rate
+        device = next((p.device for p in self.parameters()), torch.device("cpu"))
+        gen = torch.Generator().manual_seed(0)
+        return torch.randn(batch, *self.feature_shape(n), generator=gen).to(device)
+
     def feature_shape(self, num_samples: int) -> tuple[int, int, int]:
         """(channels, frames, mels) of the features for a waveform of `num_samples`."""
         return (self.in_channels, self.frontend_cfg.num_frames(num_samples), self.frontend_cfg.n_mels)

@@ -48,7 +48,7 @@ def create_model(name: str, num_classes: int, frontend: FrontEndConfig | None = 
         if "unexpected keyword argument" not in str(exc):
             raise
         bad = str(exc).split("argument")[-1].strip(" '")
-        raise UserError(f"model {name!r} has no option {bad!r} (--model-arg / --width)") from None
+        raise UserError(f"model {name!r} has no option {bad!r} (`model_kwargs` / `width`)") from None
     model.arch_name = name
     model.arch_kwargs = dict(kwargs)
     return model
@@ -62,7 +62,7 @@ def check_model_args(name: str, kwargs: dict[str, Any]) -> None:
         raise UserError(f"unknown model {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
     width = kwargs.get("width", 1.0)
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise UserError(f"--width must be a positive number (a multiplier of the layer widths), "
+        raise UserError(f"`width` must be a positive number (a multiplier of the layer widths), "
                         f"got {width!r}")
 
 

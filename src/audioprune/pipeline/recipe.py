@@ -110,14 +110,16 @@ class PruneSection(_Section):
     criteria: list[CriterionSpec] = Field(min_length=1)
     ratios: list[float] = Field(default_factory=list)
     per_layer: list[dict[str, float]] = Field(default_factory=list)
-    target_macs: list[str | int] = Field(default_factory=list)
-    target_params: list[str | int] = Field(default_factory=list)
+    target_macs: list[str | int | float] = Field(default_factory=list)  # 30M, or 0.5 of the parent's
+    target_params: list[str | int | float] = Field(default_factory=list)
     layers: list[str] | None = None
     global_ranking: bool = Field(False, alias="global")
     normalise: Literal["minmax", "zscore"] = "minmax"
     iterative: int = Field(1, ge=1)
     aggregate: Literal["mean", "max", "min", "norm"] = "mean"
     quaternion_mode: Literal["aggregate", "concat"] = "aggregate"
+    scope: Literal["root", "group"] | None = None  # None: the criterion's default
+    group_reduction: Literal["mean", "sum", "max", "min"] = "mean"
     finetune: TrainSection = Field(default_factory=TrainSection)
     tag: str | None = None  # inserted into the run names when two groups would otherwise clash
 
@@ -322,7 +324,7 @@ def check_names(recipe: Recipe, source: str = "recipe") -> None:
     """What pydantic cannot see: registry names, references between sections, clashing runs."""
     from audioprune.data.registry import get_dataset_info
     from audioprune.models.registry import list_models
-    from audioprune.prune.criteria import list_criteria
+    from audioprune.pruning.criteria import list_criteria
 
     def fail(where: str, msg: str) -> None:
         raise UserError(f"{source}: {where}: {msg}")
@@ -350,20 +352,21 @@ def check_names(recipe: Recipe, source: str = "recipe") -> None:
                 fail(f"prune[{g}].criteria[{c}]", f"unknown criterion {crit.name!r}"
                      f"{f' (did you mean {close[0]!r}?)' if close else ''}; choose from "
                      f"{', '.join(criteria)}")
-            from audioprune.prune.engine import make_importance
+            from audioprune.pruning.importance import make_importance
 
             try:  # the options, checked by the criterion's own registry entry
                 make_importance(crit.name, crit.options, aggregate=group.aggregate,
-                                quaternion_mode=group.quaternion_mode)
+                                quaternion_mode=group.quaternion_mode, scope=group.scope,
+                                group_reduction=group.group_reduction)
             except (ValueError, UserError) as exc:
                 fail(f"prune[{g}].criteria[{c}].options", str(exc))
-        from audioprune.prune.plan import parse_count
+        from audioprune.pruning.plan import parse_target
 
         for key in ("target_macs", "target_params"):
             for t in getattr(group, key):
                 try:
-                    parse_count(t, "the budget")
-                except UserError as exc:
+                    parse_target(t, key)
+                except (UserError, ValueError) as exc:
                     fail(f"prune[{g}].{key}", str(exc))
     for d, group in enumerate(recipe.distill):
         if group.teacher not in names:

@@ -64,7 +64,7 @@ def with_overrides(recipe: Recipe, dataset: str | None = None, data_root: str | 
     models = recipe.models
     if epochs is not None:
         if epochs < 1:
-            raise UserError(f"--epochs must be at least 1, got {epochs}")
+            raise UserError(f"`epochs` must be at least 1, got {epochs}")
         models = [m.model_copy(update={"train": m.train.model_copy(update={"epochs": epochs})})
                   for m in models]
     new = recipe.model_copy(update={"dataset": data, "models": models,
@@ -87,11 +87,11 @@ def _check_data(recipe: Recipe) -> None:
     root = recipe.dataset.root
     if info.needs_root and root is None:
         raise UserError(f"recipe {recipe.name}: dataset {info.name!r} needs its data: add "
-                        f"`root: DIR` under `dataset:` or pass --data-root DIR. Expected layout:\n"
+                        f"`root: DIR` under `dataset:` or pass `data_root` DIR. Expected layout:\n"
                         f"{info.layout}")
     if root is not None and info.needs_root and not Path(root).is_dir():
         raise UserError(f"recipe {recipe.name}: dataset root {root} is not a directory "
-                        f"(dataset.root or --data-root)")
+                        f"(dataset.root or `data_root`)")
 
 
 def train_config(recipe: Recipe, section: TrainSection, progress: bool) -> TrainConfig:
@@ -116,10 +116,15 @@ def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
         return out
     g = step.group
     assert step.criterion is not None and g is not None
-    return {"step": "prune", "parent": step.parent, "criterion": step.criterion.name,
-            "options": step.criterion.options, "plan": step.plan, "iterative": g.iterative,  # type: ignore[union-attr]
-            "aggregate": g.aggregate, "quaternion_mode": g.quaternion_mode,  # type: ignore[union-attr]
-            "finetune": g.finetune.given(), "data": data}  # type: ignore[union-attr]
+    out = {"step": "prune", "parent": step.parent, "criterion": step.criterion.name,
+           "options": step.criterion.options, "plan": step.plan, "iterative": g.iterative,  # type: ignore[union-attr]
+           "aggregate": g.aggregate, "quaternion_mode": g.quaternion_mode,  # type: ignore[union-attr]
+           "finetune": g.finetune.given(), "data": data}  # type: ignore[union-attr]
+    if g.scope is not None:  # type: ignore[union-attr]  (recorded only when set: older runs match)
+        out["scope"] = g.scope  # type: ignore[union-attr]
+    if g.group_reduction != "mean":  # type: ignore[union-attr]
+        out["group_reduction"] = g.group_reduction  # type: ignore[union-attr]
+    return out
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -138,13 +143,13 @@ def step_state(run: Path, want: dict[str, Any], step: Step) -> str:
     saved_path = run / STEP_JSON
     if not saved_path.is_file():
         raise UserError(f"{run} exists but was not made by this pipeline (no {STEP_JSON}); move "
-                        f"it away or choose another --out")
+                        f"it away or choose another `out`")
     saved = read_json(saved_path)
     diff = _diff(saved, want)
     if diff:
         raise UserError(f"{run} was made by a different version of {step.where} "
                         f"({'; '.join(diff[:4])}); delete that run directory to redo it, or "
-                        f"choose another --out")
+                        f"choose another `out`")
     return "done" if (run / METRICS_JSON).is_file() else "partial"
 
 
@@ -175,8 +180,8 @@ def run_train(step: Step, recipe: Recipe, run: Path, state: str, progress: bool)
 
 
 def run_prune(step: Step, recipe: Recipe, out: Path, run: Path, state: str, progress: bool) -> None:
-    from audioprune.prune.plan import PlanSpec
-    from audioprune.prune.run import PruneConfig, finetune_config, prune_run
+    from audioprune.pruning.plan import PlanSpec
+    from audioprune.pruning.run import PruneConfig, finetune_config, prune_run
 
     g, crit = step.group, step.criterion
     assert g is not None and crit is not None and step.parent is not None
@@ -185,7 +190,8 @@ def run_prune(step: Step, recipe: Recipe, out: Path, run: Path, state: str, prog
         raise UserError(f"{step.where}: parent run {parent} has not finished")
     cfg = PruneConfig(crit.name, PlanSpec(**step.plan).validate(), dict(crit.options),
                       iterative=g.iterative, aggregate=g.aggregate,  # type: ignore[union-attr]
-                      quaternion_mode=g.quaternion_mode)  # type: ignore[union-attr]
+                      quaternion_mode=g.quaternion_mode, scope=g.scope,  # type: ignore[union-attr]
+                      group_reduction=g.group_reduction)  # type: ignore[union-attr]
     given = g.finetune.given()  # type: ignore[union-attr]
     train = finetune_config(parent, given.pop("epochs", None),
                             **{**given, "seed": recipe.seed, "device": recipe.device,

@@ -48,6 +48,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "", str(text).replace("*", "all"))
 
 
+def _budget_slug(value: Any) -> str:
+    """30M -> 30M; a fraction 0.5 of the parent's -> 50pct."""
+    if isinstance(value, float) and 0 < value <= 1:
+        return f"{_pct(value)}pct"
+    return _slug(value)
+
+
 def plan_tag(plan: dict[str, Any]) -> str:
     """Short, file-name-safe name of a plan: r25, C1-50_C2-25, macs30M, params128k (+ -global)."""
     if plan.get("ratio") is not None:
@@ -55,9 +62,9 @@ def plan_tag(plan: dict[str, Any]) -> str:
     elif plan.get("ratios"):
         tag = "_".join(f"{_slug(k)}-{_pct(v)}" for k, v in plan["ratios"].items())
     elif plan.get("target_macs") is not None:
-        tag = f"macs{_slug(plan['target_macs'])}"
+        tag = f"macs{_budget_slug(plan['target_macs'])}"
     else:
-        tag = f"params{_slug(plan['target_params'])}"
+        tag = f"params{_budget_slug(plan['target_params'])}"
     return tag + ("-global" if plan.get("global_ranking") else "")
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audioprune.errors import UserError
 from audioprune.fileio import atomic_write
 from audioprune.report.collect import Row, collect_rows, find_runs
-from audioprune.report.plots import plot_tradeoff
 from audioprune.report.table import csv_table, has_compute, markdown_table
+
+log = logging.getLogger("audioprune")
 
 
 @dataclass
@@ -19,6 +22,7 @@ class Report:
     csv: Path
     plots: list[Path] = field(default_factory=list)
     table: str = ""
+    plots_skipped: str | None = None  # why there are no plots (matplotlib not installed)
 
 
 def _slug(text: str) -> str:
@@ -35,6 +39,14 @@ def write_report(runs: list[str | Path], out: str | Path, title: str | None = No
     for r in rows:
         groups.setdefault((r.dataset, r.split), []).append(r)
     plots: list[Path] = []
+    try:
+        from audioprune.report.plots import plot_tradeoff
+    except UserError as exc:  # the table is worth writing without the optional plots
+        skipped: str | None = str(exc)
+        log.warning("no plots: %s", exc)
+        groups = {}
+    else:
+        skipped = None
     for (dataset, split), members in groups.items():
         if not any(r.value is not None for r in members):
             continue
@@ -64,10 +76,12 @@ def write_report(runs: list[str | Path], out: str | Path, title: str | None = No
                   "as both need the trained teacher. \"-\": a run without timings (or whose "
                   "parent's are unknown). Times depend on the machine and its load.", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
+    if skipped:
+        lines.append(f"No plots: {skipped}.")
     lines += ["", "Runs:", ""] + [f"- `{r.name}`: {r.key}" for r in rows]
     md, csv_path = out / "report.md", out / "report.csv"
     text = "\n".join(lines) + "\n"
     atomic_write(md, lambda p: p.write_text(text))
     data = csv_table(rows)
     atomic_write(csv_path, lambda p: p.write_text(data))
-    return Report(rows, md, csv_path, plots, table)
+    return Report(rows, md, csv_path, plots, table, skipped)

@@ -139,8 +139,13 @@ def format_plan(requested: dict[str, Any]) -> str:
     if requested.get("ratios"):
         return ", ".join(f"{k}={100 * v:g}%" for k, v in requested["ratios"].items())
     for key, label in (("target_macs", "MACs"), ("target_params", "params")):
-        if requested.get(key) is not None:
-            return f"{label} <= {_si(requested[key])}{where}{scope}"
+        value = requested.get(key)
+        if isinstance(value, str):  # as typed, before validation: '30M', '0.5', '50%'
+            return f"{label} <= {value}{where}{scope}"
+        if isinstance(value, float) and 0 < value <= 1:
+            return f"{label} <= {100 * value:g}% of the parent's{where}{scope}"
+        if value is not None:
+            return f"{label} <= {_si(value)}{where}{scope}"
     return "?"
 
 

@@ -7,12 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from audioprune.errors import UserError
+from audioprune.extras import require
 
-try:
-    import matplotlib
-except ImportError as exc:  # an optional dependency: the `measure` extra
-    raise UserError("reports need matplotlib: pip install 'audioprune[measure]'") from exc
+matplotlib = require("matplotlib", "plotting a report")  # an optional dependency: `measure`
 
 matplotlib.use("Agg")  # files only: no display needed, and safe in threads and on servers
 import matplotlib.pyplot as plt  # noqa: E402

@@ -85,7 +85,7 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         except Exception as exc:  # safetensors' own error types; nothing was unpickled
             raise UserError(f"{t_path} is not a safetensors file ({exc}); refusing to load it "
                             f"(audioprune never unpickles checkpoints). Start the run again "
-                            f"without --resume") from None
+                            f"without `resume`") from None
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         model.load_state_dict(model_state, strict=False)
         optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
@@ -93,4 +93,4 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
             scheduler.load_state_dict(meta["scheduler"])
         return meta
     raise UserError(f"no complete checkpoint in {ckpt}; the run stopped before its first epoch "
-                    f"ended — start it again without --resume")
+                    f"ended — start it again without `resume`")

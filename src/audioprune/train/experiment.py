@@ -67,7 +67,7 @@ class DataSpec:
             LogMel(fe)
         except (TypeError, ValueError) as exc:
             given = ", ".join(f"{k}={v}" for k, v in self.frontend.items()) or "none"
-            raise UserError(f"--frontend ({given}): {exc}") from None
+            raise UserError(f"`frontend` ({given}): {exc}") from None
         return fe
 
 
@@ -221,21 +221,21 @@ def train_run(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg
     """Train `model_name` on `data` into run directory `out` and return its metrics.json."""
     out = Path(out)
     if cfg.validate().epochs < 1:
-        raise UserError(f"--epochs must be at least 1 to train, got {cfg.epochs}")
+        raise UserError(f"`epochs` must be at least 1 to train, got {cfg.epochs}")
     check_model_args(model_name, model_kwargs)  # bad --model, --width, --frontend fail here,
     data.frontend_config()  # before anything is written
     config = {"command": "train", "model": model_name, "model_kwargs": model_kwargs,
               "data": data.__dict__, "train": cfg.to_dict(), "environment": environment()}
     if resume:
         if not (out / CONFIG_JSON).is_file():
-            raise UserError(f"--resume {out}: no {CONFIG_JSON} there; is it a training run?")
+            raise UserError(f"`resume` {out}: no {CONFIG_JSON} there; is it a training run?")
         if ctx.is_main:  # half-written temp files of the killed process
             for tmp in remove_stale_temps(out):
                 log.info("removed %s, left by an interrupted write", tmp)
     elif (out / CONFIG_JSON).exists():
         if (out / MODEL_WEIGHTS).exists() or (out / CKPT_DIR).exists():
-            raise UserError(f"{out} already holds a run; choose another --out, or continue it "
-                            f"with --resume {out}")
+            raise UserError(f"{out} already holds a run; choose another `out`, or continue it "
+                            f"with `resume` {out}")
         log.info("%s: a run that stopped before its first epoch; starting it again", out)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -258,7 +258,7 @@ def _train(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg: T
     try:
         model = create_model(model_name, bundle.index.num_classes, frontend=fe, **model_kwargs)
     except ValueError as exc:  # e.g. --model-arg dropout=2
-        raise UserError(f"--model {model_name} with {model_kwargs or 'no options'}: {exc}") from None
+        raise UserError(f"`model` {model_name} with {model_kwargs or 'no options'}: {exc}") from None
     summary = fit(model, bundle.train, bundle.val, cfg, out, resume=resume, ctx=ctx)
     extra = {"dataset": data.dataset}
     if ctx.is_main:  # the best epoch's weights become the run's model
@@ -285,17 +285,17 @@ def resume_run(out: Path, ctx: DistContext = DistContext(), **overrides: Any) ->
     """Continue a stopped `train_run` from its last epoch checkpoint with its saved settings."""
     cfg_path = Path(out) / CONFIG_JSON
     if not cfg_path.is_file():
-        raise UserError(f"--resume {out}: {cfg_path} not found; is it a training run directory?")
+        raise UserError(f"`resume` {out}: {cfg_path} not found; is it a training run directory?")
     saved = read_run_json(cfg_path)
     if saved.get("command", "train") != "train":
-        raise UserError(f"--resume {out}: it is a {saved.get('command')!r} run; continue it with "
-                        f"`audioprune {saved.get('command')} --resume {out}`")
+        raise UserError(f"`resume` {out}: it is a {saved.get('command')!r} run; continue it with "
+                        f"`audioprune {saved.get('command')} `resume` {out}`")
     try:
         train_cfg = TrainConfig(**{**saved["train"], **overrides})
         data = DataSpec(**saved["data"])
         model, model_kwargs = saved["model"], dict(saved["model_kwargs"])
     except (KeyError, TypeError) as exc:
-        raise UserError(f"--resume {out}: {cfg_path} lacks or has unknown settings ({exc}); it was "
+        raise UserError(f"`resume` {out}: {cfg_path} lacks or has unknown settings ({exc}); it was "
                         f"written by another audioprune version (this is {__version__})") from None
     return train_run(model, model_kwargs, data, train_cfg, Path(out), resume=True, ctx=ctx)
 
@@ -314,12 +314,12 @@ def evaluate_run(run_dir: Path, data: DataSpec | None = None, device: str = "cpu
     if data is None:
         cfg_path = run_dir / CONFIG_JSON
         if not cfg_path.is_file():
-            raise UserError(f"{run_dir} has no {CONFIG_JSON}; pass --dataset and --data-root")
+            raise UserError(f"{run_dir} has no {CONFIG_JSON}; pass `dataset` and `data_root`")
         try:
             data = DataSpec(**read_run_json(cfg_path)["data"])
         except (KeyError, TypeError) as exc:
-            raise UserError(f"{cfg_path} names no usable data ({exc}); pass --dataset and "
-                            f"--data-root") from None
+            raise UserError(f"{cfg_path} names no usable data ({exc}); pass `dataset` and "
+                            f"`data_root`") from None
     data = DataSpec(**{**data.__dict__, "frontend": model.frontend_cfg.to_dict()})
     bundle = prepare_data(data, progress=progress)
     if bundle.index.num_classes != model.num_classes:

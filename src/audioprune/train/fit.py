@@ -59,9 +59,9 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """A UserError naming the first setting that cannot work (before any data is read)."""
-        def need(ok: bool, attr: str, option: str, rule: str) -> None:
+        def need(ok: bool, attr: str, rule: str) -> None:
             if not ok:
-                raise UserError(f"{option} {rule}, got {getattr(self, attr)!r}")
+                raise UserError(f"`{attr}` {rule}, got {getattr(self, attr)!r}")
 
         def number(v: Any) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -69,37 +69,31 @@ class TrainConfig:
         def count(v: Any) -> bool:
             return isinstance(v, int) and not isinstance(v, bool)
 
-        need(count(self.epochs) and self.epochs >= 0, "epochs", "--epochs", "must be >= 0")
-        need(count(self.batch_size) and self.batch_size >= 1, "batch_size", "--batch-size",
-             "must be at least 1")
+        need(count(self.epochs) and self.epochs >= 0, "epochs", "must be >= 0")
+        need(count(self.batch_size) and self.batch_size >= 1, "batch_size", "must be at least 1")
         need(count(self.eval_batch_size) and self.eval_batch_size >= 1, "eval_batch_size",
-             "eval_batch_size", "must be at least 1")
-        need(number(self.lr) and self.lr > 0, "lr", "--lr", "must be a positive number")
-        need(number(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
-             "--weight-decay", "must be >= 0")
-        need(number(self.mixup) and self.mixup >= 0, "mixup", "--mixup", "must be >= 0 (0 = off)")
-        need(count(self.num_workers) and self.num_workers >= 0, "num_workers", "--workers",
-             "must be >= 0")
-        need(count(self.patience) and self.patience >= 0, "patience", "--patience",
-             "must be >= 0 (0 = off)")
-        need(count(self.step_size) and self.step_size >= 1, "step_size", "--step-size",
              "must be at least 1")
-        need(number(self.gamma) and self.gamma > 0, "gamma", "gamma", "must be positive")
-        need(self.schedule in ("cosine", "step", "none"), "schedule", "--schedule",
-             "must be cosine, step or none")
+        need(number(self.lr) and self.lr > 0, "lr", "must be a positive number")
+        need(number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(number(self.mixup) and self.mixup >= 0, "mixup", "must be >= 0 (0 = off)")
+        need(count(self.num_workers) and self.num_workers >= 0, "num_workers", "must be >= 0")
+        need(count(self.patience) and self.patience >= 0, "patience", "must be >= 0 (0 = off)")
+        need(count(self.step_size) and self.step_size >= 1, "step_size", "must be at least 1")
+        need(number(self.gamma) and self.gamma > 0, "gamma", "must be positive")
+        need(self.schedule in ("cosine", "step", "none"), "schedule", "must be cosine, step or none")
         try:
             device = torch.device(self.device)
         except (RuntimeError, ValueError, TypeError):
-            raise UserError(f"--device {self.device!r} is not a device; use cpu, cuda or cuda:N") from None
+            raise UserError(f"`device` {self.device!r} is not a device; use cpu, cuda or cuda:N") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"--device {self.device}: no CUDA GPU is visible to this torch "
-                            f"({torch.__version__}); use --device cpu")
+            raise UserError(f"`device` {self.device}: no CUDA GPU is visible to this torch "
+                            f"({torch.__version__}); use `device` cpu")
         if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-            raise UserError(f"--device {self.device}: only {torch.cuda.device_count()} GPU(s) visible")
+            raise UserError(f"`device` {self.device}: only {torch.cuda.device_count()} GPU(s) visible")
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise UserError(f"--device {self.device}: MPS is not available here; use --device cpu")
+            raise UserError(f"`device` {self.device}: MPS is not available here; use `device` cpu")
         if device.type not in ("cpu", "cuda", "mps"):
-            raise UserError(f"--device {self.device}: audioprune trains on cpu, cuda or mps")
+            raise UserError(f"`device` {self.device}: audioprune trains on cpu, cuda or mps")
         return self
 
 
@@ -192,7 +186,7 @@ def fit(model: nn.Module, train: ClipDataset, val: ClipDataset | None, cfg: Trai
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = make_scheduler(opt, cfg)
     if cfg.batch_size % ctx.world:
-        raise ValueError(f"--batch-size {cfg.batch_size} must divide by the {ctx.world} processes")
+        raise UserError(f"`batch_size` {cfg.batch_size} must divide by the {ctx.world} processes")
     local_bs = cfg.batch_size // ctx.world
     sampler = ShardedShuffleSampler(len(train), cfg.seed, ctx.rank, ctx.world)
     loader = DataLoader(_Indexed(train), batch_size=local_bs, sampler=sampler,
@@ -225,7 +219,7 @@ def fit(model: nn.Module, train: ClipDataset, val: ClipDataset | None, cfg: Trai
                 wave, y = mixup(wave, y, cfg.mixup)
             loss = loss_fn(net(wave), y, idx)
             if not torch.isfinite(loss):
-                raise TrainingDiverged(f"non-finite loss at epoch {epoch + 1}; lower --lr (the "
+                raise TrainingDiverged(f"non-finite loss at epoch {epoch + 1}; lower `lr` (the "
                                        f"input features are finite: bad audio is skipped on loading)")
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -61,7 +61,7 @@ def load_audioset(root: Path | None, *, split: str | None = None, seed: int = 0,
     assert root is not None
     split = split or "balanced"
     if split not in TRAIN_LISTS:
-        raise UserError(f"audioset --split must be 'balanced' or 'full', got {split!r}")
+        raise UserError(f"audioset `split` must be 'balanced' or 'full', got {split!r}")
 
     class_names, mid_index = _read_classes(_find_meta(root, CLASS_FILE))
     files = _index_audio_files(root)

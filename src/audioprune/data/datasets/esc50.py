@@ -37,11 +37,11 @@ def load_esc50(root: Path | None, *, split: str | None = None, seed: int = 0,
     validation set without `val_fold`). Class indices follow the CSV's `target` column; with
     `subset="esc10"` the ten ESC-10 classes are renumbered 0..9 in target order."""
     if split is not None:
-        raise UserError(f"esc50 does not take --split {split!r}: choose the official fold with "
-                        f"--test-fold 1..5 (and optionally --val-fold)")
+        raise UserError(f"esc50 does not take `split` {split!r}: choose the official fold with "
+                        f"`test_fold` 1..5 (and optionally `val_fold`)")
     reject_options("esc50", split_file=split_file)
     if subset not in (None, "esc50", "esc10"):
-        raise UserError(f"esc50 --subset must be 'esc10' (or left out for all 50 classes), "
+        raise UserError(f"esc50 `subset` must be 'esc10' (or left out for all 50 classes), "
                         f"got {subset!r}")
     assert root is not None
     csv_path = root / "meta" / "esc50.csv"

@@ -42,7 +42,7 @@ def load_folder(root: Path | None, *, split: str | None = None, seed: int = 0,
     split = split or ("folders" if has_split_dirs else "random")
     if split == "folders":
         if not has_split_dirs:
-            raise UserError(f"folder --split folders needs {root / 'train'} and {root / 'test'}, "
+            raise UserError(f"folder `split` folders needs {root / 'train'} and {root / 'test'}, "
                             f"each holding one folder per class")
         split_roots = {part: next((root / d for d in dirs if (root / d).is_dir()), None)
                        for part, dirs in _SPLIT_DIRS.items()}
@@ -50,7 +50,7 @@ def load_folder(root: Path | None, *, split: str | None = None, seed: int = 0,
     elif split == "random":
         found = {"all": _scan(root)}
     else:
-        raise UserError(f"folder --split must be 'random' or 'folders', got {split!r}")
+        raise UserError(f"folder `split` must be 'random' or 'folders', got {split!r}")
 
     class_names = sorted({name for per_class in found.values() for name in per_class})
     if not class_names:

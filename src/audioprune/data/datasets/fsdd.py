@@ -61,13 +61,13 @@ def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
         name, val_name = _speakers(split, speakers)
         train, test = group_holdout([c for c, _ in clips], {name})
     else:
-        raise UserError(f"fsdd --split must be 'official', 'speaker:NAME' or "
+        raise UserError(f"fsdd `split` must be 'official', 'speaker:NAME' or "
                         f"'speaker:NAME,val:OTHER' (NAME, OTHER among {', '.join(speakers)}), "
                         f"got {split!r}")
     if val_name is not None:
         if val_fraction is not None:
-            raise UserError(f"--split {split} makes {val_name}'s clips the validation set; "
-                            f"drop --val-fraction (or the ,val:{val_name} part)")
+            raise UserError(f"`split` {split} makes {val_name}'s clips the validation set; "
+                            f"drop `val_fraction` (or the ,val:{val_name} part)")
         train, val = group_holdout(train, {val_name})
     else:
         train, val = stratified_holdout(train, 0.1 if val_fraction is None else val_fraction, seed)
@@ -83,12 +83,12 @@ def _speakers(split: str, speakers: list[str]) -> tuple[str, str | None]:
     val_name = None
     if val_part:
         if not val_part.startswith("val:"):
-            raise UserError(f"--split {split}: after the comma write val:SPEAKER, e.g. "
+            raise UserError(f"`split` {split}: after the comma write val:SPEAKER, e.g. "
                             f"speaker:{name},val:OTHER (speakers: {', '.join(speakers)})")
         val_name = val_part[len("val:"):]
     for who in (name, val_name):
         if who is not None and who not in speakers:
-            raise UserError(f"--split {split}: no speaker {who!r}; speakers are {', '.join(speakers)}")
+            raise UserError(f"`split` {split}: no speaker {who!r}; speakers are {', '.join(speakers)}")
     if val_name == name:
-        raise UserError(f"--split {split}: the validation speaker must differ from the test speaker")
+        raise UserError(f"`split` {split}: the validation speaker must differ from the test speaker")
     return name, val_name

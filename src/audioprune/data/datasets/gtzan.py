@@ -46,13 +46,13 @@ def load_gtzan(root: Path | None, *, split: str | None = None, seed: int = 0,
     assert root is not None
     split = split or ("filtered" if split_file is not None else "random")
     if split not in ("random", "filtered"):
-        raise UserError(f"gtzan --split must be 'random' or 'filtered', got {split!r}")
+        raise UserError(f"gtzan `split` must be 'random' or 'filtered', got {split!r}")
     if split == "filtered" and split_file is None:
-        raise UserError("gtzan --split filtered needs --split-file pointing at the folder holding "
+        raise UserError("gtzan `split` filtered needs `split_file` pointing at the folder holding "
                         f"{', '.join(SPLIT_FILES.values())} (the fault-filtered artist split)")
     if split == "random" and split_file is not None:
-        raise UserError(f"gtzan --split random does not use --split-file {split_file}; "
-                        f"leave --split out (or use --split filtered) to use the list files")
+        raise UserError(f"gtzan `split` random does not use `split_file` {split_file}; "
+                        f"leave `split` out (or use `split` filtered) to use the list files")
 
     genres_dir = _find_genres_dir(root)
     clips: dict[str, Clip] = {}  # track id ("blues.00029") -> clip
@@ -111,11 +111,11 @@ def _filtered_split(path: Path, clips: dict[str, Clip]) -> dict[str, list[Clip]]
     """Read the three list files from a folder (or from the folder of one of them)."""
     if path.is_file():
         if path.name not in SPLIT_FILES.values():
-            raise UserError(f"--split-file {path}: expected a folder holding "
+            raise UserError(f"`split_file` {path}: expected a folder holding "
                             f"{', '.join(SPLIT_FILES.values())} or one of those files")
         path = path.parent
     if not path.is_dir():
-        raise UserError(f"--split-file {path} does not exist; point it at the folder holding "
+        raise UserError(f"`split_file` {path} does not exist; point it at the folder holding "
                         f"{', '.join(SPLIT_FILES.values())}")
     splits: dict[str, list[Clip]] = {}
     seen: dict[str, str] = {}
@@ -142,7 +142,7 @@ def _filtered_split(path: Path, clips: dict[str, Clip]) -> dict[str, list[Clip]]
                 members.append(clips[track])
         if missing:
             raise UserError(f"{list_path}: {len(missing)} listed track(s) not found in the GTZAN "
-                            f"folders (first: {', '.join(missing[:5])}); check --data-root")
+                            f"folders (first: {', '.join(missing[:5])}); check `data_root`")
         if twice:
             raise UserError(f"{list_path}: track(s) listed in two split files: {', '.join(twice[:5])}")
         if not members:

@@ -69,12 +69,12 @@ def load_ravdess(root: Path | None, *, split: str | None = None, seed: int = 0,
         test_actors = [a for a in DEFAULT_TEST_ACTORS if a in actors]
         if not test_actors:
             raise UserError(f"none of the default test actors {DEFAULT_TEST_ACTORS} found under "
-                            f"{root}; choose test actors with --split actors:N,M,...")
+                            f"{root}; choose test actors with `split` actors:N,M,...")
     else:
         test_actors = _parse_actors(split)
         absent = [a for a in test_actors if a not in actors]
         if absent:
-            raise UserError(f"--split {split}: actor(s) {', '.join(map(str, absent))} not found; "
+            raise UserError(f"`split` {split}: actor(s) {', '.join(map(str, absent))} not found; "
                             f"actors present: {', '.join(map(str, actors))}")
     rest = [a for a in actors if a not in test_actors]
     if len(rest) <= NUM_VAL_ACTORS:
@@ -106,7 +106,7 @@ def _find_actor_dirs(root: Path) -> list[Path]:
 
 
 def _parse_actors(split: str) -> list[int]:
-    usage = "ravdess --split must look like actors:21,22,23,24 (test actor numbers 1-24)"
+    usage = "ravdess `split` must look like actors:21,22,23,24 (test actor numbers 1-24)"
     if not split.startswith("actors:"):
         raise UserError(f"{usage}, got {split!r}")
     try:

@@ -267,7 +267,7 @@ def _sizes(split: str) -> tuple[int, int, int]:
             sizes = ()
         if len(sizes) == 3 and all(s >= 1 for s in sizes):
             return sizes  # type: ignore[return-value]
-    raise UserError(f"synthetic --split must be one of {', '.join(SIZES)} or sizes:TRAIN,VAL,TEST "
+    raise UserError(f"synthetic `split` must be one of {', '.join(SIZES)} or sizes:TRAIN,VAL,TEST "
                     f"(three positive clip counts), got {split!r}")
 
 
@@ -290,12 +290,12 @@ def load_synthetic(root: Path | None = None, *, split: str | None = None, seed: 
     reject_options("synthetic", test_fold=test_fold, val_fold=val_fold, subset=subset,
                    split_file=split_file)
     if val_fraction is not None:
-        raise UserError("dataset 'synthetic' does not take --val-fraction: its split sizes are "
-                        "fixed; set the validation size with --split sizes:TRAIN,VAL,TEST")
+        raise UserError("dataset 'synthetic' does not take `val_fraction`: its split sizes are "
+                        "fixed; set the validation size with `split` sizes:TRAIN,VAL,TEST")
     split = split or "default"
     sizes = _sizes(split)
     if int(seed) != seed or seed < 0:
-        raise UserError(f"synthetic --seed must be a non-negative integer, got {seed!r}")
+        raise UserError(f"synthetic `seed` must be a non-negative integer, got {seed!r}")
     seed = int(seed)
     splits = {name: [Clip(key=make_key(seed, name, i), path=None, targets=(class_of(i),))
                      for i in range(size)]

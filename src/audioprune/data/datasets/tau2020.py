@@ -50,9 +50,9 @@ def load_tau2020(root: Path | None, *, split: str | None = None, seed: int = 0,
     assert root is not None
     split = split or "fold1"
     if split != "fold1":
-        raise UserError(f"tau2020 --split must be 'fold1' (the official evaluation setup), got {split!r}")
+        raise UserError(f"tau2020 `split` must be 'fold1' (the official evaluation setup), got {split!r}")
     if not 0 <= val_fraction < 1:
-        raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+        raise UserError(f"`val_fraction` must be in [0, 1), got {val_fraction}")
 
     meta_path = root / "meta.csv"
     meta_rows = read_table(meta_path, META_COLUMNS, "tau2020", LAYOUT, delimiter="\t")

@@ -35,8 +35,8 @@ def load_urbansound8k(root: Path | None, *, split: str | None = None, seed: int 
     given) the validation set, the other folds train (a stratified `val_fraction` of them is the
     validation set without `val_fold`). Class indices follow the CSV's `classID` column."""
     if split is not None:
-        raise UserError(f"urbansound8k does not take --split {split!r}: choose the official fold "
-                        f"with --test-fold 1..10 (and optionally --val-fold)")
+        raise UserError(f"urbansound8k does not take `split` {split!r}: choose the official fold "
+                        f"with `test_fold` 1..10 (and optionally `val_fold`)")
     reject_options("urbansound8k", subset=subset, split_file=split_file)
     assert root is not None
     csv_path = root / "metadata" / "UrbanSound8K.csv"

@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from audioprune.prune.criteria.base import WeightLike, as_filter_array
+from audioprune.pruning.criteria.base import WeightLike, as_filter_array
 
 RepresentativeKind = Literal["auto", "rank1", "flat"]
 Rank1Method = Literal["gram", "svd"]

@@ -38,8 +38,8 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from audioprune.prune.criteria.base import WeightLike
-from audioprune.prune.criteria.representatives import (
+from audioprune.pruning.criteria.base import WeightLike
+from audioprune.pruning.criteria.representatives import (
     Rank1Method,
     RepresentativeKind,
     cosine_similarity,

@@ -27,8 +27,8 @@ from typing import Literal
 
 import numpy as np
 
-from audioprune.prune.criteria.base import WeightLike, as_filter_array
-from audioprune.prune.criteria.representatives import sign_fixed, spatial_grams
+from audioprune.pruning.criteria.base import WeightLike, as_filter_array
+from audioprune.pruning.criteria.representatives import sign_fixed, spatial_grams
 
 FpgmMode = Literal["he", "torch-pruning"]
 

@@ -4,7 +4,9 @@ A plan is one of
   ratio R          the same fraction R (0 <= R < 1) of the filters of every selected layer
   ratios {L: R}    a fraction per layer (names, glob patterns or aliases as keys)
   target_macs X    the smallest uniform ratio over the selected layers whose pruned model has at
-  target_params Y  most X MACs (per example, body only) / Y parameters, by binary search
+  target_params Y  most X MACs (per example, as the graph's forward runs) / Y parameters, by
+                   binary search; X and Y are counts (30_000_000, "30M", "128k") or fractions
+                   of the model's own (0.5, "50%")
 plus the layer selection (``layers``: names, glob patterns such as ``block4.*``, or the aliases
 below; default every prunable layer) and ``global_ranking``.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import itertools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -41,10 +44,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from audioprune.errors import UserError
-from audioprune.measure.counting import count_macs, count_params
-from audioprune.prune.criteria import prune_order
+from audioprune.errors import ArgumentError, ArgumentTypeError
+from audioprune.measure.counting import count
+from audioprune.model_inputs import move_inputs
+from audioprune.pruning.criteria import prune_order
 
 __all__ = [
     "NORMALISATIONS",
@@ -57,6 +62,7 @@ __all__ = [
     "normalise_scores",
     "parse_count",
     "parse_ratios",
+    "parse_target",
     "resolve_layers",
     "resolve_plan",
     "schedule_counts",
@@ -68,23 +74,44 @@ _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
 
 def parse_count(text: str | float, what: str = "count") -> int:
     """'30M' -> 30_000_000, '128k' -> 128_000, '1.5G', '46246' (SI: k = 1000)."""
-    if isinstance(text, (int, float)):
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
         value = float(text)
     else:
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
         if not m:
-            raise UserError(f"{what} {text!r} is not a number like 30M, 128k or 46246")
+            raise ArgumentError(f"`{what}` {text!r} is not a number like 30M, 128k or 46246")
         value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
-    if value <= 0:
-        raise UserError(f"{what} must be positive, got {text!r}")
+    if value <= 0 or round(value) < 1:
+        raise ArgumentError(f"`{what}` must be positive, got {text!r}")
     return round(value)
 
 
-def _check_ratio(r: float, what: str) -> float:
-    r = float(r)
+def parse_target(value: str | float, what: str) -> int | float:
+    """A budget: an absolute count (an int, '30M', '128k') or a fraction of the model's own
+    (a float in (0, 1], '0.5', '50%'); fractions come back as floats, counts as ints."""
+    if isinstance(value, bool):
+        raise ArgumentError(f"`{what}` must be a count or a fraction, got {value!r}")
+    if isinstance(value, float) or (isinstance(value, str) and re.fullmatch(
+            r"\s*(0?\.[0-9]+|1\.0*|[0-9.]+\s*%)\s*", value)):
+        text = str(value).strip()
+        frac = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        if not 0 < frac <= 1 or math.isnan(frac):
+            if isinstance(value, float) and frac > 1:
+                return parse_count(value, what)  # 30e6: a count written as a float
+            raise ArgumentError(f"`{what}` as a fraction must be in (0, 1], got {value!r}")
+        return frac
+    return parse_count(value, what)
+
+
+def _check_ratio(r: float, what: str, layer: str = "") -> float:
+    name = f"`{what}` {layer}" if layer else f"`{what}`"
+    try:
+        r = float(r)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"{name} must be a number in [0, 1), got {r!r}") from None
     if not (0.0 <= r < 1.0) or math.isnan(r):
-        raise UserError(f"{what} must be in [0, 1) (the fraction of filters removed; a layer "
-                        f"always keeps at least one), got {r}")
+        raise ArgumentError(f"{name} must be in [0, 1) (the fraction of filters removed; a layer "
+                            f"always keeps at least one), got {r}")
     return r
 
 
@@ -93,14 +120,15 @@ def parse_ratios(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in [t.strip() for t in str(text).split(",") if t.strip()]:
         if "=" not in item:
-            raise UserError(f"--ratios entry {item!r} must look like LAYER=RATIO, e.g. conv1=0.5")
+            raise ArgumentError(f"`ratios` entry {item!r} must look like LAYER=RATIO, e.g. conv1=0.5")
         key, raw = item.split("=", 1)
         try:
-            out[key.strip()] = _check_ratio(float(raw), f"--ratios {key.strip()}")
+            value = float(raw)
         except ValueError:
-            raise UserError(f"--ratios {key.strip()}: {raw!r} is not a number") from None
+            raise ArgumentError(f"`ratios` {key.strip()}: {raw!r} is not a number") from None
+        out[key.strip()] = _check_ratio(value, "ratios", key.strip())
     if not out:
-        raise UserError("--ratios is empty; give LAYER=RATIO pairs, e.g. conv1=0.5,conv2=0.5")
+        raise ArgumentError("`ratios` is empty; give LAYER=RATIO pairs, e.g. conv1=0.5,conv2=0.5")
     return out
 
 
@@ -136,10 +164,11 @@ def _expand(pattern: str, names: Sequence[str], aliases: Mapping[str, str]) -> l
 
 
 def resolve_layers(patterns: Sequence[str] | None, layers: Mapping[str, Any],
-                   classifier: str | None = None, module_names: Sequence[str] = ()) -> list[str]:
+                   skipped: Mapping[str, str] | None = None,
+                   module_names: Sequence[str] = ()) -> list[str]:
     """Prunable layer names selected by `patterns` (all of them when None), in model order.
 
-    Unknown names or patterns that select nothing raise UserError listing the prunable layers.
+    Unknown names or patterns that select nothing raise ArgumentError listing the prunable layers.
     """
     names = list(layers)
     if patterns is None:
@@ -149,14 +178,15 @@ def resolve_layers(patterns: Sequence[str] | None, layers: Mapping[str, Any],
     for pat in patterns:
         hit = _expand(pat, names, aliases)
         if not hit:
-            if classifier and pat == classifier:
-                raise UserError(f"{pat} is the classifier (the output layer), which is never "
-                                f"pruned; prunable layers: {', '.join(names)}")
+            if skipped and pat in skipped:
+                raise ArgumentError(f"`layers`: {pat} is left alone because {skipped[pat]}; "
+                                    f"prunable layers: {', '.join(names)}")
             why = "is not a prunable layer" if pat in module_names else "matches no prunable layer"
             alias_note = (f" (aliases C1-C{len(aliases)}: " +
                           ", ".join(f"{a}={n}" for a, n in list(aliases.items())[:6]) +
                           (", ..." if len(aliases) > 6 else "") + ")") if aliases else ""
-            raise UserError(f"layer {pat!r} {why}; prunable layers: {', '.join(names)}{alias_note}")
+            raise ArgumentError(f"`layers`: {pat!r} {why}; prunable layers: "
+                                f"{', '.join(names)}{alias_note}")
         chosen.update(hit)
     return [n for n in names if n in chosen]
 
@@ -177,7 +207,7 @@ def normalise_scores(scores: np.ndarray, how: str) -> np.ndarray:
     if how == "zscore":
         std = s.std()
         return (s - s.mean()) / std if std > 0 else np.zeros_like(s)
-    raise UserError(f"unknown score normalisation {how!r}; choose from {', '.join(NORMALISATIONS)}")
+    raise ArgumentError(f"unknown `normalise` {how!r}; choose from {', '.join(NORMALISATIONS)}")
 
 
 def global_counts(fraction: float, scores: Mapping[str, np.ndarray], how: str = "minmax") -> dict[str, int]:
@@ -210,7 +240,7 @@ def schedule_counts(final: Mapping[str, int], n_units: Mapping[str, int], rounds
     is ratio^(1/K)-style: each round removes about the same FRACTION of what is left.
     """
     if rounds < 1:
-        raise UserError(f"--iterative needs at least 1 round, got {rounds}")
+        raise ArgumentError(f"`iterative` needs at least 1 round, got {rounds}")
     out = []
     prev = {name: 0 for name in final}
     for k in range(1, rounds + 1):
@@ -229,57 +259,60 @@ def schedule_counts(final: Mapping[str, int], n_units: Mapping[str, int], rounds
 # ------------------------------------------------------------------------------------ cost
 
 
-def make_cost_fn(model: Any, graph: Any, metric: str) -> Callable[[Mapping[str, int]], int]:
-    """cost(counts) -> params or body MACs of `model` with counts[name] filters removed per layer.
+def make_cost_fn(model: nn.Module, graph: Any, metric: str) -> Callable[[Mapping[str, int]], int]:
+    """cost(counts) -> parameters or MACs (per example, as `graph`'s forward runs) of `model`
+    with counts[name] units removed from each layer.
 
-    Registry models are rebuilt from their predicted per-layer widths on the meta device (no
-    memory, no weights; what load_model does for a pruned run), checked once against the model
-    itself; anything else is pruned for real in a deep copy.
+    A structural copy of the model on the meta device (no memory, no arithmetic; Torch-Pruning
+    and FlopCounterMode work on shapes alone) is traced and pruned for each new `counts`; models
+    whose forward needs real values (data-dependent control flow) are copied for real instead.
     """
     if metric not in ("macs", "params"):
         raise ValueError(f"metric must be 'macs' or 'params', got {metric!r}")
+    from audioprune.pruning.engine import PruningGraph
 
-    def measure(m: Any) -> int:
-        return count_params(m) if metric == "params" else count_macs(m)["model"]
+    def measure(m: nn.Module, inputs: Any) -> int:
+        if metric == "params":
+            return sum(p.numel() for p in m.parameters())
+        return count(m, inputs, graph.forward).macs
 
+    base = measure(model, graph.example_inputs)
     cache: dict[tuple, int] = {}
-    base = measure(model)
-    rebuild = None
-    try:
-        from audioprune.models.registry import model_config, model_from_config
 
-        cfg = model_config(model)
-        widths = model.layer_widths()
-
-        def rebuild(counts: Mapping[str, int]) -> int:
-            with torch.device("meta"):
-                pruned = model_from_config({**cfg, "widths": graph.predicted_widths(counts, widths)})
-            return measure(pruned)
-
-        if rebuild({}) != base:
-            rebuild = None
-    except Exception:  # noqa: BLE001  (not a registry model: prune copies instead)
-        rebuild = None
-
-    def by_copy(counts: Mapping[str, int]) -> int:
-        from audioprune.prune.engine import PruningGraph
-
-        clone = copy.deepcopy(model)
-        g = PruningGraph(clone, example_inputs=graph.example_inputs, protect=graph.protected)
+    def pruned_cost(counts: Mapping[str, int], device: str | None) -> int:
+        clone = _meta_clone(model) if device == "meta" else copy.deepcopy(model)
+        inputs = move_inputs(graph.example_inputs, device) if device else graph.example_inputs
+        g = PruningGraph(clone, inputs, graph.forward_fn, graph.protected,
+                         protect_outputs=graph.protect_outputs, protect_frozen=graph.protect_frozen)
         g.prune({name: list(range(c)) for name, c in counts.items() if c})
-        return measure(clone)
+        return measure(clone, inputs)
 
-    fn = rebuild or by_copy
+    device: str | None = "meta"
+    try:
+        if pruned_cost({}, "meta") != base:
+            device = None
+    except Exception:  # noqa: BLE001  (an op without a meta kernel, a value-dependent forward)
+        device = None
 
     def cost(counts: Mapping[str, int]) -> int:
         key = tuple(sorted((k, int(v)) for k, v in counts.items() if v))
         if not key:
             return base
         if key not in cache:
-            cache[key] = fn(dict(key))
+            cache[key] = pruned_cost(dict(key), device)
         return cache[key]
 
     return cost
+
+
+def _meta_clone(model: nn.Module) -> nn.Module:
+    """A deep copy of `model` whose parameters and buffers live on the meta device (shapes only)."""
+    memo: dict[int, Any] = {}
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = (nn.Parameter(meta, requires_grad=t.requires_grad)
+                       if isinstance(t, nn.Parameter) else meta)
+    return copy.deepcopy(model, memo)
 
 
 # ------------------------------------------------------------------------------------ plans
@@ -291,8 +324,8 @@ class PlanSpec:
 
     ratio: float | None = None
     ratios: dict[str, float] | None = None
-    target_macs: int | None = None
-    target_params: int | None = None
+    target_macs: int | float | str | None = None  # a count, or a fraction of the model's MACs
+    target_params: int | float | str | None = None
     layers: list[str] | None = None
     global_ranking: bool = False
     normalise: str = "minmax"
@@ -302,28 +335,36 @@ class PlanSpec:
         given = [k for k in ("ratio", "ratios", "target_macs", "target_params")
                  if getattr(self, k) is not None]
         if len(given) != 1:
-            raise UserError("give exactly one of --ratio, --ratios, --target-macs, --target-params"
-                            + (f" (got {', '.join('--' + g.replace('_', '-') for g in given)})"
-                               if given else ""))
+            raise ArgumentError("give exactly one of `ratio`, `ratios`, `target_macs`, "
+                                "`target_params`" +
+                                (f" (got {', '.join(f'`{g}`' for g in given)})" if given else ""))
         return given[0]
 
     def validate(self) -> PlanSpec:
         mode = self.mode
         if self.ratio is not None:
-            self.ratio = _check_ratio(self.ratio, "--ratio")
+            self.ratio = _check_ratio(self.ratio, "ratio")
         if self.ratios is not None:
-            self.ratios = {k: _check_ratio(v, f"--ratios {k}") for k, v in self.ratios.items()}
+            if not isinstance(self.ratios, Mapping) or not self.ratios:
+                raise ArgumentError("`ratios` must map layer names (or patterns, C1-style "
+                                    "aliases) to fractions, e.g. {'conv1': 0.5}")
+            self.ratios = {str(k): _check_ratio(v, "ratios", str(k)) for k, v in self.ratios.items()}
             if self.layers is not None:
-                raise UserError("--ratios names its layers; drop --layers")
+                raise ArgumentError("`ratios` names its layers; drop `layers`")
             if self.global_ranking:
-                raise UserError("--global ranks filters across layers; it goes with --ratio or a "
-                                "budget, not with per-layer --ratios")
+                raise ArgumentError("`global_ranking` ranks filters across layers; it goes with "
+                                    "`ratio` or a budget, not with per-layer `ratios`")
         for key in ("target_macs", "target_params"):
             if getattr(self, key) is not None:
-                setattr(self, key, parse_count(getattr(self, key), "--" + key.replace("_", "-")))
+                setattr(self, key, parse_target(getattr(self, key), key))
+        if self.layers is not None:
+            if isinstance(self.layers, str) or not all(isinstance(x, str) for x in self.layers):
+                raise ArgumentTypeError("`layers` must be a list of layer names, glob patterns or "
+                                    "aliases such as C7-C12")
+            self.layers = list(self.layers)
         if self.normalise not in NORMALISATIONS:
-            raise UserError(f"unknown normalisation {self.normalise!r}; choose from "
-                            f"{', '.join(NORMALISATIONS)}")
+            raise ArgumentError(f"unknown `normalise` {self.normalise!r}; choose from "
+                                f"{', '.join(NORMALISATIONS)}")
         del mode
         return self
 
@@ -364,23 +405,26 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
     spec.validate()
     mode = spec.mode
     layers = graph.layers()
-    classifier = getattr(graph.model, "classifier_name", None)
+    skipped = getattr(graph, "skipped", {})
     module_names = [n for n, _ in graph.model.named_modules()]
     n_units_all = {name: layer.n_units for name, layer in layers.items()}
 
     if mode == "ratios":
         counts: dict[str, int] = {}
         for pattern, r in spec.ratios.items():  # type: ignore[union-attr]
-            for name in resolve_layers([pattern], layers, classifier, module_names):
+            for name in resolve_layers([pattern], layers, skipped, module_names):
                 counts[name] = counts_for_ratio(r, {name: n_units_all[name]})[name]
         ordered = {n: counts[n] for n in layers if n in counts}
         return _finish(ResolvedPlan(ordered, {n: n_units_all[n] for n in ordered}, mode), graph)
 
-    selected = resolve_layers(spec.layers, layers, classifier, module_names)
+    selected = resolve_layers(spec.layers, layers, skipped, module_names)
     n_units = {n: n_units_all[n] for n in selected}
     layer_scores = scores(selected) if spec.global_ranking and scores is not None else None
     if spec.global_ranking and layer_scores is None:
         raise ValueError("global ranking needs the layers' scores")
+    if not selected:
+        raise ArgumentError("the model has no prunable layer (outputs, frozen layers and "
+                            "`ignored_layers` are left alone)")
 
     def counts_at(level: float) -> dict[str, int]:
         if layer_scores is not None:
@@ -391,19 +435,20 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
         return _finish(ResolvedPlan(counts_at(spec.ratio), n_units, mode, spec.ratio), graph)  # type: ignore[arg-type]
 
     metric = "macs" if mode == "target_macs" else "params"
-    target = int(getattr(spec, mode))
     cost = make_cost_fn(graph.model, graph, metric)
     start = cost({})
+    asked = getattr(spec, mode)
+    target = round(asked * start) if isinstance(asked, float) else int(asked)
     if start <= target:
         return _finish(ResolvedPlan(counts_at(0.0), n_units, mode, 0.0), graph, cost, metric)
     floor_counts = {n: c - 1 for n, c in n_units.items()}
     smallest = cost(floor_counts)
     unit = "MACs" if metric == "macs" else "parameters"
     if smallest > target:
-        raise UserError(
-            f"--target-{metric} {target:,} cannot be met by pruning {', '.join(selected)}: the "
+        raise ArgumentError(
+            f"`{mode}` {target:,} cannot be met by pruning {', '.join(selected)}: the "
             f"smallest achievable is {smallest:,} {unit} (every selected layer down to one filter; "
-            f"the model has {start:,}). Select more layers with --layers or raise the target.")
+            f"the model has {start:,}). Select more layers with `layers` or raise the target.")
     lo, hi = 0.0, 1.0  # cost(counts_at(lo)) > target >= cost(counts_at(hi)) (hi: the floor)
 
     def at(level: float) -> int:

@@ -49,18 +49,15 @@ from typing import Any
 import torch
 
 from audioprune.distill.distiller import DistillConfig, Distiller
-from audioprune.errors import UserError
+from audioprune.errors import ArgumentError, UserError
 from audioprune.fileio import read_json, read_tensors, write_json
+from audioprune.model_inputs import call_model
 from audioprune.models.base import AudioClassifier
-from audioprune.prune.calibration import Batch, calibration_batches
-from audioprune.prune.criteria import describe_criterion, select_prune
-from audioprune.prune.engine import (
-    ActiveImportance,
-    CriterionImportance,
-    PruningGraph,
-    make_importance,
-)
-from audioprune.prune.plan import PlanSpec, ResolvedPlan, resolve_plan, schedule_counts
+from audioprune.pruning.calibration import Batch, calibration_batches
+from audioprune.pruning.criteria import describe_criterion
+from audioprune.pruning.importance import ActiveImportance, CriterionImportance, make_importance
+from audioprune.pruning.plan import PlanSpec, ResolvedPlan, schedule_counts
+from audioprune.pruning.pruner import Pruner
 from audioprune.train.experiment import (
     DataSpec,
     environment,
@@ -98,6 +95,8 @@ class PruneConfig:
     iterative: int = 1
     aggregate: str = "mean"
     quaternion_mode: str = "aggregate"
+    scope: str | None = None  # None: the criterion's default (root; taylor: group)
+    group_reduction: str = "mean"
 
     @property
     def active(self) -> bool:
@@ -105,14 +104,12 @@ class PruneConfig:
         try:
             return describe_criterion(self.criterion).inputs != "weights"
         except ValueError as exc:
-            raise UserError(str(exc)) from None
+            raise ArgumentError(f"`criterion`: {exc}") from None
 
     def importance(self) -> CriterionImportance | ActiveImportance:
-        try:
-            return make_importance(self.criterion, self.criterion_options, aggregate=self.aggregate,
-                                   quaternion_mode=self.quaternion_mode)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        return make_importance(self.criterion, self.criterion_options, aggregate=self.aggregate,
+                               quaternion_mode=self.quaternion_mode, scope=self.scope,
+                               group_reduction=self.group_reduction)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -129,57 +126,35 @@ class PruneConfig:
 # ------------------------------------------------------------------------------ in memory
 
 
-def plan_pruning(model: AudioClassifier, cfg: PruneConfig, graph: PruningGraph | None = None,
-                 importance: CriterionImportance | ActiveImportance | None = None,
-                 batches: list[Batch] | None = None) -> tuple[PruningGraph, ResolvedPlan]:
-    """Trace `model` and resolve `cfg.plan` on it (counts per layer). An active criterion with
-    global ranking needs its scores, hence `batches`, to plan."""
+def model_pruner(model: AudioClassifier, cfg: PruneConfig,
+                 batches: list[Batch] | None = None) -> Pruner:
+    """A Pruner for an audio model of this package: its body (``classify``) is traced on
+    features of its clip length, so the front end is neither traced nor counted; calibration
+    batches are (waveforms, targets) run through the whole model."""
     if cfg.iterative < 1:
-        raise UserError(f"--iterative needs at least 1 round, got {cfg.iterative}")
-    graph = graph or PruningGraph(model)
-    importance = importance or cfg.importance()
-    if isinstance(importance, ActiveImportance) and cfg.plan.global_ranking:
-        if batches is None:
-            raise UserError(f"--global with the active criterion {cfg.criterion} needs data")
-        importance.calibrate(graph, batches, calibration_loss)
-    plan = resolve_plan(cfg.plan, graph, scores=lambda names: graph.scores(importance, names))
-    return graph, plan
+        raise ArgumentError(f"`iterative` needs at least 1 round, got {cfg.iterative}")
+    cfg.importance()  # a bad criterion or option fails here, before any data is read
+    return Pruner(model, model.example_features(), cfg.criterion, forward_fn="classify",
+                  quaternion="aggregate" if cfg.quaternion_mode == "aggregate" else "concat",
+                  aggregate=cfg.aggregate, scope=cfg.scope, group_reduction=cfg.group_reduction,
+                  criterion_options=cfg.criterion_options, calibration_data=batches,
+                  calibration_forward=call_model)
 
 
-def calibration_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The training loss for taylor's gradients: class indices -> cross-entropy, multi-hot -> BCE."""
-    if y.dtype == torch.long:
-        return torch.nn.functional.cross_entropy(logits, y)
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
-
-
-def prune_step(graph: PruningGraph, importance: CriterionImportance | ActiveImportance,
-               counts: Mapping[str, int], batches: list[Batch] | None = None,
-               loss_fn: Any = None) -> dict[str, list[int]]:
-    """Remove counts[name] filters from each layer, the criterion's top-scored ones; return the
-    removed indices (numbered as the layers were before this step). Active criteria are
-    calibrated on `batches` first (every step: the maps change as filters go)."""
-    names = [n for n, c in counts.items() if c > 0]
-    if isinstance(importance, ActiveImportance):
-        if not batches:
-            raise UserError(f"the active criterion {importance.name} needs calibration batches")
-        importance.calibrate(graph, batches, loss_fn or calibration_loss)
-    try:
-        scores = graph.scores(importance, names)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    removal = {n: [int(i) for i in select_prune(scores[n], counts[n])] for n in names}
-    graph.prune(removal)
-    return removal
+def plan_pruning(model: AudioClassifier, cfg: PruneConfig,
+                 batches: list[Batch] | None = None) -> tuple[Pruner, ResolvedPlan]:
+    """Resolve `cfg.plan` on `model` (counts per layer). An active criterion with global
+    ranking needs its scores, hence `batches`, to plan."""
+    pruner = model_pruner(model, cfg, batches)
+    return pruner, pruner.plan(cfg.plan)
 
 
 def prune_model(model: AudioClassifier, cfg: PruneConfig,
                 batches: list[Batch] | None = None) -> dict[str, Any]:
     """One-shot pruning in place: returns {"plan": ..., "removed": {layer: indices}}. Passive
     criteria need no data; active ones take (waveforms, targets) calibration `batches`."""
-    importance = cfg.importance()
-    graph, plan = plan_pruning(model, cfg, importance=importance, batches=batches)
-    removed = prune_step(graph, importance, plan.counts, batches)
+    _, plan = plan_pruning(model, cfg, batches)
+    removed = model_pruner(model, cfg, batches).step(plan.counts)
     return {"plan": plan.to_dict(), "removed": removed}
 
 
@@ -200,8 +175,8 @@ def parent_data_spec(parent: Path, override: DataSpec | None = None,
         return override
     saved = parent_config(parent).get("data")
     if not saved:
-        raise UserError(f"{parent} has no {CONFIG_JSON} naming its data; pass --dataset and "
-                        f"--data-root")
+        raise ArgumentError(f"{parent} has no {CONFIG_JSON} naming its data; pass `dataset` and "
+                            f"`data_root`")
     spec = DataSpec(**saved)
     if options:
         spec.options = {**spec.options, **options}
@@ -222,7 +197,7 @@ def finetune_config(parent: Path, epochs: int | None = None, **overrides: Any) -
         if value is not None:
             setattr(base, key, value)
     if base.epochs < 0:
-        raise UserError(f"--finetune-epochs must be >= 0, got {base.epochs}")
+        raise ArgumentError(f"`finetune_epochs` must be >= 0, got {base.epochs}")
     return base
 
 
@@ -232,13 +207,14 @@ def finetune_config(parent: Path, epochs: int | None = None, **overrides: Any) -
 def _check_out(out: Path, resume: bool) -> None:
     if resume:
         if not (out / CONFIG_JSON).is_file():
-            raise UserError(f"--resume {out}: no {CONFIG_JSON} there; is it a prune run?")
+            raise ArgumentError(f"`resume` {out}: no {CONFIG_JSON} there; is it a prune run?")
         cfg = read_run_json(out / CONFIG_JSON)
         if cfg.get("command") != "prune":
-            raise UserError(f"--resume {out}: it is a {cfg.get('command')!r} run, not a prune run")
+            raise ArgumentError(f"`resume` {out}: it is a {cfg.get('command')!r} run, not a "
+                                f"prune run")
     elif (out / CONFIG_JSON).exists():
-        raise UserError(f"{out} already holds a run; choose another --out, or continue it with "
-                        f"--resume {out}")
+        raise ArgumentError(f"{out} already holds a run; choose another `out`, or continue it "
+                            f"with `resume` {out}")
 
 
 def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, data: DataSpec,
@@ -253,7 +229,7 @@ def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, dat
         distill.validate()
     _check_out(out, resume)
     if parent.resolve() == out.resolve():
-        raise UserError("--out must differ from the parent run")
+        raise ArgumentError("`out` must differ from the parent run")
     model, info = load_model(parent, train.device)
     # errors in the plan surface before anything is written; an active criterion ranking
     # globally needs data to plan, so it plans once the data is loaded
@@ -273,7 +249,7 @@ def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, dat
 
 
 def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any],
-           cfg: PruneConfig, planned: tuple[PruningGraph, ResolvedPlan] | None, train: TrainConfig,
+           cfg: PruneConfig, planned: tuple[Pruner, ResolvedPlan] | None, train: TrainConfig,
            data: DataSpec, resume: bool, distill: DistillConfig | None = None) -> dict[str, Any]:
     bundle = prepare_data(data, train.seed, progress=train.progress)
     log.info("%s", bundle.index.describe())
@@ -291,10 +267,10 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
     importance = cfg.importance()
     batches = (calibration_batches(bundle.train, importance.batches, train.batch_size, train.seed)
                if isinstance(importance, ActiveImportance) else None)
-    graph, plan = planned or plan_pruning(model, cfg, importance=importance, batches=batches)
+    pruner, plan = planned or plan_pruning(model, cfg, batches)
     log.info("pruning plan (%s%s): %s", plan.mode, f", level {plan.level}" if plan.level else "",
              ", ".join(f"{n} {c}/{plan.n_units[n]}" for n, c in plan.counts.items()))
-    layers0 = graph.layers()
+    layers0 = pruner.layers()
     units = {n: layers0[n].unit for n in plan.counts}
     schedule = schedule_counts(plan.counts, plan.n_units, cfg.iterative)
 
@@ -321,8 +297,7 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
             log.info("round %d/%d: pruned model found, continuing its fine-tune", k, len(schedule))
         else:
             step = {n: cumulative[n] - prev[n] for n in cumulative}
-            graph = PruningGraph(model)
-            removed_now = prune_step(graph, importance, step, batches)
+            removed_now = model_pruner(model, cfg, batches).step(step)
             removed = {}
             for name, idxs in removed_now.items():
                 removed[name] = [index_map[name][i] for i in idxs]
@@ -405,5 +380,5 @@ def resume_prune(out: Path, **overrides: Any) -> dict[str, Any]:
                      DataSpec(**saved["data"]), resume=True, distill=distill)
 
 
-__all__ = ["PruneConfig", "finetune_config", "parent_data_spec", "plan_pruning", "prune_model",
-           "prune_run", "prune_step", "resume_prune"]
+__all__ = ["PruneConfig", "finetune_config", "model_pruner", "parent_data_spec", "plan_pruning",
+           "prune_model", "prune_run", "resume_prune"]

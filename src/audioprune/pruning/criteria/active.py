@@ -3,7 +3,7 @@ weights and their loss gradients) to one score per output channel, higher = prun
 
 They see data, so they can tell a filter that looks unusual but never fires from one that carries
 the signal; the price is a few forward (and, for Taylor, backward) passes over training batches.
-The engine records the maps (audioprune.prune.calibration) and feeds them here batch by batch;
+The engine records the maps (audioprune.pruning.calibration) and feeds them here batch by batch;
 every score below is a mean over examples, so averaging per-batch scores weighted by batch size
 gives exactly the score of all the batches at once.
 
@@ -18,9 +18,8 @@ ReLU after conv -> BN (and after hidden linear layers).
   activation  -mean over examples and positions of |a| per channel (the weakest channel first).
   taylor      first-order Taylor on the weights (Molchanov et al., CVPR 2019, as Torch-Pruning's
               TaylorImportance): -sum over a filter's weights of |w * dL/dw|, with the gradient
-              accumulated over the calibration batches. The engine uses Torch-Pruning's own
-              GroupTaylorImportance for layers it can score and this function for the quaternion
-              layers Torch-Pruning skips (custom modules are outside its target types).
+              accumulated over the calibration batches. Its default scope is the dependency group
+              (pruning/importance.py), which ranks as Torch-Pruning's GroupTaylorImportance.
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ def hrank_scores(acts: torch.Tensor, tol: float | None = None) -> np.ndarray:
     """
     if acts.dim() != 4:
         raise ValueError(f"hrank needs 2-D feature maps (N, C, H, W), got shape {tuple(acts.shape)}; "
-                         f"use it on conv layers only (e.g. --layers 'conv*')")
+                         f"use it on 2-D conv layers only")
     a = acts.detach().to(torch.float64)
     ranks = torch.linalg.matrix_rank(a, atol=tol) if tol is not None else torch.linalg.matrix_rank(a)
     return -ranks.to(torch.float64).mean(dim=0).cpu().numpy()
@@ -64,5 +63,3 @@ def taylor_scores(weight: torch.Tensor, grad: torch.Tensor) -> np.ndarray:
     contrib = (weight.detach().to(torch.float64) * grad.detach().to(torch.float64)).abs()
     return -contrib.flatten(1).sum(dim=1).cpu().numpy()
 
-
-ACTIVATION_CRITERIA = {"hrank": hrank_scores, "activation": activation_scores}

@@ -52,9 +52,9 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from audioprune.prune.criteria import paths
-from audioprune.prune.criteria.base import WeightLike
-from audioprune.prune.criteria.representatives import (
+from audioprune.pruning.criteria import paths
+from audioprune.pruning.criteria.base import WeightLike
+from audioprune.pruning.criteria.representatives import (
     Rank1Method,
     RepresentativeKind,
     cosine_similarity,

@@ -12,7 +12,7 @@ order (see similarity.py). `select_prune(scores, n)` returns the n indices to re
 `prune_order(scores)` all indices from first-to-prune to last; ties go to the LOWER index in both,
 so every selection is deterministic.
 
-    from audioprune.prune.criteria import get_criterion, select_prune
+    from audioprune.pruning.criteria import get_criterion, select_prune
     crit = get_criterion("betweenness", approx="knn", knn_k=16)
     remove = select_prune(crit(conv.weight), n=conv.out_channels // 4)  # indices to drop
 
@@ -31,7 +31,7 @@ Names (options in brackets; defaults in the module docs):
 
 Active criteria (``describe_criterion(name).inputs`` is "activations" or "gradients") are not
 callable on weights alone: the engine records what they need on calibration batches of the
-training set (audioprune.prune.calibration) and hands it to them.
+training set (audioprune.pruning.calibration) and hands it to them.
 
 Representatives and the SVD sign: representatives.py. Edge-weight conventions (principled
 1 - |cos| versus `paper_compat=True`, networkx's handling of negative weights): centrality.py and
@@ -46,8 +46,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from audioprune.prune.criteria import active, centrality, norms, similarity
-from audioprune.prune.criteria.base import (
+from audioprune.pruning.criteria import active, centrality, norms, similarity
+from audioprune.pruning.criteria.base import (
     Criterion,
     WeightLike,
     as_filter_array,
@@ -79,6 +79,9 @@ class CriterionInfo:
     summary: str
     fixed: Mapping[str, Any] = field(default_factory=dict)
     inputs: str = "weights"  # "weights" | "activations" | "gradients" (active criteria)
+    scope: str = "root"  # the default scope: the root layer's filters, or the whole group
+    norm_layers: bool = False  # group scope: a batch norm's scale counts as a slice (norm-type)
+    map_dims: int | None = None  # activation criteria: the feature maps' spatial dims (hrank: 2)
 
 
 _REGISTRY: dict[str, CriterionInfo] = {}
@@ -91,15 +94,26 @@ def register_criterion(
     options: tuple[str, ...] = (),
     summary: str = "",
     inputs: str = "weights",
+    scope: str = "root",
+    norm_layers: bool = False,
+    map_dims: int | None = None,
     **fixed: Any,
 ) -> None:
     """Add a criterion `fn(weights, **fixed, **options) -> scores` under `name` (for active
-    criteria `fn(activations)` or `fn(weight, grad)`, with `inputs` saying which)."""
+    criteria `fn(activations)` or `fn(weight, grad)`, with `inputs` saying which).
+
+    `scope` is its default scope ("root": the layer's own filters; "group": every layer of the
+    dependency group, see pruning/importance.py), `norm_layers` whether a batch norm's scale is a
+    slice it can score in group scope, `map_dims` the feature-map dimensions an activation
+    criterion needs (2 for hrank: (H, W) maps; None: any)."""
     if name in _REGISTRY:
         raise ValueError(f"criterion {name!r} is already registered")
     if inputs not in ("weights", "activations", "gradients"):
         raise ValueError(f"unknown criterion inputs {inputs!r}")
-    _REGISTRY[name] = CriterionInfo(name, fn, tuple(options), summary, dict(fixed), inputs)
+    if scope not in ("root", "group"):
+        raise ValueError(f"unknown criterion scope {scope!r}")
+    _REGISTRY[name] = CriterionInfo(name, fn, tuple(options), summary, dict(fixed), inputs,
+                                    scope, norm_layers, map_dims)
 
 
 def list_criteria(inputs: str | None = None) -> list[str]:
@@ -165,25 +179,31 @@ register_criterion(
     summary="the same greedy selection on a Nystrom-approximated similarity (ICASSP 2023)",
 )
 
-register_criterion("l1", norms.l1_scores, summary="smallest l1 norm pruned first")
-register_criterion("l2", norms.l2_scores, summary="smallest l2 norm pruned first")
-register_criterion("opnorm", norms.opnorm_scores, summary="smallest spectral norm pruned first")
+register_criterion("l1", norms.l1_scores, summary="smallest l1 norm pruned first",
+                   norm_layers=True)
+register_criterion("l2", norms.l2_scores, summary="smallest l2 norm pruned first",
+                   norm_layers=True)
+register_criterion("opnorm", norms.opnorm_scores, summary="smallest spectral norm pruned first",
+                   norm_layers=True)
 register_criterion(
     "opnorm-paper",
     norms.opnorm_paper_scores,
     summary="the operator-norm score of the authors' public code (TASLP 2025), smallest first",
+    norm_layers=True,
 )
 register_criterion(
     "fpgm",
     norms.fpgm_scores,
     options=("mode", "p"),
     summary="closest to the geometric median pruned first (He et al. 2019)",
+    norm_layers=True,
 )
 register_criterion("random", norms.random_scores, options=("seed",), summary="seeded random scores")
 
 register_criterion("hrank", active.hrank_scores, inputs="activations", options=("batches",),
+                   map_dims=2,
                    summary="lowest average feature-map rank pruned first (HRank, CVPR 2020)")
 register_criterion("activation", active.activation_scores, inputs="activations",
                    options=("batches",), summary="lowest mean |activation| pruned first")
 register_criterion("taylor", active.taylor_scores, inputs="gradients", options=("batches",),
-                   summary="smallest first-order Taylor |w * dL/dw| pruned first (Molchanov 2019)")
+                   scope="group", summary="smallest first-order Taylor |w * dL/dw| pruned first (Molchanov 2019)")

@@ -16,8 +16,27 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from audioprune.model_inputs import ForwardFn, call_model, move_inputs
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 DEFAULT_BATCHES = 8
+
+
+def split_batch(batch: object) -> tuple[object, object | None]:
+    """(inputs, targets) from a calibration batch: an (inputs, targets) pair, or inputs alone."""
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    return batch, None
+
+
+def batch_size(inputs: object) -> int:
+    if torch.is_tensor(inputs):
+        return int(inputs.shape[0]) if inputs.dim() else 1
+    if isinstance(inputs, Mapping):
+        inputs = list(inputs.values())
+    if isinstance(inputs, (tuple, list)) and inputs:
+        return batch_size(inputs[0])
+    return 1
 
 
 def calibration_batches(dataset: Dataset, n_batches: int = DEFAULT_BATCHES, batch_size: int = 32,
@@ -35,9 +54,12 @@ def calibration_batches(dataset: Dataset, n_batches: int = DEFAULT_BATCHES, batc
 
 
 @torch.no_grad()
-def record_feature_scores(model: nn.Module, taps: Mapping[str, nn.Module], batches: Sequence[Batch],
-                          score_fn: Callable[[torch.Tensor], np.ndarray]) -> dict[str, np.ndarray]:
+def record_feature_scores(model: nn.Module, taps: Mapping[str, nn.Module], batches: Sequence[object],
+                          score_fn: Callable[[torch.Tensor], np.ndarray],
+                          forward: ForwardFn = call_model) -> dict[str, np.ndarray]:
     """Per-channel scores of each tapped module's ReLU'd output, averaged over all examples.
+
+    `batches` are inputs or (inputs, targets) pairs, each run as ``forward(model, inputs)``.
 
     taps[name] is the module whose output, through ReLU, is layer `name`'s feature map. The model
     runs in eval mode (running BN statistics, no dropout), so the maps are the deployed model's.
@@ -59,9 +81,10 @@ def record_feature_scores(model: nn.Module, taps: Mapping[str, nn.Module], batch
     model.eval()
     device = _device(model)
     try:
-        for wave, _ in batches:
-            current = len(wave)
-            model(wave.to(device))
+        for batch in batches:
+            inputs, _ = split_batch(batch)
+            current = batch_size(inputs)
+            forward(model, move_inputs(inputs, device))
             seen += current
     finally:
         for h in handles:
@@ -73,18 +96,24 @@ def record_feature_scores(model: nn.Module, taps: Mapping[str, nn.Module], batch
     return {name: s / seen for name, s in sums.items()}
 
 
-def accumulate_gradients(model: nn.Module, batches: Sequence[Batch],
-                         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """Leave in every parameter's .grad the mean over `batches` of d loss / d parameter (eval
-    mode, as for the feature maps; any gradient there before is discarded)."""
+def accumulate_gradients(model: nn.Module, batches: Sequence[object],
+                         loss_fn: Callable[[object, object], torch.Tensor],
+                         forward: ForwardFn = call_model) -> None:
+    """Leave in every parameter's .grad the mean over `batches` ((inputs, targets) pairs) of
+    d loss / d parameter (eval mode, as for the feature maps; any gradient there before is
+    discarded)."""
     was_training = model.training
     model.eval()
     model.zero_grad(set_to_none=True)
     device = _device(model)
     try:
         with torch.enable_grad():
-            for wave, y in batches:
-                loss = loss_fn(model(wave.to(device)), y.to(device)) / len(batches)
+            for batch in batches:
+                inputs, y = split_batch(batch)
+                if y is None:
+                    raise ValueError("gradient criteria need (inputs, targets) calibration batches")
+                out = forward(model, move_inputs(inputs, device))
+                loss = loss_fn(out, move_inputs(y, device)) / len(batches)
                 loss.backward()
     finally:
         model.train(was_training)
@@ -105,8 +134,7 @@ def _is_norm(module: nn.Module) -> bool:
 
 @torch.no_grad()
 def feature_taps(model: nn.Module, layers: Mapping[str, nn.Module],
-                 example: torch.Tensor, forward: Callable[[nn.Module, torch.Tensor], object]
-                 ) -> dict[str, nn.Module]:
+                 example: object, forward: ForwardFn = call_model) -> dict[str, nn.Module]:
     """For each layer, the module whose output is its pre-ReLU feature map: the norm layer that
     runs right after it (conv -> BN -> ReLU), else the layer itself (a hidden linear layer).
 

@@ -1,0 +1,81 @@
+"""A core install (`pip install audioprune`, no extras) prunes, trains and counts; what needs an
+optional extra (ONNX export, ONNX Runtime timing, plots) says in one line which extra to install,
+instead of a ModuleNotFoundError traceback. The extras are hidden from a subprocess by making
+their import fail, as on a machine that does not have them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASURE = ("onnx", "onnxruntime", "onnxscript", "matplotlib")
+
+
+def _run(args: list[str], hidden: tuple[str, ...] = MEASURE, code: str | None = None,
+         cwd: Path | None = None) -> subprocess.CompletedProcess:
+    hide = "import sys\nfor m in %r: sys.modules[m] = None\n" % (hidden,)
+    body = code or "from audioprune.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    return subprocess.run([sys.executable, "-c", hide + body, *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("extras") / "run"
+    done = _run(["train", "--model", "dcase21net", "--width", "0.25", "--dataset", "synthetic",
+                 "--split", "sizes:40,10,20", "--epochs", "1", "--no-progress", "--out", str(out)])
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_pruning_is_in_the_core_install() -> None:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = " ".join(meta["dependencies"])
+    assert "torch-pruning" in core and "python-igraph" in core
+    assert not any(m in core for m in MEASURE)
+
+
+def test_prune_and_the_api_work_without_the_measure_extra(run_dir: Path, tmp_path: Path) -> None:
+    done = _run(["prune", str(run_dir), "--criterion", "wdc", "--ratio", "0.25",
+                 "--finetune-epochs", "0", "--no-progress", "--out", str(tmp_path / "pruned")])
+    assert done.returncode == 0, done.stderr
+    code = ("import torch, audioprune as ap\n"
+            "m = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(),"
+            " torch.nn.Conv2d(8, 8, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))\n"
+            "x = torch.randn(2, 1, 8, 8); m(x)\n"
+            "r = ap.prune(m, x, 'l1', ratio=0.5); print(r.summary())\n")
+    done = _run([], code=code)
+    assert done.returncode == 0, done.stderr
+    assert "MACs" in done.stdout
+
+
+def test_export_names_the_extra_in_one_line(run_dir: Path, tmp_path: Path) -> None:
+    done = _run(["export", str(run_dir), "--onnx", str(tmp_path / "m.onnx")])
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == ("audioprune export: error: ONNX export needs onnx, which is "
+                                   "not installed: pip install 'audioprune[measure]'")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_report_without_matplotlib_writes_the_table_and_says_how_to_get_plots(
+        run_dir: Path, tmp_path: Path) -> None:
+    done = _run(["report", str(run_dir), "--out", str(tmp_path / "report")])
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| run | dcase21net | unpruned |" in text  # the table row of the run
+    assert "No plots: plotting a report needs matplotlib, which is not installed: " \
+           "pip install 'audioprune[measure]'." in text
+    assert not list((tmp_path / "report").glob("*.png"))
+
+
+def test_profile_without_onnx_keeps_counts_and_eager_timing(run_dir: Path) -> None:
+    done = _run(["profile", str(run_dir), "--json", "--batch-sizes", "1", "--threads", "1"])
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'audioprune[measure]'" in done.stderr
+    assert '"eager"' in done.stdout and '"onnxruntime": null' in done.stdout

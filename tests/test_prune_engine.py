@@ -18,7 +18,7 @@ from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import get_dataset_info
 from audioprune.measure.counting import count_macs, count_params
 from audioprune.models.base import AudioClassifier
-from audioprune.models.registry import create_model, list_models
+from audioprune.models.registry import create_model
 from audioprune.nn.quaternion import QBatchNorm2d, QConv2d, QLinear
 from audioprune.pruning.criteria import get_criterion, select_prune
 from audioprune.nn.layer_support import layer_support

@@ -13,6 +13,9 @@ package's models have - and count the body (features -> logits) apart from the f
 
 from __future__ import annotations
 
+import copy
+import itertools
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,8 +23,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from audioprune.model_inputs import ForwardFn, first_example, resolve_forward
+from audioprune.model_inputs import ForwardFn, first_example, move_inputs, resolve_forward
 from audioprune.nn.layer_support import registered_layer_supports
+
+log = logging.getLogger("audioprune")
 
 AudioModel = Any  # duck-typed: features / classify / feature_shape / frontend_cfg
 
@@ -83,18 +88,42 @@ class Counts:
     layers: dict[str, LayerCount] = field(default_factory=dict)
 
 
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of `model` whose parameters and buffers live on the meta device: shapes
+    without memory or arithmetic, enough for FlopCounterMode and Torch-Pruning's tracer."""
+    memo: dict[int, Any] = {}
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = (nn.Parameter(meta, requires_grad=t.requires_grad)
+                       if isinstance(t, nn.Parameter) else meta)
+    return copy.deepcopy(model, memo)
+
+
+def run_on_meta(model: nn.Module, inputs: Any, forward: ForwardFn,
+                then: Callable[[nn.Module, Any], Any]) -> Any:
+    """then(meta copy of model, inputs on meta): counting without computing. A model whose
+    forward needs real values (an op without a meta kernel, value-dependent control flow) is
+    handled on the real model instead, which gives the same counts, only slower."""
+    try:
+        return then(meta_copy(model), move_inputs(inputs, "meta"))
+    except Exception as exc:  # noqa: BLE001
+        log.debug("counting on the meta device failed (%s); counting on the model itself", exc)
+        return then(model, inputs)
+
+
 @torch.no_grad()
 def count(model: nn.Module, example_inputs: Any, forward_fn: ForwardFn | str | None = None) -> Counts:
     """Parameters and MACs per example of any model, total and per layer.
 
     `example_inputs` is what the model takes (a tensor, a tuple of tensors or a dict); only its
-    first item along the batch axis is run. `forward_fn(model, inputs)` (or a method name such
-    as "classify") replaces ``model(inputs)``. The model runs in eval mode and is left in the
-    mode it was in.
+    first item along the batch axis is run - on a meta-device copy, so counting a 20-GMAC model
+    costs no arithmetic. `forward_fn(model, inputs)` (or a method name such as "classify")
+    replaces ``model(inputs)``. The model itself is not run and not changed.
     """
     forward = resolve_forward(forward_fn, model)
     inputs = first_example(example_inputs)
-    per_layer = module_macs(model, lambda: forward(model, inputs))
+    per_layer = run_on_meta(model, inputs, forward,
+                            lambda m, x: module_macs(m, lambda: forward(m, x)))
     params = {name or "(model)": sum(p.numel() for p in mod.parameters(recurse=False))
               for name, mod in model.named_modules()}
     names = [n for n in params if params[n] or per_layer.get(n)]

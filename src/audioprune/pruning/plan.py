@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import itertools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -43,11 +42,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from audioprune.errors import ArgumentError, ArgumentTypeError
-from audioprune.measure.counting import count
+from audioprune.measure.counting import count, meta_copy
 from audioprune.model_inputs import move_inputs
 from audioprune.pruning.criteria import prune_order
 
@@ -259,60 +257,59 @@ def schedule_counts(final: Mapping[str, int], n_units: Mapping[str, int], rounds
 # ------------------------------------------------------------------------------------ cost
 
 
-def make_cost_fn(model: nn.Module, graph: Any, metric: str) -> Callable[[Mapping[str, int]], int]:
-    """cost(counts) -> parameters or MACs (per example, as `graph`'s forward runs) of `model`
-    with counts[name] units removed from each layer.
+class PlanCosts:
+    """costs(counts) -> {"params": ..., "macs": ...} of `model` with counts[name] units removed
+    from each layer (MACs per example, as `graph`'s forward runs), cached per counts.
 
     A structural copy of the model on the meta device (no memory, no arithmetic; Torch-Pruning
     and FlopCounterMode work on shapes alone) is traced and pruned for each new `counts`; models
     whose forward needs real values (data-dependent control flow) are copied for real instead.
     """
-    if metric not in ("macs", "params"):
-        raise ValueError(f"metric must be 'macs' or 'params', got {metric!r}")
-    from audioprune.pruning.engine import PruningGraph
 
-    def measure(m: nn.Module, inputs: Any) -> int:
-        if metric == "params":
-            return sum(p.numel() for p in m.parameters())
-        return count(m, inputs, graph.forward).macs
+    def __init__(self, model: nn.Module, graph: Any) -> None:
+        self.model, self.graph = model, graph
+        self.base = self._measure(model, graph.example_inputs)
+        self._cache: dict[tuple, dict[str, int]] = {}
+        self.device: str | None = "meta"
 
-    base = measure(model, graph.example_inputs)
-    cache: dict[tuple, int] = {}
+    def _measure(self, m: nn.Module, inputs: Any) -> dict[str, int]:
+        counted = count(m, inputs, self.graph.forward)
+        return {"params": counted.params, "macs": counted.macs}
 
-    def pruned_cost(counts: Mapping[str, int], device: str | None) -> int:
-        clone = _meta_clone(model) if device == "meta" else copy.deepcopy(model)
-        inputs = move_inputs(graph.example_inputs, device) if device else graph.example_inputs
-        g = PruningGraph(clone, inputs, graph.forward_fn, graph.protected,
-                         protect_outputs=graph.protect_outputs, protect_frozen=graph.protect_frozen)
-        g.prune({name: list(range(c)) for name, c in counts.items() if c})
-        return measure(clone, inputs)
+    def _pruned(self, counts: Mapping[str, int]) -> dict[str, int]:
+        from audioprune.pruning.engine import PruningGraph
 
-    device: str | None = "meta"
-    try:
-        if pruned_cost({}, "meta") != base:
-            device = None
-    except Exception:  # noqa: BLE001  (an op without a meta kernel, a value-dependent forward)
-        device = None
+        g = self.graph
+        clone = meta_copy(self.model) if self.device == "meta" else copy.deepcopy(self.model)
+        inputs = move_inputs(g.example_inputs, "meta") if self.device == "meta" else g.example_inputs
+        pg = PruningGraph(clone, inputs, g.forward_fn, g.protected,
+                          protect_outputs=g.protect_outputs, protect_frozen=g.protect_frozen)
+        pg.prune({name: list(range(c)) for name, c in counts.items() if c})
+        return self._measure(clone, inputs)
 
-    def cost(counts: Mapping[str, int]) -> int:
+    def __call__(self, counts: Mapping[str, int]) -> dict[str, int]:
         key = tuple(sorted((k, int(v)) for k, v in counts.items() if v))
         if not key:
-            return base
-        if key not in cache:
-            cache[key] = pruned_cost(dict(key), device)
-        return cache[key]
+            return self.base
+        if key not in self._cache:
+            try:
+                self._cache[key] = self._pruned(dict(key))
+            except Exception:  # noqa: BLE001  (no meta kernel, a value-dependent forward)
+                if self.device is None:
+                    raise
+                self.device = None  # from now on on real copies
+                self._cache[key] = self._pruned(dict(key))
+        return self._cache[key]
 
-    return cost
 
-
-def _meta_clone(model: nn.Module) -> nn.Module:
-    """A deep copy of `model` whose parameters and buffers live on the meta device (shapes only)."""
-    memo: dict[int, Any] = {}
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        meta = torch.empty_like(t, device="meta")
-        memo[id(t)] = (nn.Parameter(meta, requires_grad=t.requires_grad)
-                       if isinstance(t, nn.Parameter) else meta)
-    return copy.deepcopy(model, memo)
+def make_cost_fn(model: nn.Module, graph: Any, metric: str,
+                 costs: PlanCosts | None = None) -> Callable[[Mapping[str, int]], int]:
+    """cost(counts) -> the parameters or MACs of `model` with counts[name] units removed from
+    each layer (see PlanCosts; pass `costs` to share its cache between metrics)."""
+    if metric not in ("macs", "params"):
+        raise ValueError(f"metric must be 'macs' or 'params', got {metric!r}")
+    costs = costs or PlanCosts(model, graph)
+    return lambda counts: costs(counts)[metric]
 
 
 # ------------------------------------------------------------------------------------ plans
@@ -435,12 +432,13 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
         return _finish(ResolvedPlan(counts_at(spec.ratio), n_units, mode, spec.ratio), graph)  # type: ignore[arg-type]
 
     metric = "macs" if mode == "target_macs" else "params"
-    cost = make_cost_fn(graph.model, graph, metric)
+    costs = PlanCosts(graph.model, graph)
+    cost = make_cost_fn(graph.model, graph, metric, costs)
     start = cost({})
     asked = getattr(spec, mode)
     target = round(asked * start) if isinstance(asked, float) else int(asked)
     if start <= target:
-        return _finish(ResolvedPlan(counts_at(0.0), n_units, mode, 0.0), graph, cost, metric)
+        return _finish(ResolvedPlan(counts_at(0.0), n_units, mode, 0.0), graph, costs)
     floor_counts = {n: c - 1 for n, c in n_units.items()}
     smallest = cost(floor_counts)
     unit = "MACs" if metric == "macs" else "parameters"
@@ -463,13 +461,11 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
         if hi - lo < 1e-7:
             break
     counts = counts_at(hi) if hi < 1.0 else floor_counts
-    return _finish(ResolvedPlan(counts, n_units, mode, round(hi, 6)), graph, cost, metric)
+    return _finish(ResolvedPlan(counts, n_units, mode, round(hi, 6)), graph, costs)
 
 
-def _finish(plan: ResolvedPlan, graph: Any, cost: Callable | None = None,
-            metric: str | None = None) -> ResolvedPlan:
+def _finish(plan: ResolvedPlan, graph: Any, costs: PlanCosts | None = None) -> ResolvedPlan:
     """Attach the predicted params and MACs of the pruned model."""
-    for m in ("params", "macs"):
-        fn = cost if m == metric and cost is not None else make_cost_fn(graph.model, graph, m)
-        plan.predicted[m] = int(fn(plan.counts))
+    predicted = (costs or PlanCosts(graph.model, graph))(plan.counts)
+    plan.predicted = {"params": int(predicted["params"]), "macs": int(predicted["macs"])}
     return plan

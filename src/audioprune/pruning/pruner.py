@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from audioprune.errors import ArgumentError, ArgumentTypeError
-from audioprune.measure.counting import count
-from audioprune.model_inputs import ForwardFn, inputs_spec, output_tensors
+from audioprune.measure.counting import count, run_on_meta
+from audioprune.model_inputs import ForwardFn, first_example, inputs_spec, output_tensors
 from audioprune.pruning.criteria import describe_criterion, list_criteria, select_prune
 from audioprune.pruning.engine import PrunableLayer, PruningGraph, out_width
 from audioprune.pruning.importance import ActiveImportance, make_importance
@@ -175,9 +175,10 @@ class Pruner:
 
     def step(self, counts: Mapping[str, int]) -> dict[str, list[int]]:
         """Remove counts[name] units from each layer, the criterion's top-scored ones; return the
-        removed indices, numbered as the layers were before this step. Re-traces first (the
-        model may have been fine-tuned or pruned since), calibrates active criteria first."""
-        self.graph = self._trace()
+        removed indices, numbered as the layers were before this step. Active criteria are
+        calibrated first. The graph traced at construction stays valid across steps (Torch-
+        Pruning updates it as it prunes; fine-tuning changes weights, not structure): a model
+        whose modules were replaced since needs a new Pruner."""
         names = [n for n, c in counts.items() if c > 0]
         if self.active:
             self._calibrate()
@@ -313,13 +314,16 @@ def _current_widths(model: nn.Module, names: Iterable[str]) -> dict[str, int]:
 
 @torch.no_grad()
 def _check_outputs(model: nn.Module, example_inputs: Any, forward: ForwardFn) -> None:
-    """The pruned model still runs (a broken dependency shows up here, not in the user's loop)."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = forward(model, example_inputs)
-    finally:
-        model.train(was_training)
-    if not output_tensors(out):
+    """The pruned model still runs (a broken dependency shows up here, not in the user's loop);
+    on a meta-device copy where it can, so no arithmetic is spent on it."""
+    def run(m: nn.Module, x: Any) -> Any:
+        was_training = m.training
+        m.eval()
+        try:
+            return forward(m, x)
+        finally:
+            m.train(was_training)
+
+    if not output_tensors(run_on_meta(model, first_example(example_inputs), forward, run)):
         raise RuntimeError("the pruned model returned no tensor")
 

@@ -207,6 +207,27 @@ def centrality(path: Path, command: str) -> str:
         "", "_" + ", ".join(f"{k} {v}" for k, v in meta.items()) + "._"])
 
 
+def api_prune(path: Path, command: str) -> str:
+    data = _load(path)
+    if not data:
+        return _missing(path, command)
+    labels = {"tp-magnitude": "Torch-Pruning BasePruner + GroupMagnitudeImportance",
+              "ap-l1": "audioprune.prune(model, feats, \"l1\", ratio=0.5)",
+              "ap-wdc": "audioprune.prune(model, feats, \"wdc\", ratio=0.5)"}
+    rows = [[labels.get(n, n), f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}",
+             f"**{r['ratio_to_tp']:.2f}**", ", ".join(f"{v:.2f}" for v in r["wall_all_s"]),
+             f"{r['macs_ratio']:.4f}", f"{r['params_ratio']:.4f}"]
+            for n, r in data["methods"].items()]
+    meta = {**data["machine"], "threads": data["threads"]}
+    return "\n".join([
+        f"**{data['model']}**, {data['classes']} classes, {data['clip_seconds']} s clip, features "
+        f"{data['features']}: {data['params']:,} parameters, {data['macs']:,} MACs; every prunable "
+        f"layer at ratio {data['ratio']}, {data['rounds']} rounds round-robin\n",
+        table(["method", "wall s (median)", "CPU s", "wall / Torch-Pruning", "wall s per round",
+               "MACs after / before", "params after / before"], rows),
+        "", _when(meta)])
+
+
 SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "criteria": (criteria, R / "criteria_fsdd.json", "python bench/bench_criteria.py"),
     "criteria-cnn6": (criteria, R / "criteria_fsdd_cnn6.json",
@@ -217,6 +238,7 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "masks": (masks, R / "masks.json", "python bench/bench_masks.py"),
     "quaternion": (quaternion, R / "quaternion.json", "python bench/bench_quaternion.py --threads 1"),
     "centrality": (centrality, R / "centrality.json", "python bench/bench_centrality.py"),
+    "api-prune": (api_prune, R / "api_prune_cnn14.json", "python bench/bench_api_prune.py"),
 }
 
 

@@ -428,7 +428,7 @@ def test_folder_random_split(tmp_path: Path) -> None:
     assert_clips_decode(ds)
     with pytest.raises(UserError, match="val_fold"):
         load_dataset("folder", tmp_path, val_fold=1)
-    with pytest.raises(UserError, match="'random' or 'folders'"):
+    with pytest.raises(UserError, match="'random', 'folders' or fold:K"):
         load_dataset("folder", tmp_path, split="fold1")
 
 

@@ -34,7 +34,12 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=required, help="dataset layout (see `audioprune datasets`)")
     g.add_argument("--data-root", help="directory holding the dataset in its official layout")
-    g.add_argument("--split", help="split scheme, e.g. fsdd: official | speaker:NAME; ravdess: actors:1,2")
+    g.add_argument("--split", help="split scheme, e.g. fsdd: official | speaker:NAME; ravdess: actors:1,2; "
+                   "any dataset with folds: fold:K")
+    g.add_argument("--fold", type=int, metavar="K", help="cross-validation fold K (= --split fold:K): "
+                   "esc50 1-5, urbansound8k 1-10, fsdd 1-6 (leave one speaker out, the next "
+                   "speaker validates), ravdess 1-6 (actor groups), gtzan/folder/synthetic 1-5 "
+                   "(seeded stratified)")
     g.add_argument("--test-fold", type=int, help="fold used as the test set (folded datasets)")
     g.add_argument("--val-fold", type=int, help="fold used for validation (default: a stratified "
                    "part of the training folds)")
@@ -51,10 +56,15 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def split_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The split options given on the command line (--split, --test-fold, ...)."""
+    """The split options given on the command line (--split, --fold, --test-fold, ...)."""
     from audioprune.data.registry import SPLIT_OPTIONS
 
-    return {k: getattr(args, k) for k in SPLIT_OPTIONS if getattr(args, k, None) is not None}
+    options = {k: getattr(args, k) for k in SPLIT_OPTIONS if getattr(args, k, None) is not None}
+    if getattr(args, "fold", None) is not None:
+        if "split" in options:
+            raise UserError(f"give --fold {args.fold} or --split {options['split']}, not both")
+        options["split"] = f"fold:{args.fold}"
+    return options
 
 
 def data_spec(args: argparse.Namespace) -> "DataSpec":

@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
     p.add_argument("--spec-augment", action="store_true", help="SpecAugment masks in training")
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped run from its last epoch")
+    p.add_argument("--folds", metavar="all|K,K,...", help="cross-validation: one run per fold, "
+                   "OUT/fold1, OUT/fold2, ...; finished folds are skipped, a stopped one resumes")
     add_data_args(p, required=False)
     add_train_args(p)
     p.set_defaults(func=cmd_train)
@@ -43,9 +45,37 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             if not args.model or not args.dataset or not args.out:
                 raise UserError("train needs --model, --dataset and --out (or --resume RUN)")
+            if args.folds:
+                return _train_folds(args, ctx)
             metrics = train_run(args.model, model_kwargs(args), data_spec(args), train_config(args),
                                 Path(args.out), ctx=ctx)
             out = Path(args.out)
         if ctx.is_main:
             print_summary(metrics, out)
+    return 0
+
+
+def _train_folds(args: argparse.Namespace, ctx: Any) -> int:
+    """`train --folds all`: every fold in turn into OUT/fold<K> (resumable)."""
+    from audioprune.data.folds import fold_list
+    from audioprune.train.experiment import resume_run, train_run
+    from audioprune.train.run_dir import METRICS_JSON
+
+    if args.fold is not None or args.split or args.test_fold is not None:
+        raise UserError("--folds runs every fold itself; drop --fold / --split / --test-fold")
+    spec = data_spec(args)
+    out = Path(args.out)
+    for k in fold_list(args.folds, spec.dataset, spec.data_root, spec.options):
+        run = out / f"fold{k}"
+        if (run / METRICS_JSON).is_file():
+            print(f"{run}: done before, skipped")
+            continue
+        fold_spec = type(spec)(**{**spec.__dict__, "options": {**spec.options, "split": f"fold:{k}"}})
+        if (run / "config.json").is_file():
+            metrics = resume_run(run, ctx, **epochs_override(args))
+        else:
+            metrics = train_run(args.model, model_kwargs(args), fold_spec, train_config(args),
+                                run, ctx=ctx)
+        if ctx.is_main:
+            print_summary(metrics, run)
     return 0

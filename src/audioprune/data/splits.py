@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Iterable
 
@@ -68,6 +69,61 @@ def fold_split(clips: list[Clip], test_fold: int, val_fold: int | None, folds: l
     if not test:
         raise UserError(f"test fold {test_fold} holds no clips")
     return {"train": train, "val": val, "test": test}
+
+
+FOLD_PATTERN = re.compile(r"fold:(\d+)(?:/(\d+))?")
+
+
+def parse_fold(split: str | None, folds: int | None, dataset: str) -> int | None:
+    """K from a `split` "fold:K" (or "fold:K/N" when the dataset's number of folds is free, i.e.
+    `folds` is None: N then defaults to DEFAULT_FOLDS); None when `split` is not a fold."""
+    if not split:
+        return None
+    m = FOLD_PATTERN.fullmatch(split.strip())
+    if not m:
+        return None
+    k = int(m.group(1))
+    n = folds_of(split, folds)
+    if folds is not None and m.group(2) is not None and int(m.group(2)) != folds:
+        raise UserError(f"{dataset} `split` {split}: {dataset} has {folds} folds; write fold:K "
+                        f"with K in 1..{folds}")
+    if not 1 <= k <= n:
+        raise UserError(f"{dataset} `split` {split}: the fold must be in 1..{n}")
+    return k
+
+
+def folds_of(split: str, folds: int | None) -> int:
+    """N of "fold:K/N" (the dataset's fixed number of folds, or DEFAULT_FOLDS)."""
+    if folds is not None:
+        return folds
+    m = FOLD_PATTERN.fullmatch(split.strip())
+    n = int(m.group(2)) if m and m.group(2) else DEFAULT_FOLDS
+    if n < 2:
+        raise UserError(f"`split` {split}: cross-validation needs at least 2 folds")
+    return n
+
+
+DEFAULT_FOLDS = 5  # seeded stratified k-fold where a dataset has no official folds
+
+
+def stratified_kfold(clips: list[Clip], k: int, n: int, seed: int,
+                     val_fraction: float) -> dict[str, list[Clip]]:
+    """Seeded stratified k-fold: every class's clips are shuffled (by `seed`) and dealt into `n`
+    folds in turn; fold `k` (1-based) is the test set, a stratified `val_fraction` of the rest
+    the validation set. Every clip is in exactly one test fold over k = 1..n."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[Clip]] = defaultdict(list)
+    for c in sorted(clips, key=lambda c: c.key):
+        by_class[c.targets[0] if c.targets else -1].append(c)
+    test, rest = [], []
+    offset = 0
+    for cls in sorted(by_class):
+        members = by_class[cls]
+        for pos, i in enumerate(rng.permutation(len(members))):
+            (test if (pos + offset) % n == k - 1 else rest).append(members[i])
+        offset += len(members)  # deal the next class on from where this one stopped
+    train, val = stratified_holdout(rest, val_fraction, seed)
+    return {"train": train, "val": val, "test": sorted(test, key=lambda c: c.key)}
 
 
 def reject_options(dataset: str, **given: object) -> None:

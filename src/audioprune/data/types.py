@@ -40,6 +40,7 @@ class DatasetIndex:
     sample_rate: int | None = None  # native rate when all files share one; informative only
     render: Callable[[Clip, int], np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)  # e.g. "12 clips listed but missing on disk"
+    fold: tuple[int, int] | None = None  # (k, n): fold k of an n-fold cross-validation
 
     @property
     def num_classes(self) -> int:

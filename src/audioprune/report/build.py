@@ -9,8 +9,10 @@ from pathlib import Path
 
 from audioprune.errors import UserError
 from audioprune.fileio import atomic_write
+from audioprune.report.aggregate import MethodSummary, aggregate
 from audioprune.report.collect import Row, collect_rows, find_runs
-from audioprune.report.table import csv_table, has_compute, markdown_table
+from audioprune.report.table import (csv_table, has_compute, markdown_table, summary_csv,
+                                     summary_markdown)
 
 log = logging.getLogger("audioprune")
 
@@ -23,18 +25,27 @@ class Report:
     plots: list[Path] = field(default_factory=list)
     table: str = ""
     plots_skipped: str | None = None  # why there are no plots (matplotlib not installed)
+    summaries: list[MethodSummary] = field(default_factory=list)  # over folds and seeds
+    summary_table: str = ""
+    summary_csv: Path | None = None
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
-def write_report(runs: list[str | Path], out: str | Path, title: str | None = None) -> Report:
+def write_report(runs: list[str | Path], out: str | Path, title: str | None = None,
+                 baseline: str = "parent", ci: str = "bootstrap") -> Report:
     """Write report.md, report.csv and, per dataset and split, accuracy-vs-MACs and
     accuracy-vs-params PNGs into `out`. `runs`: run directories, globs or folders holding runs;
-    pruned runs bring their parents in."""
+    pruned runs bring their parents in. When a method was run on several folds or seeds, a
+    second table (and summary.csv, and plots with error bars) gives its mean with a 95%
+    interval and its paired difference to `baseline` (report/aggregate.py; `ci`:
+    "bootstrap" or "t", report/stats.py)."""
     out = Path(out)
     rows = collect_rows(find_runs(list(runs)))
+    summaries = aggregate(rows, baseline=baseline, ci=ci)
+    repeated = any(len(s.values) > 1 for s in summaries)
     groups: dict[tuple[str, str], list[Row]] = {}
     for r in rows:
         groups.setdefault((r.dataset, r.split), []).append(r)
@@ -55,6 +66,20 @@ def write_report(runs: list[str | Path], out: str | Path, title: str | None = No
             label = "MACs" if what == "macs" else "parameters"
             plots.append(plot_tradeoff(members, what, out / f"{members[0].metric}_vs_{what}{suffix}.png",
                                        title=f"{dataset} [{split}]: {members[0].metric} vs {label}"))
+    if repeated and not skipped:
+        from audioprune.report.plots import plot_summaries
+
+        by_protocol: dict[tuple[str, str], list[MethodSummary]] = {}
+        for s in summaries:
+            by_protocol.setdefault((s.dataset, s.protocol), []).append(s)
+        for (dataset, protocol), members in by_protocol.items():
+            suffix = "" if len(by_protocol) == 1 else "-" + _slug(f"{dataset}-{protocol}")
+            for what in ("macs", "params"):
+                label = "MACs" if what == "macs" else "parameters"
+                plots.append(plot_summaries(
+                    members, what, out / f"{members[0].metric}_vs_{what}_mean_ci{suffix}.png",
+                    title=f"{dataset} [{protocol}]: {members[0].metric} vs {label}, mean and "
+                          f"95% CI"))
     table = markdown_table(rows)
     threads = sorted({r.threads for r in rows if r.threads is not None})
     lines = [f"# {title or 'audioprune report'}", "", table]
@@ -75,6 +100,20 @@ def write_report(runs: list[str | Path], out: str | Path, title: str | None = No
                   "teacher, and theirs), each once: the fair cost when comparing pruning with KD, "
                   "as both need the trained teacher. \"-\": a run without timings (or whose "
                   "parent's are unknown). Times depend on the machine and its load.", ""]
+    summary_text, summary_path = "", None
+    if repeated:
+        summary_text = summary_markdown(summaries)
+        how = ("the percentile bootstrap over the units (10,000 resamples; optimistic with few "
+               "units)" if ci == "bootstrap" else "Student's t over the units")
+        lines += ["## Over folds and seeds", "", summary_text,
+                  f"Units are (fold, seed) pairs; a method's runs on different units are its "
+                  f"samples. Mean and 95% interval by {how}. \"vs baseline\": the paired "
+                  f"difference ({'each run minus its own parent on the same unit' if baseline == 'parent' else f'minus {baseline} on the same units'}), "
+                  f"* where its interval excludes 0; Wilcoxon signed-rank and sign-test p-values "
+                  f"over the paired units.", ""]
+        summary_path = out / "summary.csv"
+        data_s = summary_csv(summaries)
+        atomic_write(summary_path, lambda p: p.write_text(data_s))
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     if skipped:
         lines.append(f"No plots: {skipped}.")
@@ -84,4 +123,4 @@ def write_report(runs: list[str | Path], out: str | Path, title: str | None = No
     atomic_write(md, lambda p: p.write_text(text))
     data = csv_table(rows)
     atomic_write(csv_path, lambda p: p.write_text(data))
-    return Report(rows, md, csv_path, plots, table, skipped)
+    return Report(rows, md, csv_path, plots, table, skipped, summaries, summary_text, summary_path)

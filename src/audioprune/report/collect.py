@@ -57,6 +57,10 @@ class Row:
     compute_s: float | None = None  # wall time that produced this model (see the module doc)
     total_compute_s: float | None = None  # ... plus every run upstream (parent, teacher), once each
     upstream: list[str] = field(default_factory=list)  # keys of the runs it was made from
+    seed: int | None = None  # the training / fine-tuning seed (config.json)
+    model_label: str = ""  # architecture with its options and training epochs: "cnn6(width=0.25) e20"
+    plan_key: str = ""  # the plan with the fine-tuning that followed: "50% of C1,C2 ft10"
+    method: str = ""  # everything that defines the run but its fold and seed (report.aggregate)
 
     @property
     def is_parent(self) -> bool:
@@ -201,6 +205,7 @@ def read_row(run: Path) -> Row:
             raise UserError(f"{run / METRICS} has no {key!r}; it was not written by audioprune "
                             f"train/prune/distill (re-evaluate it with `audioprune evaluate {run}`)")
     latency, threads = _latency(run)
+    config = _read(run / "config.json") if (run / "config.json").is_file() else {}
     row = Row(key=str(run), name=run.name, model=_model_name(run, metrics),
               dataset=str(metrics.get("dataset", "?")), split=str(metrics.get("split", "?")),
               metric=metric, value=value, params=int(metrics["params"]), macs=int(metrics["macs"]),
@@ -230,7 +235,43 @@ def read_row(run: Path) -> Row:
             key = str(Path(block["run"]).resolve())
             if key not in row.upstream:
                 row.upstream.append(key)
+    _describe_method(row, run, metrics, config)
     return row
+
+
+def _describe_method(row: Row, run: Path, metrics: dict[str, Any], config: dict[str, Any]) -> None:
+    """seed, model_label, plan_key and method: what report.aggregate groups runs by."""
+    train = config.get("train") or {}
+    row.seed = train.get("seed")
+    info = _read(run / "model.json") if (run / "model.json").is_file() else {}
+    kwargs = info.get("kwargs") or config.get("model_kwargs") or {}
+    opts = ",".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+    row.model_label = row.model + (f"({opts})" if opts else "")
+    epochs = f" e{train['epochs']}" if train.get("epochs") is not None else ""
+    if row.kind == "unpruned":
+        row.model_label += epochs
+        row.method = row.model_label
+        return
+    if row.kind == "distilled":
+        d = metrics.get("distill") or {}
+        row.plan_key = f"student {row.model_label}{epochs}"
+        row.method = f"kd {d.get('loss', '?')} T={d.get('temperature')} a={d.get('alpha')} " \
+                     f"-> {row.plan_key}"
+        return
+    pruning = metrics.get("pruning") or {}
+    rounds = (pruning.get("schedule") or {}).get("rounds", 1)
+    row.plan_key = row.plan + (f" ft{train['epochs']}" if train.get("epochs") is not None else "") \
+        + (f" x{rounds} rounds" if rounds and rounds > 1 else "")
+    options = dict(pruning.get("options") or {})
+    for extra in ("scope", "group_reduction"):
+        if pruning.get(extra) is not None:
+            options[extra] = pruning[extra]
+    if pruning.get("quaternion_mode", "aggregate") != "aggregate":
+        options["quaternion_mode"] = pruning["quaternion_mode"]
+    if pruning.get("aggregate", "mean") != "mean":
+        options["aggregate"] = pruning["aggregate"]
+    opts = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+    row.method = f"{row.criterion}{f'({opts})' if opts else ''} @ {row.plan_key}"
 
 
 def _row_from_block(child: Row, block: dict[str, Any]) -> Row:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from audioprune.extras import require
 
@@ -18,6 +21,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 from audioprune.fileio import atomic_write  # noqa: E402
 from audioprune.report.collect import Row  # noqa: E402
 from audioprune.report.pareto import pareto_front  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from audioprune.report.aggregate import MethodSummary
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
 LINESTYLES = ["-", "--", ":", "-."]
@@ -103,6 +109,60 @@ def plot_tradeoff(rows: Sequence[Row], what: str, path: Path, title: str | None 
                     textcoords="offset points", ha="right" if left_room else "left", fontsize=8.5,
                     zorder=6, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none",
                                     "alpha": 0.8})
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_summaries(summaries: Sequence["MethodSummary"], what: str, path: Path,
+                   title: str | None = None) -> Path:
+    """Methods over folds and seeds (one dataset and protocol): the mean metric against the mean
+    `what` ("macs" | "params") with 95% interval error bars; one colour per criterion, a line from
+    each unpruned method (a star) through its pruned methods."""
+    attr, scale, x_label = AXES[what]
+    summaries = [s for s in summaries if s.interval.n]
+    if not summaries:
+        raise ValueError("no method has a metric to plot")
+    pct = 100.0 if summaries[0].metric == "accuracy" else 1.0
+
+    def xy(s: "MethodSummary") -> tuple[float, float, list[float]]:
+        iv = s.interval
+        return (getattr(s, attr) / scale, pct * iv.mean,
+                [pct * (iv.mean - iv.low), pct * (iv.high - iv.mean)])
+
+    criteria = sorted({s.criterion for s in summaries if s.kind != "unpruned"})
+    colours = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(criteria)}
+    fig, ax = plt.subplots(figsize=(8.0, 4.8), dpi=110)
+    parents = {s.model: s for s in summaries if s.kind == "unpruned"}
+    lines: dict[tuple[str, str], list["MethodSummary"]] = {}
+    for s in summaries:
+        if s.kind != "unpruned":
+            lines.setdefault((s.parent_method, s.criterion), []).append(s)
+    for (parent, criterion), members in sorted(lines.items()):
+        members = sorted(members, key=lambda s: -getattr(s, attr))
+        chain = ([parents[parent]] if parent in parents else []) + members
+        pts = [xy(s) for s in chain]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colours[criterion], lw=1.3,
+                alpha=0.8, zorder=3)
+        own = [xy(s) for s in members]
+        ax.errorbar([p[0] for p in own], [p[1] for p in own],
+                    yerr=np.array([p[2] for p in own]).T, fmt="o", ms=5, capsize=3,
+                    color=colours[criterion], zorder=4, label=criterion)
+    for s in parents.values():
+        x, y, err = xy(s)
+        ax.errorbar([x], [y], yerr=np.array([err]).T, fmt="*", ms=15, capsize=3, color="gold",
+                    mec="black", ecolor="black", zorder=5)
+        ax.annotate(f"{s.model} (unpruned)", (x, y), xytext=(8, 8), textcoords="offset points",
+                    fontsize=8.5)
+    n_units = max(len(s.values) for s in summaries)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(("test accuracy (%)" if pct == 100 else f"test {summaries[0].metric}")
+                  + f", mean and 95% CI over {n_units} units")
+    ax.set_title(title or "mean over folds and seeds", fontsize=11)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9,
+              title="criterion", title_fontsize=9)
+    ax.grid(True, alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png"))
     plt.close(fig)

@@ -6,8 +6,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from audioprune.report.collect import Row
+
+if TYPE_CHECKING:  # pragma: no cover
+    from audioprune.report.aggregate import MethodSummary
+    from audioprune.report.stats import Interval
 
 MISSING = "-"
 
@@ -105,4 +110,77 @@ def csv_table(rows: Sequence[Row]) -> str:
             r.name, r.key, r.model, r.kind, r.dataset, r.split, r.criterion, r.plan, r.level,
             r.metric, r.value, r.delta_value(), r.params, r.delta_params(), r.macs, r.delta_macs(),
             r.size_bytes, r.parent, r.threads, r.compute_s, r.total_compute_s)] + [cell(r.latency_ms.get(k)) for k in lat])
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------ over folds and seeds
+
+
+def _fmt_metric(value: float | None, metric: str, signed: bool = False) -> str:
+    if value is None:
+        return MISSING
+    scaled = 100 * value if metric == "accuracy" else value
+    digits = 1 if metric == "accuracy" else 3
+    return f"{scaled:+.{digits}f}" if signed else f"{scaled:.{digits}f}"
+
+
+def _fmt_interval(iv: "Interval", metric: str, signed: bool = False) -> str:
+    if iv.n == 0:
+        return MISSING
+    mean = _fmt_metric(iv.mean, metric, signed)
+    if iv.n == 1:
+        return mean
+    return f"{mean} [{_fmt_metric(iv.low, metric, signed)}, {_fmt_metric(iv.high, metric, signed)}]"
+
+
+def _fmt_p(p: float | None) -> str:
+    return MISSING if p is None else (f"{p:.3f}" if p >= 0.001 else "<0.001")
+
+
+def summary_markdown(summaries: Sequence["MethodSummary"]) -> str:
+    """One line per method over its units: mean [95% CI], the paired difference to the baseline
+    [95% CI] with * when the interval excludes 0, the paired tests' p-values, the costs."""
+    if not summaries:
+        return ""
+    metric = summaries[0].metric
+    unit = " (points)" if metric == "accuracy" else ""
+    lines = [f"| protocol | method | units | {metric}{' %' if metric == 'accuracy' else ''} "
+             f"[95% CI] | vs baseline{unit} [95% CI] | Wilcoxon p | sign p | params (k) | "
+             f"MACs (M) | MACs / parent |",
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    for s in summaries:
+        d = s.difference
+        diff = MISSING
+        if d is not None and d.interval.n:
+            diff = f"{_fmt_interval(d.interval, metric, signed=True)} vs {s.baseline}" + \
+                (" *" if d.significant else "")
+        ratio = f"{s.macs / s.parent_macs:.3f}" if s.parent_macs else ""
+        lines.append(f"| {s.dataset} {s.protocol} | {s.label} | {len(s.values)} | "
+                     f"{_fmt_interval(s.interval, metric)} | {diff} | "
+                     f"{_fmt_p(d.wilcoxon_p if d else None)} | {_fmt_p(d.sign_p if d else None)} | "
+                     f"{s.params / 1e3:.1f} | {s.macs / 1e6:.2f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_csv(summaries: Sequence["MethodSummary"]) -> str:
+    """The same as CSV with raw numbers (fractions, counts) and the per-unit values."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["dataset", "protocol", "kind", "method", "parent_method", "criterion", "plan",
+                "metric", "units", "mean", "ci_low", "ci_high", "ci_method", "baseline",
+                "diff_mean", "diff_low", "diff_high", "diff_units", "wilcoxon_p", "sign_p",
+                "significant", "params", "macs", "parent_params", "parent_macs", "values"])
+    for s in summaries:
+        d = s.difference
+        di = d.interval if d is not None else None
+        w.writerow([s.dataset, s.protocol, s.kind, s.label, s.parent_method, s.criterion, s.plan,
+                    s.metric, len(s.values), s.interval.mean, s.interval.low, s.interval.high,
+                    s.interval.method, s.baseline or "",
+                    *(("", "", "", "") if di is None else (di.mean, di.low, di.high, di.n)),
+                    "" if d is None or d.wilcoxon_p is None else d.wilcoxon_p,
+                    "" if d is None or d.sign_p is None else d.sign_p,
+                    "" if d is None else d.significant, round(s.params, 1), round(s.macs, 1),
+                    "" if s.parent_params is None else round(s.parent_params, 1),
+                    "" if s.parent_macs is None else round(s.parent_macs, 1),
+                    " ".join(f"{u}={v:.6g}" for u, v in sorted(s.values.items()))])
     return buf.getvalue()

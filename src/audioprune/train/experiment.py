@@ -150,6 +150,8 @@ def test_metrics(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig,
     m = evaluate(model, bundle.test, cfg, ctx, "testing")
     return {"task": bundle.index.task, **m, **cost_metrics(model),
             "dataset": bundle.index.name, "split": bundle.index.split_name,
+            **({"fold": bundle.index.fold[0], "folds": bundle.index.fold[1]}
+               if bundle.index.fold else {}),
             "num_classes": bundle.index.num_classes, "class_names": bundle.index.class_names,
             "data_files": sum(len(v) for v in bundle.index.splits.values()),
             "data_list_sha256": bundle.data_list_sha256}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
-from audioprune.data.splits import fold_split, reject_options
+from audioprune.data.splits import fold_split, parse_fold, reject_options
 from audioprune.data.tables import (bad_rows, check_duplicates, check_files, check_relative,
                                     read_table)
 from audioprune.data.types import Clip, DatasetIndex
@@ -36,9 +36,12 @@ def load_esc50(root: Path | None, *, split: str | None = None, seed: int = 0,
     given) the validation set, the other folds train (a stratified `val_fraction` of them is the
     validation set without `val_fold`). Class indices follow the CSV's `target` column; with
     `subset="esc10"` the ten ESC-10 classes are renumbered 0..9 in target order."""
-    if split is not None:
+    k = parse_fold(split, len(FOLDS), "esc50")
+    if split is not None and k is None:
         raise UserError(f"esc50 does not take `split` {split!r}: choose the official fold with "
-                        f"`test_fold` 1..5 (and optionally `val_fold`)")
+                        f"`split` fold:K or `test_fold` K, K in 1..5 (and optionally `val_fold`)")
+    if k is not None and test_fold is not None and test_fold != k:
+        raise UserError(f"esc50: `split` {split} and `test_fold` {test_fold} name different folds")
     reject_options("esc50", split_file=split_file)
     if subset not in (None, "esc50", "esc10"):
         raise UserError(f"esc50 `subset` must be 'esc10' (or left out for all 50 classes), "
@@ -86,10 +89,12 @@ def load_esc50(root: Path | None, *, split: str | None = None, seed: int = 0,
     clips = [Clip(key=f"audio/{fname}", path=root / "audio" / fname, targets=(index[target],),
                   group=str(fold)) for _, fname, fold, target, _, _ in parsed]
     check_files(csv_path, clips, [line for line, *_ in parsed])
-    test_fold = 1 if test_fold is None else test_fold
+    test_fold = k or (1 if test_fold is None else test_fold)
     splits = fold_split(clips, test_fold, val_fold, FOLDS, seed, val_fraction)
     name = "esc10" if subset == "esc10" else "esc50"
-    split_name = f"fold{test_fold}" + (f"-val{val_fold}" if val_fold is not None else "")
+    split_name = (f"fold:{k}/{len(FOLDS)}" if k else f"fold{test_fold}") + \
+        (f"-val{val_fold}" if val_fold is not None else "")
     return DatasetIndex(name=name, task="single-label", class_names=[categories[t] for t in order],
-                        splits=splits, split_name=split_name, sample_rate=44100)
+                        splits=splits, split_name=split_name, sample_rate=44100,
+                        fold=(test_fold, len(FOLDS)))
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.audio.io import AUDIO_EXTENSIONS
 from audioprune.data.registry import register_dataset
-from audioprune.data.splits import reject_options, stratified_holdout
+from audioprune.data.splits import (DEFAULT_FOLDS, folds_of, parse_fold, reject_options,
+                                     stratified_holdout, stratified_kfold)
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -40,6 +41,7 @@ def load_folder(root: Path | None, *, split: str | None = None, seed: int = 0,
     assert root is not None
     has_split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
     split = split or ("folders" if has_split_dirs else "random")
+    k = parse_fold(split, None, "folder")
     if split == "folders":
         if not has_split_dirs:
             raise UserError(f"folder `split` folders needs {root / 'train'} and {root / 'test'}, "
@@ -47,10 +49,12 @@ def load_folder(root: Path | None, *, split: str | None = None, seed: int = 0,
         split_roots = {part: next((root / d for d in dirs if (root / d).is_dir()), None)
                        for part, dirs in _SPLIT_DIRS.items()}
         found = {part: _scan(d) if d is not None else {} for part, d in split_roots.items()}
-    elif split == "random":
+    elif split == "random" or k is not None:
         found = {"all": _scan(root)}
     else:
-        raise UserError(f"folder `split` must be 'random' or 'folders', got {split!r}")
+        raise UserError(f"folder `split` must be 'random', 'folders' or fold:K[/N] (seeded "
+                        f"stratified N-fold over all files, N = {DEFAULT_FOLDS} by default), "
+                        f"got {split!r}")
 
     class_names = sorted({name for per_class in found.values() for name in per_class})
     if not class_names:
@@ -62,7 +66,13 @@ def load_folder(root: Path | None, *, split: str | None = None, seed: int = 0,
         return [Clip(key=p.relative_to(root).as_posix(), path=p, targets=(index[name],))
                 for name in sorted(per_class) for p in per_class[name]]
 
-    if split == "random":
+    fold = None
+    if k is not None:
+        fold = (k, folds_of(split, None))
+        parts = stratified_kfold(clips_of(found["all"]), k, fold[1], seed, val_fraction)
+        train, val, test = parts["train"], parts["val"], parts["test"]
+        split = f"fold:{k}/{fold[1]}"
+    elif split == "random":
         train, test = stratified_holdout(clips_of(found["all"]), TEST_FRACTION, seed)
         train, val = stratified_holdout(train, val_fraction, seed)
     else:
@@ -73,7 +83,8 @@ def load_folder(root: Path | None, *, split: str | None = None, seed: int = 0,
         if not train or not test:
             raise UserError(f"{root}: train/ and test/ must each hold class folders with audio files")
     return DatasetIndex(name="folder", task="single-label", class_names=class_names,
-                        splits={"train": train, "val": val, "test": test}, split_name=split)
+                        splits={"train": train, "val": val, "test": test}, split_name=split,
+                        fold=fold)
 
 
 def _scan(base: Path) -> dict[str, list[Path]]:

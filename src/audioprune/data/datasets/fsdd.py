@@ -7,7 +7,7 @@ from pathlib import Path
 
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
-from audioprune.data.splits import group_holdout, reject_options, stratified_holdout
+from audioprune.data.splits import group_holdout, parse_fold, reject_options, stratified_holdout
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -29,8 +29,11 @@ def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
               val_fold: int | None = None, subset: str | None = None,
               split_file: Path | None = None) -> DatasetIndex:
     """`split`: "official" (default; index 0-4 test), "speaker:NAME" (NAME's clips are the test
-    set, the other speakers train; validation a stratified `val_fraction` (default 0.1) of train) or
-    "speaker:NAME,val:OTHER" (OTHER's clips are the validation set).
+    set, the other speakers train; validation a stratified `val_fraction` (default 0.1) of train),
+    "speaker:NAME,val:OTHER" (OTHER's clips are the validation set) or "fold:K": leave-one-speaker-
+    out cross-validation, one fold per speaker in name order (george, jackson, lucas, nicolas,
+    theo, yweweler): fold K holds speaker K out for testing and the next speaker (K+1, the first
+    after the last) for validation.
 
     Why the last: with one speaker held out, validation clips of the training speakers are
     ~100 % right whatever the epoch, so choosing the best epoch on them is a coin toss for the
@@ -53,8 +56,15 @@ def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
         raise UserError(f"no files named {{digit}}_{{speaker}}_{{index}}.wav|flac in {rec}")
     split = split or "official"
     speakers = sorted({c.group for c, _ in clips})
-    val_name = None  # a validation speaker, with "speaker:NAME,val:OTHER"
-    if split == "official":
+    val_name = None  # a validation speaker, with "speaker:NAME,val:OTHER" or "fold:K"
+    k = parse_fold(split, len(speakers), "fsdd")
+    if k is not None:
+        if len(speakers) < 3:
+            raise UserError(f"fsdd `split` {split}: leave-one-speaker-out needs 3 or more speakers "
+                            f"(test, validation, training); found {', '.join(speakers)}")
+        name, val_name = speakers[k - 1], speakers[k % len(speakers)]
+        train, test = group_holdout([c for c, _ in clips], {name})
+    elif split == "official":
         test = [c for c, i in clips if i <= 4]
         train = [c for c, i in clips if i > 4]
     elif split.startswith("speaker:"):
@@ -72,8 +82,10 @@ def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
     else:
         train, val = stratified_holdout(train, 0.1 if val_fraction is None else val_fraction, seed)
     return DatasetIndex(name="fsdd", task="single-label", class_names=[str(d) for d in range(10)],
-                        splits={"train": train, "val": val, "test": test}, split_name=split,
-                        sample_rate=8000)
+                        splits={"train": train, "val": val, "test": test},
+                        split_name=f"fold:{k}/{len(speakers)}" if k else split, sample_rate=8000,
+                        fold=(k, len(speakers)) if k else None,
+                        notes=[f"test speaker {name}, validation speaker {val_name}"] if k else [])
 
 
 def _speakers(split: str, speakers: list[str]) -> tuple[str, str | None]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
-from audioprune.data.splits import reject_options, stratified_holdout
+from audioprune.data.splits import (DEFAULT_FOLDS, folds_of, parse_fold, reject_options,
+                                     stratified_holdout, stratified_kfold)
 from audioprune.data.tables import readable
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
@@ -45,8 +46,13 @@ def load_gtzan(root: Path | None, *, split: str | None = None, seed: int = 0,
     reject_options("gtzan", test_fold=test_fold, val_fold=val_fold, subset=subset)
     assert root is not None
     split = split or ("filtered" if split_file is not None else "random")
-    if split not in ("random", "filtered"):
-        raise UserError(f"gtzan `split` must be 'random' or 'filtered', got {split!r}")
+    k = parse_fold(split, None, "gtzan")
+    if split not in ("random", "filtered") and k is None:
+        raise UserError(f"gtzan `split` must be 'random', 'filtered' or fold:K[/N] (seeded "
+                        f"stratified N-fold, N = {DEFAULT_FOLDS} by default), got {split!r}")
+    if k is not None and split_file is not None:
+        raise UserError(f"gtzan `split` {split} draws seeded folds; `split_file` is for the "
+                        f"filtered split")
     if split == "filtered" and split_file is None:
         raise UserError("gtzan `split` filtered needs `split_file` pointing at the folder holding "
                         f"{', '.join(SPLIT_FILES.values())} (the fault-filtered artist split)")
@@ -73,7 +79,11 @@ def load_gtzan(root: Path | None, *, split: str | None = None, seed: int = 0,
     if both:
         notes.append(f"{both} tracks are present as both .au and .wav; using the .wav files")
 
-    if split == "random":
+    if k is not None:
+        n = folds_of(split, None)
+        splits = stratified_kfold(list(clips.values()), k, n, seed, val_fraction)
+        split = f"fold:{k}/{n}"
+    elif split == "random":
         train, test = stratified_holdout(list(clips.values()), TEST_FRACTION, seed)
         train, val = stratified_holdout(train, val_fraction, seed)
         splits = {"train": train, "val": val, "test": test}
@@ -85,7 +95,8 @@ def load_gtzan(root: Path | None, *, split: str | None = None, seed: int = 0,
             notes.append(f"filtered split: {left_out} of {len(clips)} tracks are in none of the "
                          f"lists and are left out")
     return DatasetIndex(name="gtzan", task="single-label", class_names=genre_names, splits=splits,
-                        split_name=split, sample_rate=22050, notes=notes)
+                        split_name=split, sample_rate=22050, notes=notes,
+                        fold=(k, folds_of(split, None)) if k is not None else None)
 
 
 def _find_genres_dir(root: Path) -> Path:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
-from audioprune.data.splits import group_holdout, reject_options
+from audioprune.data.splits import group_holdout, parse_fold, reject_options
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -17,6 +19,7 @@ _ACTOR_DIR = re.compile(r"^Actor_(\d\d)$")
 EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]  # codes 01..08
 DEFAULT_TEST_ACTORS = (21, 22, 23, 24)
 NUM_VAL_ACTORS = 2
+FOLDS = 6  # "fold:K": 6 groups of consecutive actors (4 each of the 24)
 
 LAYOUT = """<root>/Actor_NN/MM-VV-EE-II-SS-RR-AA.wav   e.g. Actor_12/03-01-05-01-02-01-12.wav
   (the unzipped Audio_Speech_Actors_01-24 and/or Audio_Song_Actors_01-24; Actor_* folders may
@@ -65,6 +68,9 @@ def load_ravdess(root: Path | None, *, split: str | None = None, seed: int = 0,
                         f"{root}; ravdess expects:\n{LAYOUT}")
 
     actors = sorted({int(c.group[len("Actor_"):]) for c in clips})
+    k = parse_fold(split, FOLDS, "ravdess")
+    if k is not None:
+        return _actor_fold(clips, actors, k)
     if split is None:
         test_actors = [a for a in DEFAULT_TEST_ACTORS if a in actors]
         if not test_actors:
@@ -103,6 +109,25 @@ def _find_actor_dirs(root: Path) -> list[Path]:
     if not nested:
         raise UserError(f"no Actor_NN folders under {root}; ravdess expects:\n{LAYOUT}")
     return [d for sub in nested for d in actor_dirs(sub)]
+
+
+def _actor_fold(clips: list[Clip], actors: list[int], k: int) -> DatasetIndex:
+    """Fold k of the 6-fold actor cross-validation: the actors in name order dealt into 6 groups
+    of consecutive actors (4 each for the 24 of the full set); group k tests, the first two actors
+    of the next group validate, the rest train. No actor is in two sets."""
+    if len(actors) < 2 * FOLDS:
+        raise UserError(f"ravdess `split` fold:{k}: the {FOLDS}-fold actor cross-validation needs "
+                        f"at least {2 * FOLDS} actors; found {len(actors)}")
+    groups = [list(g) for g in np.array_split(np.array(actors), FOLDS)]
+    test_actors = [int(a) for a in groups[k - 1]]
+    val_actors = [int(a) for a in groups[k % FOLDS][:NUM_VAL_ACTORS]]
+    others, test = group_holdout(clips, {f"Actor_{a:02d}" for a in test_actors})
+    train, val = group_holdout(others, {f"Actor_{a:02d}" for a in val_actors})
+    return DatasetIndex(name="ravdess", task="single-label", class_names=list(EMOTIONS),
+                        splits={"train": train, "val": val, "test": test},
+                        split_name=f"fold:{k}/{FOLDS}", sample_rate=48000, fold=(k, FOLDS),
+                        notes=[f"test actors {', '.join(map(str, test_actors))}; validation "
+                               f"actors {', '.join(map(str, val_actors))}"])
 
 
 def _parse_actors(split: str) -> list[int]:

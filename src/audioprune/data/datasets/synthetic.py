@@ -24,7 +24,7 @@ from scipy.signal import lfilter
 
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
-from audioprune.data.splits import reject_options
+from audioprune.data.splits import folds_of, parse_fold, reject_options, stratified_kfold
 from audioprune.data.types import SPLITS, Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -293,13 +293,20 @@ def load_synthetic(root: Path | None = None, *, split: str | None = None, seed: 
         raise UserError("dataset 'synthetic' does not take `val_fraction`: its split sizes are "
                         "fixed; set the validation size with `split` sizes:TRAIN,VAL,TEST")
     split = split or "default"
-    sizes = _sizes(split)
+    k = parse_fold(split, None, "synthetic")
+    sizes = _sizes("default" if k is not None else split)
     if int(seed) != seed or seed < 0:
         raise UserError(f"synthetic `seed` must be a non-negative integer, got {seed!r}")
     seed = int(seed)
     splits = {name: [Clip(key=make_key(seed, name, i), path=None, targets=(class_of(i),))
                      for i in range(size)]
               for name, size in zip(SPLITS, sizes)}
+    fold = None
+    if k is not None:  # the default's 1,400 clips in seeded stratified folds (validation: 1/7)
+        fold = (k, folds_of(split, None))
+        pooled = [c for name in SPLITS for c in splits[name]]
+        splits = stratified_kfold(pooled, k, fold[1], seed, sizes[1] / (sizes[0] + sizes[1]))
+        split = f"fold:{k}/{fold[1]}"
     return DatasetIndex(name="synthetic", task="single-label", class_names=list(CLASS_NAMES),
                         splits=splits, split_name=split, sample_rate=NATIVE_RATE,
-                        render=render_clip)
+                        render=render_clip, fold=fold)

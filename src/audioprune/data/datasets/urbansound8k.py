@@ -6,7 +6,7 @@ from pathlib import Path
 
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
-from audioprune.data.splits import fold_split, reject_options
+from audioprune.data.splits import fold_split, parse_fold, reject_options
 from audioprune.data.tables import (bad_rows, check_duplicates, check_files, check_relative,
                                     read_table)
 from audioprune.data.types import Clip, DatasetIndex
@@ -34,9 +34,14 @@ def load_urbansound8k(root: Path | None, *, split: str | None = None, seed: int 
     """Official 10-fold cross-validation: `test_fold` (default 1) is the test set, `val_fold` (if
     given) the validation set, the other folds train (a stratified `val_fraction` of them is the
     validation set without `val_fold`). Class indices follow the CSV's `classID` column."""
-    if split is not None:
+    k = parse_fold(split, len(FOLDS), "urbansound8k")
+    if split is not None and k is None:
         raise UserError(f"urbansound8k does not take `split` {split!r}: choose the official fold "
-                        f"with `test_fold` 1..10 (and optionally `val_fold`)")
+                        f"with `split` fold:K or `test_fold` K, K in 1..10 (and optionally "
+                        f"`val_fold`)")
+    if k is not None and test_fold is not None and test_fold != k:
+        raise UserError(f"urbansound8k: `split` {split} and `test_fold` {test_fold} name "
+                        f"different folds")
     reject_options("urbansound8k", subset=subset, split_file=split_file)
     assert root is not None
     csv_path = root / "metadata" / "UrbanSound8K.csv"
@@ -74,10 +79,11 @@ def load_urbansound8k(root: Path | None, *, split: str | None = None, seed: int 
     clips = [Clip(key=f"audio/fold{fold}/{fname}", path=root / "audio" / f"fold{fold}" / fname,
                   targets=(index[cid],), group=str(fold)) for _, fname, fold, cid, _ in parsed]
     check_files(csv_path, clips, [p[0] for p in parsed])
-    test_fold = 1 if test_fold is None else test_fold
+    test_fold = k or (1 if test_fold is None else test_fold)
     splits = fold_split(clips, test_fold, val_fold, FOLDS, seed, val_fraction)
-    split_name = f"fold{test_fold}" + (f"-val{val_fold}" if val_fold is not None else "")
+    split_name = (f"fold:{k}/{len(FOLDS)}" if k else f"fold{test_fold}") + \
+        (f"-val{val_fold}" if val_fold is not None else "")
     return DatasetIndex(name="urbansound8k", task="single-label",
                         class_names=[names[c] for c in order], splits=splits,
-                        split_name=split_name, sample_rate=None)
+                        split_name=split_name, sample_rate=None, fold=(test_fold, len(FOLDS)))
 

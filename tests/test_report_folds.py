@@ -1,0 +1,98 @@
+"""`audioprune report` over folds and seeds: methods grouped across their (fold, seed) units,
+means with 95% intervals, paired differences to the parent / a criterion / a model, the
+Markdown marks and summary.csv. Run directories are written by hand, as in test_report.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audioprune.cli import main
+from audioprune.fileio import write_json
+from audioprune.report import write_report
+from audioprune.report.aggregate import protocol_of
+from audioprune.report.stats import mean_ci, paired_difference
+
+PARENTS = {"dcase21net": [0.70, 0.66, 0.81, 0.75], "qdcase21net": [0.68, 0.60, 0.79, 0.71]}
+PRUNED = {"wdc": [0.72, 0.64, 0.80, 0.74], "l1": [0.69, 0.60, 0.77, 0.70]}
+FOLDS = [1, 2, 3, 4]
+
+
+def _run(root: Path, name: str, metrics: dict, config: dict, arch: str) -> Path:
+    run = root / name
+    write_json(run / "metrics.json", metrics)
+    write_json(run / "model.json", {"arch": arch, "kwargs": {}})
+    write_json(run / "config.json", config)
+    return run
+
+
+def _write(root: Path) -> None:
+    for arch, accs in PARENTS.items():
+        for k, acc in zip(FOLDS, accs):
+            m = {"task": "single-label", "accuracy": acc, "params": 46_118, "macs": 57_866_600,
+                 "size_bytes": 184_000, "dataset": "fsdd", "split": f"fold:{k}/6", "fold": k,
+                 "folds": 6}
+            parent = _run(root, f"{arch}-fold{k}", m, {"train": {"seed": 0, "epochs": 20}}, arch)
+            if arch != "dcase21net":
+                continue
+            for crit, paccs in PRUNED.items():
+                pm = {**m, "accuracy": paccs[k - 1], "params": 23_726, "macs": 16_267_560,
+                      "parent": {"run": str(parent.resolve()), "accuracy": acc, "params": 46_118,
+                                 "macs": 57_866_600},
+                      "pruning": {"criterion": crit, "options": {}, "plan": {"requested": {
+                          "ratios": {"C1": 0.5, "C2": 0.5}}}, "schedule": {"rounds": 1}}}
+                _run(root, f"{arch}-fold{k}-{crit}", pm, {"train": {"seed": 0, "epochs": 10}}, arch)
+
+
+def test_methods_are_aggregated_over_folds_with_paired_differences(tmp_path: Path) -> None:
+    _write(tmp_path / "runs")
+    report = write_report([tmp_path / "runs"], tmp_path / "report")
+    by_label = {s.label: s for s in report.summaries}
+    wdc = by_label["dcase21net e20 / wdc @ C1=50%, C2=50% ft10"]
+    assert sorted(wdc.values) == ["fold1-s0", "fold2-s0", "fold3-s0", "fold4-s0"]
+    assert wdc.interval == mean_ci(PRUNED["wdc"])
+    assert wdc.protocol == "fold:*/6" and protocol_of("fold:3/6") == "fold:*/6"
+    units = [f"fold{k}-s0" for k in FOLDS]
+    expect = paired_difference(dict(zip(units, PRUNED["wdc"])),
+                               dict(zip(units, PARENTS["dcase21net"])))
+    assert wdc.baseline == "parent" and wdc.difference == expect
+    assert wdc.difference.interval.mean == pytest.approx(np.mean(
+        np.subtract(PRUNED["wdc"], PARENTS["dcase21net"])))
+    assert "dcase21net e20" in by_label and "qdcase21net e20" in by_label
+    assert by_label["dcase21net e20"].difference is None  # unpruned: no parent to compare with
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Over folds and seeds" in md
+    l1 = by_label["dcase21net e20 / l1 @ C1=50%, C2=50% ft10"]
+    assert l1.difference.significant  # l1 loses on every fold: -1, -6, -4, -5 points
+    assert "-4.0 [" in md and "] vs parent *" in md
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "report" / "summary.csv").read_text())))
+    row = next(r for r in rows if r["criterion"] == "l1")
+    assert float(row["diff_mean"]) == pytest.approx(-0.04) and row["significant"] == "True"
+    assert row["values"] == "fold1-s0=0.69 fold2-s0=0.6 fold3-s0=0.77 fold4-s0=0.7"
+    assert any(p.name == "accuracy_vs_macs_mean_ci.png" for p in report.plots)
+
+
+def test_baselines_a_criterion_and_a_model(tmp_path: Path) -> None:
+    _write(tmp_path / "runs")
+    report = write_report([tmp_path / "runs"], tmp_path / "r1", baseline="l1", ci="t")
+    wdc = next(s for s in report.summaries if s.criterion == "wdc")
+    assert wdc.baseline == "l1"
+    diffs = np.subtract(PRUNED["wdc"], PRUNED["l1"])  # +3, +4, +3, +4 points
+    assert wdc.difference.interval.mean == pytest.approx(diffs.mean())
+    assert wdc.difference.interval.method == "t" and wdc.difference.significant
+    report = write_report([tmp_path / "runs"], tmp_path / "r2", baseline="dcase21net")
+    q = next(s for s in report.summaries if s.model == "qdcase21net e20")
+    assert q.baseline == "dcase21net"
+    assert q.difference.interval.mean == pytest.approx(
+        np.mean(np.subtract(PARENTS["qdcase21net"], PARENTS["dcase21net"])))
+
+
+def test_report_command_prints_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _write(tmp_path / "runs")
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r"), "--ci", "t"]) == 0
+    out = capsys.readouterr().out
+    assert "over folds and seeds" in out and "summary:" in out

@@ -7,24 +7,37 @@ saturate) is pruned to MAC budgets (default 50 %, 30 %, 15 % of the parent) by
   ours   wdc, betweenness, betweenness-index (ties in index order), similarity,
          similarity-nystrom, opnorm, l1, fpgm, random:
          `audioprune.pruning.run.prune_model` with `PlanSpec(target_macs=...)` (the smallest uniform
-         ratio over every prunable layer, the classifier excepted, that meets the budget);
-  peer   Torch-Pruning's GroupMagnitudeImportance, FPGMImportance, LAMPImportance,
-         RandomImportance and TaylorImportance through its own `BasePruner` (same layers, the
-         classifier ignored), whose `pruning_ratio` is searched by bisection for the smallest
-         ratio whose model meets the same budget. The MACs of what it produced are counted with
-         OUR counter (FlopCounterMode) and the achieved ratio is recorded. LAMP runs with
-         `global_pruning=True`, the way it is meant to be used: with per-layer (local) ranking
-         LAMP's score is monotone in the weight magnitude and ranks exactly as magnitude does.
-         Taylor's gradients come from 8 seeded training batches (our `taylor` calibration).
+         ratio over every prunable layer, the classifier excepted, that meets the budget, then
+         filters given back while the budget holds);
+  peer   Torch-Pruning's GroupMagnitudeImportance, FPGMImportance, RandomImportance and
+         TaylorImportance choosing the filters of the SAME per-layer counts (see prune_peer),
+         and LAMPImportance through Torch-Pruning's own `BasePruner` with global_pruning=True
+         (the way it is meant to be used: with per-layer ranking LAMP's score is monotone in the
+         weight magnitude and ranks exactly as magnitude does), its `pruning_ratio` searched by
+         bisection for the smallest ratio whose model meets the budget. MACs are counted with
+         OUR counter (FlopCounterMode) and the achieved ratio is recorded. Taylor's gradients
+         come from 8 seeded training batches (our `taylor` calibration).
 
 then fine-tuned with the same budget for every method (`audioprune.train.fit.fit` on the parent's
 data, the parent's training settings with lr / 10, --finetune-epochs epochs, best validation
 epoch kept) and evaluated on the test split before and after fine-tuning.
 
-Seeds: seed s uses parent `dcase21net-speaker-nicolas-e20-s{s}` (from runs/fsdd-study when it
-exists there, else runs/bench-criteria/, trained there with `audioprune train` when missing), and
-s seeds fine-tuning, the random criteria and Taylor's calibration batches. `--parent RUN` uses one
-given parent for every seed instead.
+Units: without --folds, seed s uses parent `dcase21net-speaker-nicolas-e20-s{s}` (from
+runs/fsdd-study when it exists there, else runs/bench-criteria/, trained there with `audioprune
+train` when missing), and s seeds fine-tuning, the random criteria and Taylor's calibration
+batches. With `--folds all` (or fold numbers) the protocol is FSDD leave-one-speaker-out: each
+(fold, seed) unit has its own parent `dcase21net-fold{k}-e20-s{s}` trained on fold k (speaker k
+held out for testing, the next speaker for validation). `--parent RUN` uses one given parent for
+every seed instead.
+
+Equal budgets. Our plans give filters back while the budget holds (PlanSpec.fill), the peers'
+pruning_ratio is bisected; a cell whose MACs end more than 2% below its budget (relative:
+< 0.98 x budget) is recorded as missed and left out of every mean and comparison. Statistics
+(summary, BENCHMARKS.md): per method and budget the mean over units with a 95% interval, the
+paired difference to the unpruned parent (the drop) and to --baseline (default tp-magnitude,
+Torch-Pruning's best importance at heavy budgets) with its interval and Wilcoxon / sign-test
+p-values (audioprune.report.stats). `--redo METHOD` drops that method's saved results and
+measures them again.
 
 Resumable: every finished (parent, method, budget, seed, fine-tuning epochs) is saved at once in
 the results JSON and skipped when the script runs again. `--max-minutes` stops starting new ones.
@@ -33,6 +46,7 @@ merges what the other call saved meanwhile, under a lock file beside the JSON.
 
     .venv/bin/python bench/bench_criteria.py --quick    # 1 seed, 30 % budget, 2 epochs, 5 methods
     .venv/bin/python bench/bench_criteria.py            # 3 seeds x 3 budgets x 14 methods, 5 epochs
+    .venv/bin/python bench/bench_criteria.py --folds all --seeds 0 --out bench/results/criteria_fsdd_loso.json
     .venv/bin/python bench/bench_criteria.py --plot-only
 Results: bench/results/criteria_fsdd.json + criteria_fsdd.png (--quick: bench/results/quick/).
 """
@@ -64,8 +78,10 @@ from audioprune.pruning.calibration import (DEFAULT_BATCHES, accumulate_gradient
                                           calibration_batches, clear_gradients)
 from audioprune.pruning.plan import PlanSpec
 from audioprune.pruning.pruner import default_loss as calibration_loss
-from audioprune.pruning.run import (PruneConfig, finetune_config,
+from audioprune.pruning.criteria import select_prune
+from audioprune.pruning.run import (PruneConfig, finetune_config, model_pruner,
                                   parent_data_spec, prune_model)
+from audioprune.report.stats import mean_ci, paired_difference
 from audioprune.train.experiment import DataBundle, DataSpec, prepare_data
 from audioprune.train.fit import TrainConfig, evaluate, fit
 from audioprune.train.run_dir import MODEL_WEIGHTS, load_model
@@ -89,6 +105,8 @@ METHODS = OURS + tuple(PEERS)
 QUICK_METHODS = ("wdc", "l1", "random", "tp-magnitude", "tp-taylor")
 NYSTROM_LANDMARKS = 8  # the default 32 would make Nystrom exact on layers of <= 32 filters
 SPLIT = "speaker:nicolas"
+FSDD_FOLDS = 6  # leave-one-speaker-out
+BUDGET_TOLERANCE = 0.02  # a cell more than 2% (relative) below its budget is "missed"
 log = logging.getLogger("bench_criteria")
 
 
@@ -124,16 +142,23 @@ def save_shared(out: Path, data: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------ parents
 
 
-def parent_name(model: str, width: float, epochs: int, seed: int) -> str:
+def parent_name(model: str, width: float, epochs: int, seed: int, fold: int | None = None) -> str:
     w = "" if width == 1.0 else f"-w{width:g}"
-    return f"{model}{w}-{SPLIT.replace(':', '-')}-e{epochs}-s{seed}"
+    where = f"fold{fold}" if fold is not None else SPLIT.replace(":", "-")
+    return f"{model}{w}-{where}-e{epochs}-s{seed}"
 
 
-def find_or_train_parent(args: argparse.Namespace, seed: int, out: Path | None = None) -> Path:
+def unit_label(seed: int, fold: int | None) -> str:
+    """How results name a unit: "fold3-s0" with folds, "0" (the seed) without (as before)."""
+    return f"fold{fold}-s{seed}" if fold is not None else str(seed)
+
+
+def find_or_train_parent(args: argparse.Namespace, seed: int, out: Path | None = None,
+                         fold: int | None = None) -> Path:
     """The study's parent when it exists, else ours under runs/bench-criteria (trained now with
     the real `audioprune train` command when missing); with `out`, that run (trained there when
     missing: a results file's parent whose run directory is gone)."""
-    name = parent_name(args.model, args.width, args.train_epochs, seed)
+    name = parent_name(args.model, args.width, args.train_epochs, seed, fold)
     if out is None:
         for root in (benchlib.ROOT / "runs" / "fsdd-study", args.workdir):
             if (root / name / "metrics.json").is_file():
@@ -142,7 +167,9 @@ def find_or_train_parent(args: argparse.Namespace, seed: int, out: Path | None =
     elif (out / "metrics.json").is_file():
         return out
     cmd = [sys.executable, "-m", "audioprune", "train", "--model", args.model, "--dataset", "fsdd",
-           "--data-root", str(args.data_root), "--split", SPLIT, "--epochs", str(args.train_epochs),
+           "--data-root", str(args.data_root),
+           *(["--fold", str(fold)] if fold is not None else ["--split", SPLIT]),
+           "--epochs", str(args.train_epochs),
            "--seed", str(seed), "--out", str(out), "--no-progress", "--device", args.device]
     if args.width != 1.0:
         cmd += ["--width", str(args.width)]
@@ -162,17 +189,19 @@ def run_id(path: Path) -> str:
         return str(path)
 
 
-def parent_for(args: argparse.Namespace, seed: int, pinned: dict[str, str]) -> Path:
-    """--parent, else the parent this results file already used for `seed` (so a parent that
+def parent_for(args: argparse.Namespace, seed: int, pinned: dict[str, str],
+               fold: int | None = None) -> Path:
+    """--parent, else the parent this results file already used for the unit (so a parent that
     appears in runs/fsdd-study later does not mix into finished results), else a new one."""
+    unit = unit_label(seed, fold)
     if args.parent is not None:
-        pinned[str(seed)] = run_id(args.parent)  # so that later calls without --parent find it
+        pinned[unit] = run_id(args.parent)  # so that later calls without --parent find it
         return args.parent
-    saved = pinned.get(str(seed))
+    saved = pinned.get(unit)
     if saved:  # retrained in place when gone (training is deterministic; run_all checks it)
-        return find_or_train_parent(args, seed, benchlib.ROOT / saved)
-    path = find_or_train_parent(args, seed)
-    pinned[str(seed)] = run_id(path)
+        return find_or_train_parent(args, seed, benchlib.ROOT / saved, fold)
+    path = find_or_train_parent(args, seed, fold=fold)
+    pinned[unit] = run_id(path)
     return path
 
 
@@ -216,13 +245,33 @@ def tp_prune_at(model: AudioClassifier, method: str, ratio: float, seed: int) ->
 
 def prune_peer(model: AudioClassifier, method: str, target: int, seed: int,
                bundle: DataBundle, batch_size: int) -> tuple[AudioClassifier, dict[str, Any]]:
-    """The smallest Torch-Pruning pruning_ratio whose model (MACs counted by our counter) meets
-    `target`: a scan in steps of 0.05, then bisection between the last ratio that missed the
-    budget and the first that met it. (The MACs are not monotone in the ratio near 1: the pruner
-    skips a layer whose every channel would go, so a plain bisection on [0, 1) can fail.)"""
+    """A Torch-Pruning importance at `target` MACs.
+
+    Local importances (magnitude, FPGM, random, Taylor) prune exactly as many filters of each
+    layer as our criteria do at this budget (the same plan: uniform ratio, then filters given
+    back while the budget holds), Torch-Pruning's importance choosing WHICH filters (scored on
+    our dependency graph, Torch-Pruning's groups, its sign convention): so every local method
+    lands at the same MACs and only the criterion differs. (Torch-Pruning's own BasePruner prunes
+    a uniform ratio per layer and cannot give filters back: at 15% of dcase21net's MACs it lands
+    at 11.0%, where our plans now land at the budget.) LAMP ranks globally - that is its point -
+    so it runs through Torch-Pruning's BasePruner with global_pruning and its pruning_ratio
+    bisected; where that cannot reach the budget within 2% the cell is recorded as missed."""
     if method == "tp-taylor":
         batches = calibration_batches(bundle.train, DEFAULT_BATCHES, batch_size, seed)
         accumulate_gradients(model, batches, calibration_loss)
+    factory, global_pruning = PEERS[method]
+    if not global_pruning:
+        try:
+            pruner = model_pruner(model, PruneConfig("l1", PlanSpec(target_macs=target)))
+            plan = pruner.plan(PlanSpec(target_macs=target))
+            names = [n for n, c in plan.counts.items() if c]
+            torch.manual_seed(seed)  # RandomImportance draws from torch's generator
+            scores = pruner.graph.scores(factory(), names)
+            pruner.graph.prune({n: select_prune(scores[n], plan.counts[n]).tolist() for n in names})
+        finally:
+            clear_gradients(model.parameters())
+        return model, {"plan": "same per-layer counts as ours", "counts": plan.counts,
+                       "level": plan.level, "global_pruning": False}
     cache: dict[float, tuple[AudioClassifier, int]] = {}
 
     def at(ratio: float) -> tuple[AudioClassifier, int]:
@@ -258,7 +307,8 @@ def accuracy(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig) -> fl
 
 
 def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, seed: int,
-               epochs: int, parent_macs: int, scratch: Path, device: str = "cpu") -> dict[str, Any]:
+               epochs: int, parent_macs: int, scratch: Path, device: str = "cpu",
+               fold: int | None = None) -> dict[str, Any]:
     """Prune the parent with `method` to `budget` of its MACs (on the CPU), fine-tune and
     evaluate on `device`."""
     model, info = load_model(parent)
@@ -283,8 +333,10 @@ def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, see
     shutil.rmtree(work, ignore_errors=True)
     return {"parent": run_id(parent), "arch": info["arch"], "method": method,
             "family": "torch-pruning" if method in PEERS else "audioprune", "budget": budget,
-            "seed": seed, "finetune_epochs": epochs, "finetune_lr": cfg.lr,
+            "seed": seed, **({"fold": fold} if fold is not None else {}),
+            "finetune_epochs": epochs, "finetune_lr": cfg.lr,
             "target_macs": target, "macs": macs, "macs_ratio": round(macs / parent_macs, 4),
+            "missed_budget": macs < (1 - BUDGET_TOLERANCE) * target,
             "params": params, "widths": model.layer_widths(), "how": how,
             "accuracy_before": before, "accuracy_after": after,
             "best_val_accuracy": (summary["best_val"] or {}).get("accuracy"),
@@ -295,40 +347,83 @@ def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, see
 # ------------------------------------------------------------------------------ summary + plot
 
 
-def summarise(runs: dict[str, dict[str, Any]], parents: dict[str, Any]) -> list[dict[str, Any]]:
-    """Mean and spread over seeds per (method, budget)."""
+def unit_of(rec: dict[str, Any]) -> str:
+    return unit_label(rec["seed"], rec.get("fold"))
+
+
+def _missed(rec: dict[str, Any]) -> bool:
+    """A cell more than BUDGET_TOLERANCE below its budget (older records: from their MACs)."""
+    if "missed_budget" in rec:
+        return bool(rec["missed_budget"])
+    return rec["macs"] < (1 - BUDGET_TOLERANCE) * rec["target_macs"]
+
+
+def summarise(runs: dict[str, dict[str, Any]], parents: dict[str, Any],
+              baseline: str = "tp-magnitude", ci: str = "bootstrap") -> list[dict[str, Any]]:
+    """Per (method, budget): mean and 95% interval over the units whose MACs met the budget, the
+    paired difference to the parent (the drop) and to `baseline` on the same units."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for rec in runs.values():
         groups.setdefault((rec["method"], rec["budget"]), []).append(rec)
+    kept = {key: {unit_of(r): r for r in recs if not _missed(r)} for key, recs in groups.items()}
     order = {m: i for i, m in enumerate(METHODS)}
     rows = []
     for (method, budget), recs in sorted(groups.items(), key=lambda kv: (-kv[0][1], order.get(kv[0][0], 99))):
-        def stat(key: str) -> tuple[float, float | None]:
-            vals = [r[key] for r in recs]
-            return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
-        after, after_sd = stat("accuracy_after")
-        before, before_sd = stat("accuracy_before")
-        parent_acc = statistics.mean(parents[r["parent"]]["accuracy"] for r in recs)
-        rows.append({"method": method, "family": recs[0]["family"], "budget": budget,
-                     "seeds": sorted(r["seed"] for r in recs), "n": len(recs),
-                     "macs_ratio": statistics.mean(r["macs_ratio"] for r in recs),
-                     "params": statistics.mean(r["params"] for r in recs),
-                     "accuracy_before": before, "accuracy_before_sd": before_sd,
-                     "accuracy_after": after, "accuracy_after_sd": after_sd,
-                     "parent_accuracy": parent_acc,
-                     "finetune_s": statistics.mean(r["finetune_s"] for r in recs)})
+        ok = kept[(method, budget)]
+        after = {u: r["accuracy_after"] for u, r in ok.items()}
+        before = {u: r["accuracy_before"] for u, r in ok.items()}
+        parent_acc = {u: parents[r["parent"]]["accuracy"] for u, r in ok.items()}
+        iv, iv_before = mean_ci(list(after.values()), method=ci), mean_ci(list(before.values()), method=ci)
+        drop = paired_difference(after, parent_acc, method=ci)
+        base = kept.get((baseline, budget), {})
+        vs = (paired_difference(after, {u: r["accuracy_after"] for u, r in base.items()}, method=ci)
+              if method != baseline and base else None)
+        rows.append({
+            "method": method, "family": recs[0]["family"], "budget": budget,
+            "units": sorted(ok), "n": len(ok), "missed": sorted(unit_of(r) for r in recs if _missed(r)),
+            "macs_ratio": statistics.mean(r["macs_ratio"] for r in recs),
+            "macs_ratio_min": min(r["macs_ratio"] for r in recs),
+            "params": statistics.mean(r["params"] for r in recs),
+            "accuracy_after": iv.mean, "accuracy_after_ci": [iv.low, iv.high],
+            "accuracy_after_sd": statistics.stdev(after.values()) if len(after) > 1 else None,
+            "accuracy_before": iv_before.mean, "accuracy_before_ci": [iv_before.low, iv_before.high],
+            "accuracy_before_sd": statistics.stdev(before.values()) if len(before) > 1 else None,
+            "parent_accuracy": statistics.mean(parent_acc.values()) if parent_acc else None,
+            "vs_parent": _diff(drop), "baseline": baseline if vs is not None else None,
+            "vs_baseline": _diff(vs) if vs is not None else None, "ci": ci,
+            "finetune_s": statistics.mean(r["finetune_s"] for r in recs),
+            "prune_s": statistics.mean(r["prune_s"] for r in recs)})
     return rows
 
 
+def _diff(d: Any) -> dict[str, Any]:
+    iv = d.interval
+    return {"mean": iv.mean, "ci": [iv.low, iv.high], "n": iv.n, "wilcoxon_p": d.wilcoxon_p,
+            "sign_p": d.sign_p, "significant": d.significant}
+
+
+def _pct_ci(mean: float, ci: list[float] | None, signed: bool = False) -> str:
+    f = "+.1f" if signed else ".1f"
+    if ci is None or ci[0] == ci[1]:
+        return format(100 * mean, f)
+    return f"{100 * mean:{f}} [{100 * ci[0]:{f}}, {100 * ci[1]:{f}}]"
+
+
 def print_summary(rows: list[dict[str, Any]]) -> None:
-    def pm(mean: float, sd: float | None) -> str:
-        return f"{100 * mean:.1f}" + (f" ± {100 * sd:.1f}" if sd is not None else "")
-    headers = ["budget", "method", "MACs ratio", "params", "acc. before FT %", "acc. after FT %",
-               "seeds"]
-    body = [[f"{r['budget']:.0%}", r["method"], f"{r['macs_ratio']:.3f}", f"{r['params']:,.0f}",
-             pm(r["accuracy_before"], r["accuracy_before_sd"]),
-             pm(r["accuracy_after"], r["accuracy_after_sd"]), ",".join(map(str, r["seeds"]))]
-            for r in rows]
+    def diff(d: dict[str, Any] | None) -> str:
+        if not d or not d["n"]:
+            return "-"
+        return _pct_ci(d["mean"], d["ci"], True) + (" *" if d["significant"] else "")
+
+    headers = ["budget", "method", "MACs ratio", "units", "acc. after FT % [95% CI]",
+               "vs parent (points)", f"vs {rows[0].get('baseline') or 'baseline'} (points)",
+               "Wilcoxon p"]
+    body = [[f"{r['budget']:.0%}", r["method"], f"{r['macs_ratio']:.3f}",
+             f"{r['n']}" + (f" ({len(r['missed'])} missed)" if r["missed"] else ""),
+             _pct_ci(r["accuracy_after"], r["accuracy_after_ci"]), diff(r["vs_parent"]),
+             diff(r["vs_baseline"]),
+             f"{r['vs_baseline']['wilcoxon_p']:.3f}" if r["vs_baseline"] and
+             r["vs_baseline"]["wilcoxon_p"] is not None else "-"] for r in rows]
     print(benchlib.table(headers, body))
 
 
@@ -349,8 +444,10 @@ def plot(rows: list[dict[str, Any]], parents: dict[str, Any], path: Path, title:
         for m in methods:
             pts = sorted((r for r in rows if r["method"] == m), key=lambda r: r["macs_ratio"])
             ours = m in OURS
+            ci = [r.get(key + "_ci") or [r[key], r[key]] for r in pts]
             ax.errorbar([100 * r["macs_ratio"] for r in pts], [100 * r[key] for r in pts],
-                        yerr=[100 * (r[key + "_sd"] or 0.0) for r in pts], label=m,
+                        yerr=[[100 * (r[key] - c[0]) for r, c in zip(pts, ci)],
+                              [100 * (c[1] - r[key]) for r, c in zip(pts, ci)]], label=m,
                         color=colours[m], linestyle="-" if ours else "--",
                         marker="o" if ours else "s", capsize=3, linewidth=1.4)
         if parent_acc is not None:
@@ -379,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", type=float, nargs="+", default=None,
                         help="MAC budgets as fractions of the parent (default 0.5 0.3 0.15)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2")
+    parser.add_argument("--folds", nargs="+", default=None, metavar="all|K",
+                        help="FSDD leave-one-speaker-out folds (all = 1..6): one parent per "
+                        "(fold, seed) unit")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="default 5, 2 with --quick")
     parser.add_argument("--model", default="dcase21net")
     parser.add_argument("--device", default="cpu", help="fine-tuning (and parent training) "
@@ -391,12 +491,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="results JSON (the PNG goes beside it)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="start no new configuration after this many minutes")
+    parser.add_argument("--baseline", default="tp-magnitude", choices=METHODS,
+                        help="the method every other is compared with, unit by unit")
+    parser.add_argument("--ci", choices=["bootstrap", "t"], default="bootstrap")
+    parser.add_argument("--redo", nargs="+", choices=METHODS, default=[],
+                        help="drop these methods' saved results (of the units and budgets asked "
+                        "for) and measure them again")
     parser.add_argument("--plot-only", action="store_true", help="summary and plot from the JSON")
     args = parser.parse_args(argv)
     quick = args.quick
     methods = args.methods or (QUICK_METHODS if quick else METHODS)
     budgets = args.budgets or ([0.3] if quick else [0.5, 0.3, 0.15])
     seeds = args.seeds or ([0] if quick else [0, 1, 2])
+    folds: list[int | None] = [None]
+    if args.folds:
+        folds = (list(range(1, FSDD_FOLDS + 1)) if args.folds == ["all"]
+                 else sorted({int(k) for k in args.folds}))
+        if any(not 1 <= k <= FSDD_FOLDS for k in folds):  # type: ignore[operator]
+            parser.error(f"--folds: FSDD has folds 1..{FSDD_FOLDS}")
+    units = [(seed, fold) for fold in folds for seed in seeds]
+    split = f"fold:*/{FSDD_FOLDS}" if args.folds else SPLIT
     epochs = args.finetune_epochs if args.finetune_epochs is not None else (2 if quick else 5)
     out = args.out or (benchlib.QUICK_RESULTS if quick else benchlib.RESULTS) / "criteria_fsdd.json"
     png = out.with_suffix(".png")
@@ -405,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     data = read_json(out) if out.is_file() else {"runs": {}, "parents": {}, "seed_parents": {}}
     runs, parents = data["runs"], data["parents"]
     start = time.perf_counter()
+    if args.redo and not args.plot_only:
+        drop_for_redo(args, data, out, units, budgets, epochs)
     if not args.plot_only:
         if not benchlib.fsdd_available(args.data_root):
             print(f"FSDD not found at {args.data_root} (expected {args.data_root}/recordings); "
@@ -412,54 +528,78 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         meta = {**benchlib.machine(), "threads": torch.get_num_threads(), "quick": quick,
                 "methods": list(methods), "budgets": budgets, "seeds": seeds,
-                "finetune_epochs": epochs, "split": SPLIT}
-        stopped = run_all(args, methods, budgets, seeds, epochs, data, out, start)
+                "folds": [f for f in folds if f is not None], "finetune_epochs": epochs,
+                "split": split, "redo": args.redo}
+        stopped = run_all(args, methods, budgets, units, epochs, data, out, start)
         meta.update(load_average_1min_at_end=benchlib.load_average(),
                     wall_seconds_this_call=round(time.perf_counter() - start, 1),
                     stopped_early=stopped)
         data.setdefault("calls", []).append(meta)
         save_shared(out, data)  # takes in what a call running beside this one saved
     pinned = data.get("seed_parents", {})
-    used = {pinned[str(s)] for s in seeds if str(s) in pinned}
+    used = {pinned[unit_label(s, f)] for s, f in units if unit_label(s, f) in pinned}
     used |= {run_id(args.parent)} if args.parent else set()
     mine = {k: r for k, r in runs.items() if r["finetune_epochs"] == epochs and r["parent"] in used
             and r["method"] in methods and r["budget"] in budgets and r["seed"] in seeds}
-    rows = summarise(mine, parents)
+    rows = summarise(mine, parents, args.baseline, args.ci)
     used_parents = {k: parents[k] for k in sorted(used) if k in parents}
     data["summary"] = rows
+    data["summary_setup"] = {"split": split, "baseline": args.baseline, "ci": args.ci,
+                             "budget_tolerance": BUDGET_TOLERANCE, "finetune_epochs": epochs,
+                             "units": [unit_label(s, f) for s, f in units]}
     save_shared(out, data)
     if rows:
-        print(f"\n{args.model} on FSDD [{SPLIT}], {epochs} fine-tuning epochs; parents: "
-              + ", ".join(f"{n} {100 * p['accuracy']:.1f}%" for n, p in used_parents.items()))
+        accs = [p["accuracy"] for p in used_parents.values()]
+        parent_iv = mean_ci(accs, method=args.ci)
+        print(f"\n{args.model} on FSDD [{split}], {epochs} fine-tuning epochs; parents over "
+              f"{len(accs)} units: {100 * parent_iv.mean:.1f}% "
+              f"[{100 * parent_iv.low:.1f}, {100 * parent_iv.high:.1f}]")
         print_summary(rows)
-        plot(rows, used_parents, png, f"{args.model}, FSDD [{SPLIT}]: test accuracy vs MACs at equal "
+        plot(rows, used_parents, png, f"{args.model}, FSDD [{split}]: test accuracy vs MACs at equal "
              f"budgets, fine-tuning {epochs} epochs (lr/10)\nsolid: audioprune criteria, dashed: "
-             f"Torch-Pruning importances via its BasePruner; mean ± sd over seeds "
-             f"{','.join(map(str, sorted(seeds)))}")
+             f"Torch-Pruning importances via its BasePruner; mean and 95% interval over "
+             f"{len(units)} units")
         print(f"\nsaved {out} and {png}")
     return 0
 
 
+def drop_for_redo(args: argparse.Namespace, data: dict[str, Any], out: Path,
+                  units: list[tuple[int, int | None]], budgets: list[float], epochs: int) -> None:
+    """Remove the saved results that --redo names (so run_all measures them again)."""
+    pinned = data.get("seed_parents", {})
+    parents = {pinned.get(unit_label(s, f)) for s, f in units}
+    with _locked(out):
+        disk = read_json(out) if out.is_file() else data
+        gone = [k for k, r in disk["runs"].items() if r["method"] in args.redo
+                and r["budget"] in budgets and r["finetune_epochs"] == epochs
+                and r["parent"] in parents]
+        for k in gone:
+            disk["runs"].pop(k)
+        benchlib.save(out, disk)
+    data["runs"] = disk["runs"]
+    print(f"--redo: dropped {len(gone)} saved result(s) of {', '.join(args.redo)}", flush=True)
+
+
 def run_all(args: argparse.Namespace, methods: tuple[str, ...] | list[str], budgets: list[float],
-            seeds: list[int], epochs: int, data: dict[str, Any], out: Path, start: float) -> bool:
-    """Every missing (seed, budget, method); True when --max-minutes stopped it early."""
+            units: list[tuple[int, int | None]], epochs: int, data: dict[str, Any], out: Path,
+            start: float) -> bool:
+    """Every missing (unit, budget, method); True when --max-minutes stopped it early."""
     runs, parents = data["runs"], data["parents"]
-    todo = [(s, b, m) for s in seeds for b in budgets for m in methods]
+    todo = len(units) * len(budgets) * len(methods)
     done = 0
+
     def out_of_time() -> bool:
         minutes = (time.perf_counter() - start) / 60
         if args.max_minutes is None or minutes <= args.max_minutes:
             return False
-        left = sum(1 for s, b, m in todo if not any(
-            k.endswith(f"|{m}|{b}|s{s}|ft{epochs}") for k in runs))
-        print(f"--max-minutes {args.max_minutes:g} reached after {minutes:.1f} min; {left} "
-              f"configurations left (run the same command again to continue)", flush=True)
+        print(f"--max-minutes {args.max_minutes:g} reached after {minutes:.1f} min (run the same "
+              f"command again to continue)", flush=True)
         return True
 
-    for seed in seeds:
+    for seed, fold in units:
         if out_of_time():
             return True
-        parent = parent_for(args, seed, data.setdefault("seed_parents", {}))
+        parent = parent_for(args, seed, data.setdefault("seed_parents", {}), fold)
         pid = run_id(parent)
         pending = [(b, m) for b in budgets for m in methods
                    if f"{pid}|{m}|{b}|s{seed}|ft{epochs}" not in runs]
@@ -474,7 +614,7 @@ def run_all(args: argparse.Namespace, methods: tuple[str, ...] | list[str], budg
         acc = accuracy(model, bundle, finetune_config(parent, progress=False))
         if pid not in parents:
             parents[pid] = {"accuracy": acc, "macs": parent_macs, "params": count_params(model),
-                            "widths": model.layer_widths()}
+                            "widths": model.layer_widths(), "unit": unit_label(seed, fold)}
         elif abs(parents[pid]["accuracy"] - acc) > 1e-9 or parents[pid]["macs"] != parent_macs:
             raise UserError(
                 f"parent {pid} now has test accuracy {acc:.4f} and {parent_macs:,} MACs, but "
@@ -490,13 +630,14 @@ def run_all(args: argparse.Namespace, methods: tuple[str, ...] | list[str], budg
                 if out_of_time():
                     return True
                 rec = run_config(parent, bundle, method, budget, seed, epochs, parent_macs,
-                                 args.workdir / "scratch", args.device)
+                                 args.workdir / "scratch", args.device, fold)
                 runs[key] = rec
                 save_shared(out, data)
-                print(f"[{done}/{len(todo)}] s{seed} {budget:.0%} {method:<18} MACs "
-                      f"{rec['macs_ratio']:.3f}  acc {100 * rec['accuracy_before']:.1f} -> "
-                      f"{100 * rec['accuracy_after']:.1f}%  (prune {rec['prune_s']:.1f}s, "
-                      f"fine-tune {rec['finetune_s']:.0f}s)", flush=True)
+                print(f"[{done}/{todo}] {unit_label(seed, fold)} {budget:.0%} {method:<18} MACs "
+                      f"{rec['macs_ratio']:.3f}{' MISSED' if rec['missed_budget'] else ''}  acc "
+                      f"{100 * rec['accuracy_before']:.1f} -> {100 * rec['accuracy_after']:.1f}%  "
+                      f"(prune {rec['prune_s']:.1f}s, fine-tune {rec['finetune_s']:.0f}s)",
+                      flush=True)
     return False
 
 

@@ -14,8 +14,8 @@ import audioprune.pruning.run as run_module
 from audioprune.cli import main
 from audioprune.measure.counting import count_macs, count_params
 from audioprune.pruning.criteria import get_criterion, select_prune
-from audioprune.train.experiment import DataSpec, train_run
-from audioprune.train.fit import TrainConfig
+from audioprune.train.experiment import DataSpec, prepare_data, train_run
+from audioprune.train.fit import TrainConfig, evaluate
 from audioprune.train.run_dir import load_model
 
 
@@ -61,7 +61,12 @@ def test_prune_cli_end_to_end_and_resume(parent: Path, tmp_path: Path,
     assert m["parent"]["train_seconds"] == trained["train_seconds"] > 0  # total compute survives its deletion
     assert m["before_finetune"]["params"] == m["params"]
     assert m["before_finetune"]["macs"] == m["macs"]
-    assert 0.0 <= m["before_finetune"]["accuracy"] <= 1.0
+    # the accuracy before fine-tuning is the pruned, not yet fine-tuned model's (kept in rounds/)
+    pruned_only, _ = load_model(out / "rounds" / "round1", weights_name=run_module.PRUNED_WEIGHTS)
+    bundle = prepare_data(DataSpec(**json.loads((out / "config.json").read_text())["data"]),
+                          progress=False)
+    before = evaluate(pruned_only, bundle.test, TrainConfig(progress=False))["accuracy"]
+    assert m["before_finetune"]["accuracy"] == before != m["accuracy"]
     assert m["reduction"]["macs"] > 0.65 and m["reduction"]["params"] > 0.45
 
     p = m["pruning"]

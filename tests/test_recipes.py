@@ -423,3 +423,25 @@ def test_demo_command_runs_the_builtin_recipe(monkeypatch: pytest.MonkeyPatch, t
     assert out == tmp_path / "d" and recipe.dataset.name == "synthetic"
     assert recipe.dataset.frontend == {"n_mels": 40}
     assert "0 steps run" in capsys.readouterr().out
+
+
+def test_folds_run_every_step_once_per_fold_with_its_own_parent() -> None:
+    from audioprune.pipeline.recipe import parse_recipe
+    from audioprune.pipeline.runner import data_spec, fingerprint, recipe_folds
+    from audioprune.pipeline.steps import plan_steps
+
+    recipe = parse_recipe({"name": "cv", "dataset": "synthetic", "folds": "all",
+                           "models": [{"name": "m", "arch": "dcase21net"}],
+                           "prune": {"criteria": ["wdc"], "ratios": [0.5]}}, "cv.yaml")
+    folds = recipe_folds(recipe)
+    assert folds == [1, 2, 3, 4, 5]
+    steps = plan_steps(recipe, folds)
+    assert [s.run_name for s in steps[:5]] == [f"m-fold{k}" for k in folds]  # parents first
+    prunes = [s for s in steps if s.kind == "prune"]
+    assert [(s.run_name, s.parent, s.fold) for s in prunes[:2]] == [
+        ("m-wdc-r50-fold1", "m-fold1", 1), ("m-wdc-r50-fold2", "m-fold2", 2)]
+    assert data_spec(recipe, 3).options["split"] == "fold:3"
+    assert fingerprint(steps[0], recipe) != fingerprint(steps[1], recipe)  # the fold is part of it
+    assert plan_steps(recipe)[0].run_name == "m"  # without folds: the names as before
+    with pytest.raises(UserError, match="has folds 1..5"):
+        recipe_folds(recipe.model_copy(update={"folds": [6]}))

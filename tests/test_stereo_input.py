@@ -67,15 +67,22 @@ def test_a_mono_file_is_duplicated_to_both_channels(tmp_path: Path) -> None:
 
 
 def test_quaternion_model_trains_on_stereo_tree(tmp_path: Path) -> None:
-    root = _stereo_tree(tmp_path / "data")
+    """The two classes differ only in the channel that carries the tone: the quaternion model on
+    (mid, side, left, right) separates them on every test clip; a model on the mono mix-down,
+    which cannot see the difference, stays at chance."""
+    root = _stereo_tree(tmp_path / "data", per_class=20)
     spec = DataSpec("folder", str(root), frontend=FRONTEND, cache_dir=str(tmp_path / "cache"))
     bundle = prepare_data(spec, progress=False)
     wave, _ = bundle.train[0]
     assert tuple(wave.shape) == (2, SR // 2)
     out = tmp_path / "run"
-    metrics = train_run("qdcase21net", {}, spec, TrainConfig(epochs=1, batch_size=4, progress=False),
-                        out)
-    assert metrics["num_examples"] == len(bundle.test)
+    cfg = TrainConfig(epochs=15, batch_size=4, lr=3e-3, progress=False)
+    metrics = train_run("qdcase21net", {}, spec, cfg, out)
+    assert metrics["num_examples"] == len(bundle.test) == 8
+    assert metrics["accuracy"] == 1.0
+    mono = DataSpec("folder", str(root), frontend={**FRONTEND, "channels": "mono"},
+                    cache_dir=str(tmp_path / "cache"))
+    assert train_run("dcase21net", {"width": 0.5}, mono, cfg, tmp_path / "mono")["accuracy"] <= 0.5
     model, info = load_model(out)
     assert info["frontend"]["channels"] == "stereo"
     features = model.eval().features(wave.unsqueeze(0))

@@ -195,6 +195,7 @@ class Recipe(_Section):
     description: str = ""
     dataset: DatasetSection
     seed: int = Field(0, ge=0)
+    folds: Literal["all"] | list[int] | None = None  # cross-validation: every step once per fold
     device: str = "cpu"
     models: list[ModelSection] = Field(min_length=1)
     prune: list[PruneSection] = Field(default_factory=list)

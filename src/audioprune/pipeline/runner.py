@@ -73,10 +73,25 @@ def with_overrides(recipe: Recipe, dataset: str | None = None, data_root: str | 
     return new
 
 
-def data_spec(recipe: Recipe) -> DataSpec:
+def data_spec(recipe: Recipe, fold: int | None = None) -> DataSpec:
+    """The recipe's data; with `fold`, that cross-validation fold (split fold:K)."""
     d = recipe.dataset
-    return DataSpec(dataset=d.name, data_root=d.root, options=d.options(), frontend=dict(d.frontend),
+    options = d.options()
+    if fold is not None:
+        options = {k: v for k, v in options.items() if k != "test_fold"}
+        options["split"] = f"fold:{fold}"
+    return DataSpec(dataset=d.name, data_root=d.root, options=options, frontend=dict(d.frontend),
                     cache=d.cache, cache_dir=d.cache_dir, strict=d.strict)
+
+
+def recipe_folds(recipe: Recipe) -> list[int] | None:
+    """The folds the recipe runs (`folds: all` resolved against the data), None without."""
+    if recipe.folds is None:
+        return None
+    from audioprune.data.folds import fold_list
+
+    d = recipe.dataset
+    return fold_list(recipe.folds, d.name, d.root, d.options())
 
 
 def _check_data(recipe: Recipe) -> None:
@@ -101,7 +116,7 @@ def train_config(recipe: Recipe, section: TrainSection, progress: bool) -> Train
 
 def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
     """What the step's run depends on (not where the data lives, nor the device)."""
-    data = {"dataset": recipe.dataset.name, "options": recipe.dataset.options(),
+    data = {"dataset": recipe.dataset.name, "options": data_spec(recipe, step.fold).options,
             "frontend": recipe.dataset.frontend, "seed": recipe.seed}
     if step.kind in ("train", "distill"):
         assert step.model is not None
@@ -175,7 +190,7 @@ def run_train(step: Step, recipe: Recipe, run: Path, state: str, progress: bool)
         _clear(run)
     elif resume:
         log.info("continuing %s from its last checkpoint", run)
-    train_run(step.model.architecture, dict(step.model.kwargs), data_spec(recipe),
+    train_run(step.model.architecture, dict(step.model.kwargs), data_spec(recipe, step.fold),
               train_config(recipe, step.model.train, progress), run, resume=resume)
 
 
@@ -199,7 +214,7 @@ def run_prune(step: Step, recipe: Recipe, out: Path, run: Path, state: str, prog
     resume = state == "partial" and (run / CONFIG_JSON).is_file()
     if resume:
         log.info("continuing %s", run)
-    prune_run(parent, run, cfg, train, data_spec(recipe), resume=resume)
+    prune_run(parent, run, cfg, train, data_spec(recipe, step.fold), resume=resume)
 
 
 def run_distill(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
@@ -216,7 +231,7 @@ def run_distill(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
     if state == "partial" and not resume:
         log.info("%s stopped before its first checkpoint: starting it again", run)
         _clear(run)
-    distill_run(teacher, student.architecture, dict(student.kwargs), data_spec(recipe),
+    distill_run(teacher, student.architecture, dict(student.kwargs), data_spec(recipe, step.fold),
                 train_config(recipe, student.train, progress), run, loss=g.loss,
                 temperature=g.temperature, alpha=g.alpha, teacher_mode=g.teacher_mode,
                 resume=resume)
@@ -236,13 +251,15 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
     t0 = time.perf_counter()
     out = Path(out) if out is not None else Path("runs") / recipe.name
     _check_data(recipe)
-    steps = plan_steps(recipe)
+    folds = recipe_folds(recipe)
+    steps = plan_steps(recipe, folds)
     result = PipelineResult(out, [], None)
     profiling = recipe.profile is not None
     total = len(steps) * (2 if profiling else 1) + 1
-    log.info("recipe %s: %d runs (%s) on %s -> %s", recipe.name, len(steps),
+    log.info("recipe %s: %d runs (%s) on %s%s -> %s", recipe.name, len(steps),
              ", ".join(f"{sum(s.kind == k for s in steps)} {k}" for k in ("train", "prune", "distill")
-                       if any(s.kind == k for s in steps)), recipe.dataset.name, out)
+                       if any(s.kind == k for s in steps)), recipe.dataset.name,
+             f", folds {','.join(map(str, folds))}" if folds else "", out)
     for i, step in enumerate(steps, start=1):
         run = out / step.run_name
         want = fingerprint(step, recipe)
@@ -297,8 +314,12 @@ def summary(result: PipelineResult) -> str:
     """What `audioprune run` and `demo` print at the end: the table and where everything is."""
     lines = []
     if result.report is not None:
-        lines += ["", result.report.table.rstrip(), "",
-                  f"report: {result.report.markdown}", f"table:  {result.report.csv}"]
+        lines += ["", result.report.table.rstrip(), ""]
+        if result.report.summary_table:
+            lines += ["over folds and seeds (mean [95% CI]; * = the paired difference's interval "
+                      "excludes 0):", "", result.report.summary_table.rstrip(), "",
+                      f"summary: {result.report.summary_csv}"]
+        lines += [f"report: {result.report.markdown}", f"table:  {result.report.csv}"]
         lines += [f"plot:   {p}" for p in result.report.plots]
     lines.append(f"runs:   {result.out}/  ({len(result.ran)} steps run, {len(result.skipped)} "
                  f"skipped as done before; {result.seconds:.0f} s)")

@@ -26,6 +26,7 @@ class Step:
     group: PruneSection | DistillSection | None = None
     criterion: CriterionSpec | None = None
     plan: dict[str, Any] = field(default_factory=dict)  # PlanSpec fields
+    fold: int | None = None  # cross-validation fold (the recipe's `folds`), None without
 
     def describe(self) -> str:
         if self.kind == "train":
@@ -80,7 +81,25 @@ def group_plans(group: PruneSection) -> list[dict[str, Any]]:
     return plans
 
 
-def plan_steps(recipe: Recipe) -> list[Step]:
+def plan_steps(recipe: Recipe, folds: list[int] | None = None) -> list[Step]:
+    """Every step of `recipe`; with `folds`, every step once per fold (run names end in
+    -fold<K>, a pruned run's parent is the same fold's), parents of all folds first."""
+    if not folds:
+        return _steps(recipe)
+    per_fold = {k: _steps(recipe) for k in folds}
+    out: list[Step] = []
+    for kind in ("train", "prune", "distill"):
+        for k in folds:
+            for step in per_fold[k]:
+                if step.kind == kind:
+                    step.fold = k
+                    step.run_name = f"{step.run_name}-fold{k}"
+                    step.parent = f"{step.parent}-fold{k}" if step.parent else None
+                    out.append(step)
+    return out
+
+
+def _steps(recipe: Recipe) -> list[Step]:
     steps = [Step("train", m.name, f"models[{i}]", model=m) for i, m in enumerate(recipe.models)]
     by_name = {m.name: m for m in recipe.models}
     for g, group in enumerate(recipe.prune):

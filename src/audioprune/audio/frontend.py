@@ -22,6 +22,7 @@ from torch import nn
 
 # Feature stacks -> number of feature channels. "mono" is LogMel; the others are documented and
 # built in audioprune.audio.quaternion_input.
+LOG_MODES = ("offset", "clamp")
 FEATURE_STACKS: dict[str, int] = {"mono": 1, "deltas": 4, "deltas-zero": 4, "spec-deltas": 4,
                                   "stereo": 4}
 
@@ -38,6 +39,10 @@ class FrontEndConfig:
     fmin: float = 50.0
     fmax: float | None = 14000.0  # None = Nyquist
     log_offset: float = 1e-10  # log-mel = 10 * log10(mel_power + log_offset)
+    # "offset": 10 log10(power + log_offset) (smooth, our default); "clamp": 10 log10(max(power,
+    # log_offset)), torchlibrosa's power_to_db(ref=1, amin=log_offset, top_db=None), which PANNs
+    # checkpoints were trained with (audioprune import panns sets it)
+    log_mode: str = "offset"
     clip_seconds: float | None = 10.0  # crop/pad length; None keeps full length (batch size 1)
     # Global standardisation of the log-mel (as AST does): (logmel - mean) / std. Training
     # estimates both from the training split unless given, and model.json records them.
@@ -51,6 +56,8 @@ class FrontEndConfig:
         if self.channels not in FEATURE_STACKS:
             raise ValueError(f"unknown feature stack channels={self.channels!r}; choose one of "
                              f"{', '.join(FEATURE_STACKS)}")
+        if self.log_mode not in LOG_MODES:
+            raise ValueError(f"unknown log_mode={self.log_mode!r}; choose one of {', '.join(LOG_MODES)}")
         _check_numbers(self)
 
     @property
@@ -104,6 +111,14 @@ def _check_numbers(cfg: FrontEndConfig) -> None:
             raise ValueError(f"front-end setting {name} must be a number, got {value!r}")
 
 
+def log_power(power: torch.Tensor, cfg: FrontEndConfig) -> torch.Tensor:
+    """Power -> dB as `cfg.log_mode` says: 10 log10(power + log_offset), or with "clamp"
+    10 log10(max(power, log_offset)) (torchlibrosa's power_to_db, PANNs' front end)."""
+    if cfg.log_mode == "clamp":
+        return 10.0 * torch.log10(torch.clamp(power, min=cfg.log_offset))
+    return 10.0 * torch.log10(power + cfg.log_offset)
+
+
 class LogMel(nn.Module):
     """Waveform (batch, samples) -> log-mel (batch, 1, frames, n_mels)."""
 
@@ -134,5 +149,5 @@ class LogMel(nn.Module):
         return torch.matmul(power.transpose(1, 2), self.mel_basis)  # (B, frames, n_mels)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        logmel = 10.0 * torch.log10(self.mel_power(wave) + self.cfg.log_offset)
+        logmel = log_power(self.mel_power(wave), self.cfg)
         return ((logmel - self.cfg.mean) / self.cfg.std).unsqueeze(1)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audioprune.audio.frontend import FEATURE_STACKS, FrontEndConfig, LogMel
+from audioprune.audio.frontend import FEATURE_STACKS, FrontEndConfig, LogMel, log_power
 
 __all__ = ["DELTA_WIDTH", "QuaternionInput", "build_frontend", "delta", "deltas"]
 
@@ -98,7 +98,7 @@ class QuaternionInput(nn.Module):
         return (logmel - self.cfg.mean) / self.cfg.std
 
     def _log(self, mel_power: Tensor) -> Tensor:
-        return 10.0 * torch.log10(mel_power + self.cfg.log_offset)
+        return log_power(mel_power, self.cfg)
 
     def forward(self, wave: Tensor) -> Tensor:
         if self.stack == "stereo":

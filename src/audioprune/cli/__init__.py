@@ -15,6 +15,7 @@ from audioprune.cli import (
     distill,
     evaluate,
     export,
+    import_cmd,
     models,
     profile,
     prune,
@@ -24,7 +25,8 @@ from audioprune.cli import (
 )
 from audioprune.errors import ArgumentError, UserError
 
-COMMANDS = (train, evaluate, prune, distill, datasets, models, demo, recipe, report, profile, export)
+COMMANDS = (train, evaluate, prune, distill, datasets, models, demo, recipe, report, profile, export,
+            import_cmd)
 
 # Library argument names whose flag is spelled differently (the rest: `data_root` -> --data-root
 # wherever the command has that flag; names without a flag stay as the library spells them).

@@ -17,6 +17,7 @@ from audioprune.cli import (
     export,
     import_cmd,
     models,
+    predict,
     profile,
     prune,
     recipe,
@@ -25,8 +26,8 @@ from audioprune.cli import (
 )
 from audioprune.errors import ArgumentError, UserError
 
-COMMANDS = (train, evaluate, prune, distill, datasets, models, demo, recipe, report, profile, export,
-            import_cmd)
+COMMANDS = (train, evaluate, predict, prune, distill, datasets, models, demo, recipe, report,
+            profile, export, import_cmd)
 
 # Library argument names whose flag is spelled differently (the rest: `data_root` -> --data-root
 # wherever the command has that flag; names without a flag stay as the library spells them).

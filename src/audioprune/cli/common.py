@@ -53,6 +53,9 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--no-cache", action="store_true", help="decode audio on every access")
     g.add_argument("--strict", action="store_true", help="fail on undecodable audio instead of "
                    "skipping it with a warning")
+    g.add_argument("--skip-missing", action="store_true", help="train on the files that are "
+                   "there when the metadata lists missing ones (named in the log and in "
+                   "metrics.json) instead of refusing")
 
 
 def split_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,7 +78,8 @@ def data_spec(args: argparse.Namespace) -> "DataSpec":
         options["split_file"] = str(options["split_file"])
     return DataSpec(dataset=args.dataset, data_root=args.data_root, options=options,
                     frontend=parse_kv(args.frontend, "--frontend"), cache=not args.no_cache,
-                    cache_dir=args.cache_dir, strict=args.strict)
+                    cache_dir=args.cache_dir, strict=args.strict,
+                    skip_missing=getattr(args, "skip_missing", False))
 
 
 def data_spec_from_run(args: argparse.Namespace, run: Path) -> "DataSpec":
@@ -91,6 +95,7 @@ def data_spec_from_run(args: argparse.Namespace, run: Path) -> "DataSpec":
     data.frontend = {**data.frontend, **given.frontend}
     data.cache = data.cache and not args.no_cache
     data.strict = data.strict or args.strict
+    data.skip_missing = data.skip_missing or getattr(args, "skip_missing", False)
     return data
 
 
@@ -121,7 +126,17 @@ def train_config(args: argparse.Namespace) -> "TrainConfig":
                        weight_decay=args.weight_decay, schedule=args.schedule,
                        step_size=args.step_size, patience=args.patience, mixup=args.mixup,
                        seed=args.seed, device=args.device, num_workers=args.workers,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, init=getattr(args, "init", None),
+                       freeze=parse_patterns(getattr(args, "freeze", None)),
+                       body_lr_scale=getattr(args, "body_lr_scale", None) or 1.0)
+
+
+def parse_patterns(text: str | None) -> list[str] | None:
+    """'bn0,block1.*' -> ['bn0', 'block1.*'] (None stays None)."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
 
 
 def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,8 +14,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("datasets", help="list the dataset layouts audioprune reads, or check one",
                        description="`audioprune datasets [-v]` lists the layouts; `audioprune "
                        "datasets check NAME --data-root DIR` decodes every file of a tree and "
-                       "reports files, classes, splits and problems, without training (exit 1 "
-                       "with --strict when problems are found).")
+                       "reports files, classes, splits and every problem, without training (exit 1 "
+                       "when problems are found).")
     p.add_argument("action", nargs="?", choices=["check"], help="check: validate a dataset tree")
     p.add_argument("name", nargs="?", help="the dataset to check (see the list)")
     p.add_argument("-v", "--verbose", action="store_true", help="show each expected tree")
@@ -28,7 +28,8 @@ def register(sub: Any) -> None:
     g.add_argument("--split-file", type=Path)
     g.add_argument("--val-fraction", type=float)
     g.add_argument("--seed", type=int, default=0, help="seed of the validation hold-out")
-    g.add_argument("--strict", action="store_true", help="exit 1 when problems are found")
+    g.add_argument("--strict", action="store_true", help="(kept for old scripts: the exit status "
+                   "is 1 whenever problems are found)")
     g.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_datasets)
 
@@ -59,4 +60,4 @@ def cmd_datasets_check(args: argparse.Namespace) -> int:
     report = check_dataset(args.name, args.data_root, split_options(args), seed=args.seed,
                            progress=not args.no_progress)
     print(report.render())
-    return 1 if args.strict and report.problems else 0
+    return 1 if report.problems else 0

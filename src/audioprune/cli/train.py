@@ -30,6 +30,15 @@ def register(sub: Any) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue a stopped run from its last epoch")
     p.add_argument("--folds", metavar="all|K,K,...", help="cross-validation: one run per fold, "
                    "OUT/fold1, OUT/fold2, ...; finished folds are skipped, a stopped one resumes")
+    t = p.add_argument_group("transfer learning")
+    t.add_argument("--init", metavar="RUN", help="start from the weights of RUN (trained, "
+                   "pruned or imported, e.g. a PANNs checkpoint); its architecture and front end "
+                   "are kept (--frontend clip_seconds=S may change); the classifier is replaced "
+                   "when the class count differs")
+    t.add_argument("--freeze", metavar="LAYERS", help="layers kept fixed: names or patterns, "
+                   "e.g. 'bn0,block1.*,block2.*'")
+    t.add_argument("--body-lr-scale", type=float, metavar="S", help="learning rate of every layer "
+                   "but the classifier = --lr x S (e.g. 0.1 for a pretrained body)")
     add_data_args(p, required=False)
     add_train_args(p)
     p.set_defaults(func=cmd_train)
@@ -43,12 +52,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             metrics = resume_run(Path(args.resume), ctx, **epochs_override(args))
             out = Path(args.resume)
         else:
-            if not args.model or not args.dataset or not args.out:
-                raise UserError("train needs --model, --dataset and --out (or --resume RUN)")
+            if not (args.model or args.init) or not args.dataset or not args.out:
+                raise UserError("train needs --model (or --init RUN), --dataset and --out (or "
+                                "--resume RUN)")
             if args.folds:
                 return _train_folds(args, ctx)
-            metrics = train_run(args.model, model_kwargs(args), data_spec(args), train_config(args),
-                                Path(args.out), ctx=ctx)
+            metrics = train_run(args.model or "", model_kwargs(args), data_spec(args),
+                                train_config(args), Path(args.out), ctx=ctx)
             out = Path(args.out)
         if ctx.is_main:
             print_summary(metrics, out)

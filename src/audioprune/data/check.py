@@ -2,13 +2,16 @@
 
 Resolves the layout (metadata errors surface exactly as in training), decodes every file once at
 its native rate, and reports what training would see: files, classes per split, groups (folds,
-speakers, actors, devices), sample rates, channels, durations, and the problems -- files that
-training would skip (with the reason), identical audio listed twice, empty splits, classes with
-no training clip. Nothing is written; the feature cache is not touched.
+speakers, actors, devices), sample rates, channels, durations, and EVERY problem in one pass --
+files the metadata lists but the disk lacks, audio files on disk the metadata does not list
+(with the closest listed name: a typo?), files training would skip (with the reason), identical
+audio listed twice (worst across train and test), a mix of sample rates, empty splits, classes
+with no training clip. Nothing is written; the feature cache is not touched.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import statistics
 from collections import Counter, defaultdict
@@ -35,6 +38,8 @@ class DatasetReport:
     root: str | None
     clip_seconds: float | None
     undecodable: dict[str, str] = field(default_factory=dict)  # key -> reason
+    missing: list[str] = field(default_factory=list)  # listed, not on disk
+    unlisted: dict[str, str | None] = field(default_factory=dict)  # on disk, not listed -> closest
     duplicates: list[list[str]] = field(default_factory=list)  # keys of identical audio
     sample_rates: Counter = field(default_factory=Counter)
     channels: Counter = field(default_factory=Counter)
@@ -98,9 +103,13 @@ class DatasetReport:
 def check_dataset(name: str, root: str | Path | None, options: dict[str, Any] | None = None,
                   seed: int = 0, progress: bool = True) -> DatasetReport:
     """Resolve dataset `name` under `root` with loader `options` and inspect every file."""
-    index = load_dataset(name, root, seed=seed, **(options or {}))
+    index = load_dataset(name, root, seed=seed, skip_missing=True, **(options or {}))
     report = DatasetReport(index, str(root) if root is not None else None,
-                           get_dataset_info(name).frontend.clip_seconds, notes=list(index.notes))
+                           get_dataset_info(name).frontend.clip_seconds,
+                           notes=[n for n in index.notes if "skip_missing" not in n],
+                           missing=list(index.missing))
+    if root is not None and index.render is None:
+        report.unlisted = _unlisted(index, Path(root))
     by_content: dict[str, list[str]] = defaultdict(list)
     split_of = {c.key: split for split, clips in index.splits.items() for c in clips}
     clips = [c for v in index.splits.values() for c in v]
@@ -125,9 +134,45 @@ def check_dataset(name: str, root: str | Path | None, options: dict[str, Any] | 
     return report
 
 
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".au", ".mp3"}
+
+
+def _unlisted(index: DatasetIndex, root: Path) -> dict[str, str | None]:
+    """Audio files in the folders that hold the listed clips but that the metadata does not list,
+    each with the closest listed name (a typo such as "2-102-A-2 wav" for "2-102-A-2.wav")."""
+    listed = {c.key for v in index.splits.values() for c in v} | set(index.missing)
+    folders = {str(Path(k).parent) for k in listed}
+    names = sorted(listed)
+    missing = sorted(index.missing)  # a file on disk near a missing entry: most likely its typo
+    out: dict[str, str | None] = {}
+    for folder in sorted(folders):
+        where = root / folder
+        if not where.is_dir():
+            continue
+        for path in sorted(where.iterdir()):
+            key = (Path(folder) / path.name).as_posix() if folder != "." else path.name
+            if path.suffix.lower() in AUDIO_SUFFIXES and key not in listed:
+                close = (difflib.get_close_matches(key, missing, n=1, cutoff=0.8)
+                         or difflib.get_close_matches(key, names, n=1, cutoff=0.9))
+                out[key] = close[0] if close else None
+    return out
+
+
 def _judge(report: DatasetReport, split_of: dict[str, str]) -> None:
     """Turn the findings into problem and note lines."""
     ix = report.index
+    for key in report.missing:
+        near = [f for f, c in report.unlisted.items() if c == key]
+        hint = f" ({near[0]} is on disk: a renamed or mistyped entry?)" if near else ""
+        report.problems.append(f"missing: {key} is listed but not on disk{hint}")
+    for key, close in report.unlisted.items():
+        hint = f"; closest listed name: {close}" if close else ""
+        report.problems.append(f"unlisted: {key} is on disk but not in the metadata{hint}")
+    if len(report.sample_rates) > 1:
+        rates = ", ".join(f"{sr} Hz x {n}" for sr, n in sorted(report.sample_rates.items(),
+                                                             key=lambda kv: -kv[1]))
+        report.problems.append(f"sample rates differ: {rates} (all are resampled to the model's "
+                               f"rate; odd ones out may be other recordings or bad conversions)")
     for key, reason in report.undecodable.items():
         report.problems.append(f"undecodable: {reason}")
     for keys in report.duplicates:

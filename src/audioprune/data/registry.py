@@ -61,8 +61,23 @@ def get_dataset_info(name: str) -> DatasetInfo:
 SPLIT_OPTIONS = ("split", "test_fold", "val_fold", "subset", "split_file", "val_fraction")
 
 
-def load_dataset(name: str, root: str | Path | None = None, **options: Any) -> DatasetIndex:
-    """Resolve dataset `name` under `root` with loader `options` (split, test_fold, subset, ...)."""
+def load_dataset(name: str, root: str | Path | None = None, *, skip_missing: bool = False,
+                 **options: Any) -> DatasetIndex:
+    """Resolve dataset `name` under `root` with loader `options` (split, test_fold, subset, ...).
+
+    A file its metadata lists but the disk lacks is an error naming it; with `skip_missing` it is
+    left out and recorded in `index.missing` (and a note) instead."""
+    if skip_missing:
+        from audioprune.data.tables import skipping_missing
+
+        with skipping_missing() as missing:
+            index = load_dataset(name, root, **options)
+        if missing:
+            index.missing = [key for _, _, key in missing]
+            index.notes.append(f"{len(missing)} listed file(s) missing on disk were left out "
+                               f"(skip_missing): {', '.join(index.missing[:5])}"
+                               f"{' ...' if len(missing) > 5 else ''}")
+        return index
     info = get_dataset_info(name)
     if info.needs_root:
         if root is None:

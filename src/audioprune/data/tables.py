@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
@@ -84,10 +85,36 @@ def bad_rows(path: Path, msg: str, lines: list[int], fix: str) -> UserError:
     return UserError(f"{path}: {msg} on line(s) {shown}{more}; {fix}")
 
 
-def check_files(table: Path, clips: list[Clip], lines: list[int]) -> None:
-    """Every clip listed in `table` must exist on disk; the error names the first few rows."""
+# What check_files does with listed files that are missing on disk: raise (the default), or, inside
+# `skipping_missing()` (load_dataset(skip_missing=True)), leave them out and record them.
+_SKIP_MISSING: ContextVar[list[tuple[str, int, str]] | None] = ContextVar("skip_missing", default=None)
+
+
+@contextmanager
+def skipping_missing() -> Iterator[list[tuple[str, int, str]]]:
+    """Within the block, listed files missing on disk are left out instead of refused; the list
+    yielded collects them as (table, line, clip key)."""
+    found: list[tuple[str, int, str]] = []
+    token = _SKIP_MISSING.set(found)
+    try:
+        yield found
+    finally:
+        _SKIP_MISSING.reset(token)
+
+
+def check_files(table: Path, clips: list[Clip], lines: list[int]) -> list[Clip]:
+    """Every clip listed in `table` must exist on disk; the error names the first few rows.
+    Inside `skipping_missing()` the missing ones are recorded and left out instead; returns the
+    clips that exist."""
     missing = [(line, c) for line, c in zip(lines, clips) if c.path is None or not c.path.is_file()]
-    if missing:
-        shown = "; ".join(f"line {line}: {c.key}" for line, c in missing[:5])
-        raise UserError(f"{len(missing)} of {len(clips)} clips listed in {table} are missing on "
-                        f"disk (first: {shown}); download the complete dataset or restore the files")
+    if not missing:
+        return clips
+    skip = _SKIP_MISSING.get()
+    if skip is not None:
+        skip.extend((str(table), line, c.key) for line, c in missing)
+        gone = {c.key for _, c in missing}
+        return [c for c in clips if c.key not in gone]
+    shown = "; ".join(f"line {line}: {c.key}" for line, c in missing[:5])
+    raise UserError(f"{len(missing)} of {len(clips)} clips listed in {table} are missing on "
+                    f"disk (first: {shown}); download the complete dataset or restore the files "
+                    f"(`skip_missing` trains on what is there)")

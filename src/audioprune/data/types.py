@@ -41,6 +41,7 @@ class DatasetIndex:
     render: Callable[[Clip, int], np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)  # e.g. "12 clips listed but missing on disk"
     fold: tuple[int, int] | None = None  # (k, n): fold k of an n-fold cross-validation
+    missing: list[str] = field(default_factory=list)  # listed but missing on disk (skip_missing)
 
     @property
     def num_classes(self) -> int:

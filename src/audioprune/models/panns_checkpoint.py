@@ -1,5 +1,8 @@
 """Read PANNs' released checkpoints (Kong et al. 2020) into audioprune's CNN6 / CNN10 / CNN14.
 
+Widths come from the checkpoint's tensors, so a narrower or pruned model saved in PANNs' format
+imports as well; the layer set and kernel sizes must be the variant's.
+
 PANNs publishes `Cnn14_mAP=0.431.pth`, `Cnn10_mAP=0.380.pth`, `Cnn6_mAP=0.343.pth`,
 `Cnn14_16k_mAP=0.438.pth`, ...: `torch.save` dicts with the state dict under "model". They are
 pickles, so they are read with ``torch.load(..., weights_only=True)`` only - tensors and plain
@@ -182,7 +185,14 @@ def load_panns(path: str | Path, variant: str) -> tuple[AudioClassifier, list[st
         raise UserError(f"{path}: no fc_audioset.weight (the classifier); is it a PANNs "
                         f"{v.arch} checkpoint?")
     num_classes = int(state["fc_out.weight"].shape[0])
-    model = create_model(v.arch, num_classes, frontend=v.frontend)
+    # widths from the checkpoint itself, so a checkpoint of a narrower (or pruned) model in PANNs'
+    # format imports too; kernel sizes and the layer set still have to be PANNs' own
+    widths = {k[: -len(".weight")]: int(t.shape[0]) for k, t in state.items()
+              if re.match(r"^(block\d+\.conv\d|fc1)\.weight$", k)}
+    try:
+        model = create_model(v.arch, num_classes, frontend=v.frontend, widths=widths)
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(f"{path}: its layer widths do not build PANNs' {v.arch} ({exc})") from None
     ours = model.state_dict()
     body = {k: t for k, t in ours.items() if not k.startswith("frontend.")}
     for key, tensor in state.items():

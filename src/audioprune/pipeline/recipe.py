@@ -72,18 +72,31 @@ class TrainSection(_Section):
     patience: int | None = Field(None, ge=0)
     mixup: float | None = Field(None, ge=0)
     eval_batch_size: int | None = Field(None, ge=1)
+    freeze: list[str] | None = None  # transfer learning (with a model's `init`)
+    body_lr_scale: float | None = Field(None, gt=0)
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
 
 
+class PannsInit(_Section):
+    """A PANNs checkpoint to start from: imported once into <out>/<model name>-pretrained."""
+
+    panns: str  # the .pth file
+    model: Literal["cnn6", "cnn10", "cnn14", "cnn14-16k", "cnn14-8k"]
+
+
 class ModelSection(_Section):
-    """A model to train from scratch: `name` names its run directory, `arch` the registry model
-    (default: the name), `kwargs` its arguments (width, dropout, ...)."""
+    """A model to train: `name` names its run directory, `arch` the registry model (default:
+    the name), `kwargs` its arguments (width, dropout, ...); `init` starts it from a run's
+    weights (a run directory) or from a PANNs checkpoint ({panns: FILE, model: cnn14}):
+    transfer learning, as `audioprune train --init` (`train:` then takes freeze and
+    body_lr_scale too)."""
 
     name: str
     arch: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    init: str | PannsInit | None = None
     train: TrainSection = Field(default_factory=TrainSection)
 
     @property

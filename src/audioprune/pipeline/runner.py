@@ -114,6 +114,11 @@ def train_config(recipe: Recipe, section: TrainSection, progress: bool) -> Train
                           "progress": progress})
 
 
+# TrainConfig fields added after recipes were first run: left out at their defaults, so the runs
+# of an older version still match their recipe
+_NEW_AT_DEFAULT = {"init": None, "freeze": None, "body_lr_scale": 1.0}
+
+
 def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
     """What the step's run depends on (not where the data lives, nor the device)."""
     data = {"dataset": recipe.dataset.name, "options": data_spec(recipe, step.fold).options,
@@ -121,9 +126,13 @@ def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
     if step.kind in ("train", "distill"):
         assert step.model is not None
         cfg = {k: v for k, v in train_config(recipe, step.model.train, False).to_dict().items()
-               if k not in _NOT_FINGERPRINTED}
+               if k not in _NOT_FINGERPRINTED and not (k in _NEW_AT_DEFAULT and
+                                                       v == _NEW_AT_DEFAULT[k])}
         out = {"step": step.kind, "arch": step.model.architecture, "kwargs": step.model.kwargs,
                "train": cfg, "data": data}
+        if step.model.init is not None:
+            init = step.model.init
+            out["init"] = init if isinstance(init, str) else init.model_dump()
         if step.kind == "distill":
             g = step.group
             out["distill"] = {"teacher": step.parent, "loss": g.loss, "temperature": g.temperature,  # type: ignore[union-attr]
@@ -180,7 +189,28 @@ def _clear(run: Path, keep: str = STEP_JSON) -> None:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-def run_train(step: Step, recipe: Recipe, run: Path, state: str, progress: bool) -> None:
+def resolve_init(step: Step, out: Path) -> str | None:
+    """The run a model starts from: its `init` run directory, or its PANNs checkpoint imported
+    (once, shared by every fold) into <out>/<model name>-pretrained."""
+    assert step.model is not None
+    init = step.model.init
+    if init is None:
+        return None
+    if isinstance(init, str):
+        if not (Path(init) / METRICS_JSON).is_file():
+            raise UserError(f"{step.where}.init: {init} is not a finished run directory")
+        return init
+    from audioprune.train.imported import import_panns_run
+
+    run = out / f"{step.model.name}-pretrained"
+    if not (run / METRICS_JSON).is_file():
+        log.info("importing %s (PANNs %s) -> %s", init.panns, init.model, run)
+        import_panns_run(init.panns, init.model, run)
+    return str(run)
+
+
+def run_train(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
+              progress: bool) -> None:
     from audioprune.train.experiment import train_run
 
     assert step.model is not None
@@ -190,8 +220,10 @@ def run_train(step: Step, recipe: Recipe, run: Path, state: str, progress: bool)
         _clear(run)
     elif resume:
         log.info("continuing %s from its last checkpoint", run)
-    train_run(step.model.architecture, dict(step.model.kwargs), data_spec(recipe, step.fold),
-              train_config(recipe, step.model.train, progress), run, resume=resume)
+    cfg = train_config(recipe, step.model.train, progress)
+    cfg.init = resolve_init(step, out)
+    train_run("" if cfg.init else step.model.architecture, dict(step.model.kwargs),
+              data_spec(recipe, step.fold), cfg, run, resume=resume)
 
 
 def run_prune(step: Step, recipe: Recipe, out: Path, run: Path, state: str, progress: bool) -> None:
@@ -274,7 +306,7 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
         if state == "new":
             write_json(run / STEP_JSON, want)
         if step.kind == "train":
-            run_train(step, recipe, run, state, progress)
+            run_train(step, recipe, out, run, state, progress)
         elif step.kind == "prune":
             run_prune(step, recipe, out, run, state, progress)
         else:

@@ -38,6 +38,7 @@ from audioprune.train.run_dir import (
     METRICS_JSON,
     MODEL_WEIGHTS,
     load_model,
+    read_model_info,
     read_run_json,
     save_model,
     write_metrics,
@@ -57,6 +58,7 @@ class DataSpec:
     cache: bool = True
     cache_dir: str | None = None
     strict: bool = False
+    skip_missing: bool = False  # listed files missing on disk: left out (and named), not fatal
 
     def frontend_config(self) -> FrontEndConfig:
         """The dataset's front end with the --frontend overrides; a UserError for an unknown
@@ -84,7 +86,10 @@ class DataBundle:
 def prepare_data(spec: DataSpec, seed: int = 0, progress: bool = True) -> DataBundle:
     """Resolve the dataset, decode every clip once into the cache, and wrap the three splits."""
     fe = spec.frontend_config()
-    index = load_dataset(spec.dataset, spec.data_root, seed=seed, **spec.options)
+    index = load_dataset(spec.dataset, spec.data_root, seed=seed, skip_missing=spec.skip_missing,
+                         **spec.options)
+    for key in index.missing:
+        log.warning("left out (missing on disk): %s", key)
     for note in index.notes:
         log.warning("%s: %s", spec.dataset, note)
     clips = [c for part in index.splits.values() for c in part]
@@ -154,6 +159,7 @@ def test_metrics(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig,
                if bundle.index.fold else {}),
             "num_classes": bundle.index.num_classes, "class_names": bundle.index.class_names,
             "data_files": sum(len(v) for v in bundle.index.splits.values()),
+            **({"missing_files": list(bundle.index.missing)} if bundle.index.missing else {}),
             "data_list_sha256": bundle.data_list_sha256}
 
 
@@ -224,6 +230,12 @@ def train_run(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg
     out = Path(out)
     if cfg.validate().epochs < 1:
         raise UserError(f"`epochs` must be at least 1 to train, got {cfg.epochs}")
+    if cfg.init:
+        info = read_model_info(cfg.init)  # a clear error when it is not a run
+        if model_name and model_name != info["arch"]:
+            raise UserError(f"`init` {cfg.init} holds a {info['arch']}, not a {model_name}; "
+                            f"drop `model` (it comes from the run)")
+        model_name, model_kwargs = info["arch"], dict(info.get("kwargs") or {})
     check_model_args(model_name, model_kwargs)  # bad --model, --width, --frontend fail here,
     data.frontend_config()  # before anything is written
     config = {"command": "train", "model": model_name, "model_kwargs": model_kwargs,
@@ -248,6 +260,9 @@ def train_run(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg
 
 def _train(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg: TrainConfig,
            out: Path, resume: bool, ctx: DistContext) -> dict[str, Any]:
+    init_info = read_model_info(cfg.init) if cfg.init else None
+    if init_info is not None:  # the pretrained model keeps its front end (clip length aside)
+        data = DataSpec(**{**data.__dict__, "frontend": init_frontend(init_info, data, cfg.init)})
     bundle = prepare_data(data, cfg.seed, progress=cfg.progress and ctx.is_main)
     log.info("%s", bundle.index.describe())
     log.info("data list sha256 %s", bundle.data_list_sha256)
@@ -257,10 +272,19 @@ def _train(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg: T
         fe = fe.replace(mean=mean, std=std)
         log.info("log-mel standardisation from the training split: mean %.2f dB, std %.2f dB", mean, std)
     torch.manual_seed(cfg.seed)
-    try:
-        model = create_model(model_name, bundle.index.num_classes, frontend=fe, **model_kwargs)
-    except ValueError as exc:  # e.g. --model-arg dropout=2
-        raise UserError(f"`model` {model_name} with {model_kwargs or 'no options'}: {exc}") from None
+    init_block = None
+    if init_info is not None:
+        model, init_block = init_model(Path(cfg.init), init_info, bundle.index.num_classes, fe)
+    else:
+        try:
+            model = create_model(model_name, bundle.index.num_classes, frontend=fe, **model_kwargs)
+        except ValueError as exc:  # e.g. --model-arg dropout=2
+            raise UserError(f"`model` {model_name} with {model_kwargs or 'no options'}: {exc}") from None
+    if cfg.freeze:
+        frozen = freeze_layers(model, cfg.freeze)
+        log.info("frozen: %s", ", ".join(frozen))
+        if init_block is not None:
+            init_block["frozen"] = frozen
     summary = fit(model, bundle.train, bundle.val, cfg, out, resume=resume, ctx=ctx)
     extra = {"dataset": data.dataset}
     if ctx.is_main:  # the best epoch's weights become the run's model
@@ -272,9 +296,82 @@ def _train(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg: T
                     "best_epoch": summary["best_epoch"] + 1, "val": summary["best_val"],
                     "history": summary["history"], "environment": environment(),
                     "data_options": data.options})
+    if init_block is not None:
+        metrics["init"] = {**init_block, "body_lr_scale": cfg.body_lr_scale}
     if ctx.is_main:
         write_metrics(out, metrics)
     return metrics
+
+
+INIT_FRONTEND_CHANGES = ("clip_seconds",)  # what a fine-tune may change in a pretrained front end
+
+
+def init_frontend(info: dict[str, Any], data: DataSpec, init: str) -> dict[str, Any]:
+    """The pretrained model's front end (its sample rate, mels, standardisation: what its weights
+    expect), with only the clip length taken from the new data's settings."""
+    fe = dict(info["frontend"])
+    bad = sorted(k for k, v in data.frontend.items()
+                 if k not in INIT_FRONTEND_CHANGES and fe.get(k) != v)
+    if bad:
+        raise UserError(f"`init` {init}: a pretrained model keeps its front end (its weights "
+                        f"expect it); only {', '.join(INIT_FRONTEND_CHANGES)} can change, not "
+                        f"{', '.join(bad)}")
+    fe.update({k: data.frontend[k] for k in INIT_FRONTEND_CHANGES if k in data.frontend})
+    return fe
+
+
+def init_model(run: Path, info: dict[str, Any], num_classes: int,
+               fe: FrontEndConfig) -> tuple[AudioClassifier, dict[str, Any]]:
+    """The model of run `run` (any: trained, pruned, imported) with its weights, for `num_classes`
+    classes: when the count differs the classifier is replaced by a new one (seeded init)."""
+    from audioprune.models.registry import model_from_config
+
+    config = {"arch": info["arch"], "num_classes": num_classes, "kwargs": info.get("kwargs", {}),
+              "widths": info.get("widths"), "frontend": fe.to_dict()}
+    model = model_from_config(config)
+    state = read_tensors(Path(run) / MODEL_WEIGHTS)
+    head = model.classifier_name
+    replaced = int(info["num_classes"]) != num_classes
+    if replaced:
+        state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys
+               if not k.startswith("frontend.") and not (replaced and k.startswith(head + "."))]
+    if missing or result.unexpected_keys:
+        raise UserError(f"`init` {run}: its weights do not fit its own architecture "
+                        f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+    block = {"run": str(Path(run).resolve()), "arch": info["arch"],
+             "classes_before": int(info["num_classes"]), "classes": num_classes,
+             "classifier_replaced": f"{head} ({info['num_classes']} -> {num_classes} classes)"
+             if replaced else None}
+    log.info("initialised from %s (%s)%s", run, info["arch"],
+             f"; new classifier {head}: {info['num_classes']} -> {num_classes} classes"
+             if replaced else "")
+    return model, block
+
+
+def freeze_layers(model: AudioClassifier, patterns: list[str]) -> list[str]:
+    """Set requires_grad False on the parameters of the modules named by `patterns` (names or
+    glob patterns such as 'block1.*'); returns the frozen module names. A pattern that names
+    nothing is an error (it is probably a typo)."""
+    import fnmatch
+
+    names = [n for n, _ in model.named_modules() if n and not n.startswith("frontend")]
+    chosen: list[str] = []
+    for pat in patterns:
+        hit = [n for n in names if n == pat or fnmatch.fnmatchcase(n, pat)]
+        if not hit:
+            top = sorted({n.split(".")[0] for n in names})
+            raise UserError(f"`freeze` {pat!r} names no layer; layers: {', '.join(top)} (and "
+                            f"their children, e.g. {names[1] if len(names) > 1 else names[0]})")
+        chosen += [n for n in hit if n not in chosen]
+    modules = dict(model.named_modules())
+    for n in chosen:
+        for p in modules[n].parameters():
+            p.requires_grad_(False)
+    if model.classifier_name in chosen:
+        log.warning("the classifier %s is frozen too", model.classifier_name)
+    return chosen
 
 
 def _best(model: AudioClassifier, out: Path) -> AudioClassifier:

@@ -53,6 +53,12 @@ class TrainConfig:
     num_workers: int = 0
     eval_batch_size: int = 64
     progress: bool = True
+    # transfer learning: start from a run's weights (train --init), keep some layers fixed
+    # (module names or glob patterns), and train the body at lr * body_lr_scale (the classifier,
+    # new or not, at lr)
+    init: str | None = None
+    freeze: list[str] | None = None
+    body_lr_scale: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +87,11 @@ class TrainConfig:
         need(count(self.step_size) and self.step_size >= 1, "step_size", "must be at least 1")
         need(number(self.gamma) and self.gamma > 0, "gamma", "must be positive")
         need(self.schedule in ("cosine", "step", "none"), "schedule", "must be cosine, step or none")
+        need(number(self.body_lr_scale) and self.body_lr_scale > 0, "body_lr_scale",
+             "must be a positive number")
+        need(self.freeze is None or (isinstance(self.freeze, list) and
+                                     all(isinstance(p, str) for p in self.freeze)),
+             "freeze", "must be a list of layer names or patterns")
         try:
             device = torch.device(self.device)
         except (RuntimeError, ValueError, TypeError):
@@ -168,6 +179,34 @@ class _Indexed(torch.utils.data.Dataset):
         return wave, y, i
 
 
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The trainable parameters: the classifier (`model.classifier_name`) at lr, the rest at
+    lr * body_lr_scale; frozen parameters (requires_grad False) are left out. Without a body
+    scale, one group in parameter order (as before transfer learning existed: checkpoints of
+    older runs resume into it)."""
+    if cfg.body_lr_scale == 1.0:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    head_name = getattr(model, "classifier_name", None)
+    head = getattr(model, head_name, None) if head_name else None
+    head_params = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
+    body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_params]
+    heads = [p for p in model.parameters() if p.requires_grad and id(p) in head_params]
+    groups = [{"params": body, "lr": cfg.lr * cfg.body_lr_scale}]
+    if heads:
+        groups.append({"params": heads, "lr": cfg.lr})
+    return [g for g in groups if g["params"]] or [{"params": [], "lr": cfg.lr}]
+
+
+def keep_frozen_norms(model: nn.Module) -> None:
+    """Batch norms whose parameters are all frozen keep their running statistics too (eval
+    mode while the rest trains): a frozen layer is frozen."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            params = list(m.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
+
+
 def fit(model: nn.Module, train: ClipDataset, val: ClipDataset | None, cfg: TrainConfig,
         run_dir: Path, resume: bool = False, loss_fn: LossFn | None = None,
         ctx: DistContext = DistContext()) -> dict[str, Any]:
@@ -183,7 +222,7 @@ def fit(model: nn.Module, train: ClipDataset, val: ClipDataset | None, cfg: Trai
         net = nn.parallel.DistributedDataParallel(
             nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.startswith("cuda") else model,
             device_ids=[ctx.local_rank] if device.startswith("cuda") else None)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = make_scheduler(opt, cfg)
     if cfg.batch_size % ctx.world:
         raise UserError(f"`batch_size` {cfg.batch_size} must divide by the {ctx.world} processes")
@@ -208,6 +247,7 @@ def fit(model: nn.Module, train: ClipDataset, val: ClipDataset | None, cfg: Trai
         sampler.set_epoch(epoch)
         train.set_epoch(epoch)
         net.train()
+        keep_frozen_norms(model)
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, unit="batch",
                    disable=not (cfg.progress and ctx.is_main))

@@ -88,7 +88,7 @@ def load_esc50(root: Path | None, *, split: str | None = None, seed: int = 0,
 
     clips = [Clip(key=f"audio/{fname}", path=root / "audio" / fname, targets=(index[target],),
                   group=str(fold)) for _, fname, fold, target, _, _ in parsed]
-    check_files(csv_path, clips, [line for line, *_ in parsed])
+    clips = check_files(csv_path, clips, [line for line, *_ in parsed])
     test_fold = k or (1 if test_fold is None else test_fold)
     splits = fold_split(clips, test_fold, val_fold, FOLDS, seed, val_fraction)
     name = "esc10" if subset == "esc10" else "esc50"

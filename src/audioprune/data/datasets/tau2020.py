@@ -10,7 +10,7 @@ import numpy as np
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.registry import register_dataset
 from audioprune.data.splits import reject_options
-from audioprune.data.tables import check_duplicates, check_relative, read_table
+from audioprune.data.tables import check_duplicates, check_files, check_relative, read_table
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import UserError
 
@@ -86,12 +86,7 @@ def load_tau2020(root: Path | None, *, split: str | None = None, seed: int = 0,
             clips.append(Clip(key=fname, path=root / fname, targets=(index[r["scene_label"]],),
                               group=Path(fname).stem.rsplit("-", 1)[-1]))
             identifier[fname] = meta[fname]["identifier"] or fname
-        missing = [(n, c) for (n, _), c in zip(rows, clips)
-                   if not c.path.is_file()]  # type: ignore[union-attr]
-        if missing:
-            shown = "; ".join(f"line {n}: {c.key}" for n, c in missing[:5])
-            raise UserError(f"{len(missing)} of {len(clips)} clips listed in {setup_path} are missing "
-                            f"on disk (first: {shown}); download the complete dataset")
+        clips = check_files(setup_path, clips, [n for n, _ in rows])
         if not clips:
             raise UserError(f"{setup_path} lists no clips")
         splits[part] = sorted(clips, key=lambda c: c.key)

@@ -78,7 +78,7 @@ def load_urbansound8k(root: Path | None, *, split: str | None = None, seed: int 
 
     clips = [Clip(key=f"audio/fold{fold}/{fname}", path=root / "audio" / f"fold{fold}" / fname,
                   targets=(index[cid],), group=str(fold)) for _, fname, fold, cid, _ in parsed]
-    check_files(csv_path, clips, [p[0] for p in parsed])
+    clips = check_files(csv_path, clips, [p[0] for p in parsed])
     test_fold = k or (1 if test_fold is None else test_fold)
     splits = fold_split(clips, test_fold, val_fold, FOLDS, seed, val_fraction)
     split_name = (f"fold:{k}/{len(FOLDS)}" if k else f"fold{test_fold}") + \

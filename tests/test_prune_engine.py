@@ -220,7 +220,8 @@ def test_budget_search_meets_the_target_and_reports_the_impossible() -> None:
 
     plan = resolve_plan(PlanSpec(target_params="128k"), graph)  # already small enough
     assert plan.counts == {"conv1": 0, "conv2": 0, "conv3": 0, "fc1": 0}
-    with pytest.raises(ValueError, match=r"smallest achievable is [\d,]+ MACs"):
+    with pytest.raises(ValueError, match=r"target_macs cannot be met by pruning conv1: macs "
+                                         r"1,000,000 \(smallest achievable [\d,]+"):
         resolve_plan(PlanSpec(target_macs="1M", layers=["conv1"]), graph)
     plan = resolve_plan(PlanSpec(target_params="20k", global_ranking=True), graph,
                         scores=lambda names: graph.scores(CriterionImportance("l1"), names))
@@ -467,3 +468,52 @@ def test_budget_fill_gives_filters_back_up_to_the_budget() -> None:
     pruned = copy.deepcopy(model)
     _graph(pruned).prune({n: list(range(c)) for n, c in filled.counts.items() if c})
     assert count_macs(pruned)["model"] == filled.predicted["macs"]
+
+
+def test_two_budgets_at_once_both_hold() -> None:
+    """A challenge's limits: parameters AND MACs; the plan meets both and fills up to whichever
+    binds."""
+    model = _dcase()
+    graph = _graph(model)
+    plan = resolve_plan(PlanSpec(target_macs="20M", target_params="20k"), graph)
+    assert plan.mode == "budget"
+    assert plan.predicted["macs"] <= 20_000_000 and plan.predicted["params"] <= 20_000
+    cost = make_cost_fn(model, graph, "params")
+    macs = make_cost_fn(model, graph, "macs")
+    for name, c in plan.counts.items():  # no layer can take a filter back without breaking one
+        if c:
+            more = {**plan.counts, name: c - 1}
+            assert cost(more) > 20_000 or macs(more) > 20_000_000
+    with pytest.raises(ValueError, match="target_macs and target_params cannot be met"):
+        resolve_plan(PlanSpec(target_macs="1M", target_params="20k", layers=["conv1"]), graph)
+
+
+def test_a_named_budget_becomes_both_targets_at_the_deployed_precision() -> None:
+    """dcase2024 = 128,000 B of parameters and 30 MMACs per second of audio; on FSDD's 1 s clips
+    30M MACs per example, and dcase21net's MACs bind (no layer can take a filter back). With
+    80 kB at fp32 (4 B a parameter: 20,000 parameters) the parameters bind instead. A plain
+    module has no clip length: the plan asks for one, and 2 s examples double the MACs allowed."""
+    model = _dcase()
+    int8 = resolve_plan(PlanSpec(budget="dcase2024"), _graph(model))
+    assert int8.mode == "budget" and int8.predicted["macs"] <= 30_000_000
+    macs = make_cost_fn(model, _graph(model), "macs")
+    params = make_cost_fn(model, _graph(model), "params")
+    assert all(macs({**int8.counts, n: c - 1}) > 30_000_000 for n, c in int8.counts.items() if c)
+    fp32 = resolve_plan(PlanSpec(budget="params_bytes=80k,macs=30M", precision="fp32"),
+                        _graph(model))
+    assert fp32.predicted["params"] <= 20_000 < int8.predicted["params"]
+    assert fp32.predicted["macs"] <= 30_000_000
+    assert all(params({**fp32.counts, n: c - 1}) > 20_000 or macs({**fp32.counts, n: c - 1})
+               > 30_000_000 for n, c in fp32.counts.items() if c)
+    body = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4))
+    x = torch.randn(1, 1, 50, 40)
+    with pytest.raises(ValueError, match="clip_seconds"):
+        resolve_plan(PlanSpec(budget="params_bytes=10k,macs=1M"), PruningGraph(body, x))
+    one = resolve_plan(PlanSpec(budget="macs=1.5M", clip_seconds=1.0), PruningGraph(body, x))
+    two = resolve_plan(PlanSpec(budget="macs=1.5M", clip_seconds=2.0), PruningGraph(body, x))
+    assert one.predicted["macs"] <= 1_500_000 < two.predicted["macs"] <= 3_000_000
+    with pytest.raises(ValueError, match="give exactly one of .*budget"):
+        PlanSpec(budget="dcase2024", ratio=0.5).validate()
+    with pytest.raises(ValueError, match="precision"):
+        PlanSpec(budget="dcase2024", precision="int4").validate()

@@ -93,6 +93,9 @@ def _set(d: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("distill", {"teacher": "dcase21net", "alpha": 2, "students": [{"name": "s"}]},
      "distill[0].alpha: Input should be less than or equal to 1"),
     ("profile", {"batch_sizes": ["one"]}, "profile.batch_sizes[0]: Input should be a valid integer"),
+    ("prune.budgets", ["dcase1999"], "prune[0].budgets: budget 'dcase1999': give a name"),
+    ("prune.distill", {"alpha": 3}, "prune[0].distill.alpha: Input should be less than or equal to 1"),
+    ("quantize", {"method": "fp8"}, "quantize.method: Input should be 'static' or 'dynamic'"),
     ("name", "my recipe", "name: use letters, digits"),
 ])
 def test_validation_errors_name_the_key(path: str, value: Any, expected: str) -> None:
@@ -133,6 +136,14 @@ def test_run_names_for_every_kind_of_plan() -> None:
         "dcase21net", "dcase21net-wdc-r25", "dcase21net-wdc-r12p5", "dcase21net-wdcp-r25",
         "dcase21net-wdcp-r12p5", "dcase21net-g-l1-C1-50_conv2-25", "dcase21net-g-l1-macs30M-global",
         "dcase21net-g-l1-params20000-global"]
+    budget = parse_recipe({**BASE, "prune": {"criteria": ["l1"], "budgets": ["dcase2024"],
+                                              "precision": "fp32"},
+                           "quantize": {"of": ["prune"], "qat_epochs": 2}})
+    steps = plan_steps(budget)
+    assert [(s.kind, s.run_name, s.parent) for s in steps] == [
+        ("train", "dcase21net", None), ("prune", "dcase21net-l1-dcase2024-fp32", "dcase21net"),
+        ("quantize", "dcase21net-l1-dcase2024-fp32-int8-qat2", "dcase21net-l1-dcase2024-fp32")]
+    assert steps[1].plan["budget"] == "dcase2024" and steps[1].plan["precision"] == "fp32"
 
 
 # ------------------------------------------------------------------------------ shipped recipes
@@ -250,6 +261,37 @@ def test_tiny_recipe_end_to_end(finished: tuple[Path, Path]) -> None:
     assert float(by_name["student"]["total_compute_seconds"]) == pytest.approx(
         student["distill"]["total_seconds"] + parent["train_seconds"])
     assert (out / "report" / "accuracy_vs_macs.png").stat().st_size > 10_000
+
+
+def test_budget_with_kd_fine_tuning_then_int8(tmp_path: Path) -> None:
+    """The DCASE-style pipeline: prune to a budget at int8, fine-tune distilling from the parent,
+    quantize the pruned model; folds give every step once per fold."""
+    recipe = parse_recipe({
+        "name": "deploy", "dataset": {**TINY_DATA, "split": "fold:1/2"}, "folds": [1, 2],
+        "models": [{"name": "dcase21net", "train": TINY_TRAIN}],
+        "prune": {"criteria": ["l1"], "budgets": ["params_bytes=30k,macs=4M"],
+                  "finetune": {"epochs": 1}, "distill": {"temperature": 2.0, "alpha": 0.5}},
+        "quantize": {"of": ["prune"], "calibration_batches": 1}, "profile": False})
+    result = run_recipe(recipe, tmp_path / "out", progress=False)
+    pruned = [f"dcase21net-l1-paramsbytes30kmacs4M-fold{k}" for k in (1, 2)]
+    int8 = [f"dcase21net-l1-paramsbytes30kmacs4M-int8-fold{k}" for k in (1, 2)]
+    assert result.ran == ["train dcase21net-fold1", "train dcase21net-fold2"] + \
+        [f"prune {p}" for p in pruned] + [f"quantize {q}" for q in int8]
+    out = tmp_path / "out"
+    m = json.loads((out / pruned[0] / "metrics.json").read_text())
+    clip = 0.5  # seconds per example: the budget's MACs per second x 0.5
+    assert m["params"] <= 30_000 and m["macs"] <= 4_000_000 * clip
+    assert m["pruning"]["plan"]["requested"]["budget"] == "params_bytes=30k,macs=4M"
+    assert m["distill"]["temperature"] == 2.0 and m["distill"]["alpha"] == 0.5
+    assert m["distill"]["teacher"]["run"] == str((out / "dcase21net-fold1").resolve())
+    q = json.loads((out / int8[0] / "metrics.json").read_text())
+    assert q["precision"] == "int8" and q["parent"]["run"] == str((out / pruned[0]).resolve())
+    assert q["split"] == "fold:1/2"
+    rows = {r["run"]: r for r in _csv_rows(out / "report" / "report.csv")}
+    assert rows[int8[0]]["kind"] == "quantized" and rows[int8[0]]["precision"] == "int8"
+    assert rows[int8[0]]["parent"] == str((out / pruned[0]).resolve())
+    again = run_recipe(recipe, out, progress=False)  # everything done: nothing runs again
+    assert again.ran == []
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:

@@ -20,19 +20,20 @@ from audioprune.cli import (
     predict,
     profile,
     prune,
+    quantize,
     recipe,
     report,
     train,
 )
 from audioprune.errors import ArgumentError, UserError
 
-COMMANDS = (train, evaluate, predict, prune, distill, datasets, models, demo, recipe, report,
-            profile, export, import_cmd)
+COMMANDS = (train, evaluate, predict, prune, distill, quantize, datasets, models, demo, recipe,
+            report, profile, export, import_cmd)
 
 # Library argument names whose flag is spelled differently (the rest: `data_root` -> --data-root
 # wherever the command has that flag; names without a flag stay as the library spells them).
 ALIASES = {"num_workers": "workers", "criterion_options": "criterion_arg",
-           "model_kwargs": "model_arg", "normalise": "global_norm"}
+           "model_kwargs": "model_arg", "normalise": "global_norm", "budget": "target_budget"}
 
 
 def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:

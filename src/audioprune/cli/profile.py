@@ -20,6 +20,9 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-sizes", default="1,32", help="batch sizes to time (default 1,32)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and ONNX "
                    "Runtime timing")
+    p.add_argument("--budget", help="check a complexity budget: dcase2024 (also dcase2022/2023/"
+                   "2025: 128 kB of parameters at the run's precision, 30 MMACs per second of "
+                   "audio) or params_bytes=128k,macs=30M; exit 1 when it fails")
     p.set_defaults(func=cmd_profile)
 
 
@@ -37,10 +40,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-sizes {args.batch_sizes!r}: give integers separated by "
                         f"commas, e.g. 1,32") from None
     prof = profile_run(Path(args.run), batch_sizes=sizes, threads=args.threads,
-                       onnx=not args.no_onnx)
+                       onnx=not args.no_onnx, budget=args.budget)
     if args.json:
         print(json.dumps(prof, indent=2))
     else:
         print(profile_summary(prof))
         print(f"\nwritten to {Path(args.run) / PROFILE_JSON}")
-    return 0
+    return 0 if prof.get("budget", {}).get("pass", True) else 1

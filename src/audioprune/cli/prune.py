@@ -33,6 +33,13 @@ def register(sub: Any) -> None:
                       "or a fraction of the parent's, e.g. 0.5 or 50%%")
     what.add_argument("--target-params", help="parameter budget: a count, e.g. 128k, or a "
                       "fraction of the parent's, e.g. 0.3")
+    what.add_argument("--target-budget", metavar="BUDGET",
+                      help="a challenge's limits at once: dcase2024 (also dcase2022/2023/2025: "
+                      "128 kB of parameters at --precision, 30 MMACs per second of audio) or "
+                      "params_bytes=128k,macs=30M")
+    what.add_argument("--precision", choices=["int8", "fp16", "fp32"], default="int8",
+                      help="--target-budget: the precision the model will be deployed in (a "
+                      "parameter costs 1/2/4 bytes; default int8: quantize it afterwards)")
     what.add_argument("--layers", help="layers to prune: names, glob patterns or aliases, e.g. "
                       "conv1,conv2 or 'block4.*,block5.*' or C7-C12 (default: all prunable)")
     what.add_argument("--global", dest="global_ranking", action="store_true",
@@ -110,6 +117,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         plan = PlanSpec(ratio=args.ratio,
                         ratios=parse_ratios(args.ratios) if args.ratios is not None else None,
                         target_macs=args.target_macs, target_params=args.target_params,
+                        budget=args.target_budget, precision=args.precision,
                         layers=parse_layers(args.layers), global_ranking=args.global_ranking,
                         normalise=args.global_norm).validate()
         cfg = PruneConfig(args.criterion, plan, options, iterative=args.iterative,

@@ -20,6 +20,9 @@ def register(sub: Any) -> None:
     p.add_argument("--ci", choices=["bootstrap", "t"], default="bootstrap",
                    help="95%% interval: percentile bootstrap over the units (default) or "
                    "Student's t (more conservative with few units)")
+    p.add_argument("--budget", help="mark each run within or outside a complexity budget: "
+                   "dcase2024 (128 kB of parameters at the run's precision, 30 MMACs per second "
+                   "of audio) or params_bytes=128k,macs=30M")
     p.set_defaults(func=cmd_report)
 
 
@@ -27,7 +30,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from audioprune.report import write_report
 
     report = write_report(args.runs, Path(args.out), title=args.title, baseline=args.baseline,
-                          ci=args.ci)
+                          ci=args.ci, budget=args.budget)
     print(report.table, end="")
     if report.summary_table:
         print("\nover folds and seeds (mean [95% CI]; * = interval of the difference excludes 0):")

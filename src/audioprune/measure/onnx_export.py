@@ -137,17 +137,20 @@ def clip_samples(model: AudioClassifier) -> int:
 
 
 def export_onnx(model: AudioClassifier, *, opset: int = DEFAULT_OPSET,
-                with_frontend: bool = False, num_samples: int | None = None) -> bytes:
+                with_frontend: bool = False, num_samples: int | None = None,
+                deployed: bool = False) -> bytes:
     """The ONNX model (serialised) of `inference_model(model)`: features -> logits, or
     waveform -> logits with `with_frontend`; input "features" / "waveform", output "logits",
-    dynamic batch axis. Raises UserError when the graph cannot be exported at `opset`."""
+    dynamic batch axis. `deployed`: the model already is the inference form (fused, BN folded,
+    e.g. after quantization-aware fine-tuning). Raises UserError when the graph cannot be
+    exported at `opset`."""
     onnx = require("onnx", "ONNX export")
     require("onnxscript", "ONNX export")  # the dynamo exporter needs it
     if opset < 7 or opset > onnx.defs.onnx_opset_version():
         raise UserError(f"`opset` {opset}: onnx {onnx.__version__} knows opsets 7 to "
                         f"{onnx.defs.onnx_opset_version()}; the default is {DEFAULT_OPSET}")
     num_samples = num_samples or clip_samples(model)
-    deploy = inference_model(model)
+    deploy = model.eval() if deployed else inference_model(model)
     module: nn.Module = deploy if with_frontend else Body(deploy)
     example = _example(model, with_frontend, num_samples)
     name = "waveform" if with_frontend else "features"

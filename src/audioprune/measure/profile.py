@@ -26,6 +26,14 @@ profile.json layout (the report pipeline reads it; keep it stable, add keys rath
       },
       "frontend_latency_ms": {"eager": {"b1": {...}, "b32": {...}}},
       "onnx": {"opset": int, "size_bytes": int, "max_abs_diff": float} | {"error": str} | null,
+      "precision": "fp32" | "int8",   # int8: a quantized run (audioprune quantize); its
+                                      # model.int8.onnx is timed as latency_ms["onnxruntime-int8"]
+                                      # beside the fp32 form it came from
+      "onnx_int8": {"size_bytes": int} | absent,
+      "complexity": {"precision", "params", "params_bytes", "macs_per_example", "clip_seconds",
+                     "macs_per_second"},     # by the DCASE rules (measure/budget.py)
+      "budget": {"name", "params_bytes", "macs_per_second", "pass": bool, "lines": [str]}
+                | absent,                    # with `budget`
       "timed": str, "environment": {...}
     }
 
@@ -48,12 +56,14 @@ from torch import nn
 
 from audioprune.errors import UserError
 from audioprune.fileio import write_json
+from audioprune.measure.budget import Budget, check_budget, complexity, parse_budget
 from audioprune.measure.counting import (count_params, frontend_macs, layer_macs, layer_params,
                                          size_bytes)
 from audioprune.measure.latency import (Timing, default_threads, eager_latency, ort_latency,
                                         ort_session)
 from audioprune.measure.onnx_export import (DEFAULT_OPSET, Body, clip_samples, export_onnx,
                                             inference_model)
+from audioprune.measure.quantize import INT8_ONNX
 from audioprune.nn.quaternion import is_quaternion
 from audioprune.train.run_dir import load_model
 
@@ -118,13 +128,15 @@ def _check_batch_sizes(batch_sizes: tuple[int, ...]) -> tuple[int, ...]:
 
 def profile_run(run_dir: str | Path, *, batch_sizes: tuple[int, ...] = (1, 32),
                 threads: int | None = None, onnx: bool = True, timing: Timing | None = None,
-                opset: int = DEFAULT_OPSET, write: bool = True) -> dict[str, Any]:
+                opset: int = DEFAULT_OPSET, write: bool = True,
+                budget: str | Budget | None = None) -> dict[str, Any]:
     """Profile the run's model (see the module docstring for what and the layout), write
     `run_dir/profile.json` atomically (unless `write=False`) and return it.
 
     `threads` defaults to torch's intra-op count (OMP_NUM_THREADS or the cores); `timing`
     (repetitions, warm-up, time budget per measurement) to `Timing()`; `onnx=False` skips the
-    ONNX export and ONNX Runtime timing.
+    ONNX export and ONNX Runtime timing. `budget` ("dcase2024", "params_bytes=128k,macs=30M"
+    or a Budget) is checked against the complexity at the run's precision.
     """
     run_dir = Path(run_dir)
     sizes = _check_batch_sizes(batch_sizes)
@@ -132,6 +144,7 @@ def profile_run(run_dir: str | Path, *, batch_sizes: tuple[int, ...] = (1, 32),
     if threads < 1:
         raise UserError(f"`threads` must be >= 1, got {threads}")
     timing = timing or Timing()
+    limits = parse_budget(budget) if isinstance(budget, str) else budget
     model, info = load_model(run_dir)
     model.eval()
     samples = clip_samples(model)
@@ -170,8 +183,27 @@ def profile_run(run_dir: str | Path, *, batch_sizes: tuple[int, ...] = (1, 32),
     if onnx:
         latency["onnxruntime"], result["onnx"] = _onnx_part(model, deploy, feats, sizes, threads,
                                                             timing, opset)
+    int8_path = run_dir / INT8_ONNX
+    result["precision"] = "int8" if int8_path.is_file() else "fp32"
+    if int8_path.is_file() and onnx:
+        log.info("timing the int8 model %s in ONNX Runtime", int8_path)
+        latency["onnxruntime-int8"] = ort_latency(ort_session(int8_path.read_bytes(), threads),
+                                                  feats.numpy(), sizes, timing)
+        result["onnx_int8"] = {"size_bytes": int8_path.stat().st_size}
     result["latency_ms"] = latency
     result["frontend_latency_ms"] = {"eager": front}
+    # DCASE rules: parameters at the deployed precision (an int8 run stores the deployed form's,
+    # BN folded and quaternions fused), MACs per second of audio
+    deployed_params = result["params"]["deployed"] if result["precision"] == "int8" else \
+        result["params"]["total"]
+    result["complexity"] = complexity(deployed_params, result["macs"]["model"],
+                                      samples / model.frontend_cfg.sample_rate,
+                                      result["precision"])
+    if limits is not None:
+        ok, lines = check_budget(limits, result["complexity"])
+        result["budget"] = {"name": limits.name, "params_bytes": limits.params_bytes,
+                            "macs_per_second": limits.macs_per_second, "pass": ok,
+                            "lines": lines}
     result["timed"] = ("inference form: eval mode, quaternion layers fused to real ones, batch "
                        "norm folded into convs; body = features -> logits")
     result["environment"] = _environment(threads)

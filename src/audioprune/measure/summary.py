@@ -25,6 +25,23 @@ def layer_table(prof: dict[str, Any]) -> list[str]:
     return lines
 
 
+def complexity_lines(prof: dict[str, Any]) -> list[str]:
+    """The DCASE-rule complexity and, when a budget was given, its pass/fail lines."""
+    c = prof.get("complexity")
+    if not c:
+        return []
+    lines = [f"complexity   {c['params_bytes']:,} B of {c['precision']} parameters "
+             f"({c['params']:,}, zeros counted); {c['macs_per_second']:,} MACs per second of "
+             f"audio ({c['clip_seconds']:g} s examples)"]
+    if prof.get("onnx_int8"):
+        lines.append(f"int8 model   {prof['onnx_int8']['size_bytes']:,} B (model.int8.onnx)")
+    b = prof.get("budget")
+    if b:
+        lines.append(f"budget       {b['name']}: {'PASS' if b['pass'] else 'FAIL'}")
+        lines += [f"             {line}" for line in b["lines"]]
+    return lines
+
+
 def profile_summary(prof: dict[str, Any]) -> str:
     """Headline counts, the per-layer table and the latency table of a profile."""
     inp, p, m, size = prof["input"], prof["params"], prof["macs"], prof["size_bytes"]
@@ -40,6 +57,7 @@ def profile_summary(prof: dict[str, Any]) -> str:
         f"size         fp32 {size['fp32']:,} B, fp16 {size['fp16']:,} B, int8 {size['int8']:,} B",
         f"activations  {prof['peak_activation_bytes']:,} B (largest layer input + output, "
         f"batch 1, fp32)",
+        *complexity_lines(prof),
         "",
         *layer_table(prof),
         "",
@@ -49,8 +67,10 @@ def profile_summary(prof: dict[str, Any]) -> str:
     lines.append(f"latency in ms, {prof['threads']} thread(s): median [p10-p90] n=repeats "
                  f"({prof['timed'].split(';')[0]})")
     lines.append(f"{'':18s}" + "".join(f"{b:>32s}" for b in batches))
-    rows = [("eager", lat["eager"]), ("onnxruntime", lat.get("onnxruntime")),
-            ("front end (eager)", prof["frontend_latency_ms"]["eager"])]
+    rows = [("eager", lat["eager"]), ("onnxruntime", lat.get("onnxruntime"))]
+    if lat.get("onnxruntime-int8"):
+        rows.append(("onnxruntime int8", lat["onnxruntime-int8"]))
+    rows.append(("front end (eager)", prof["frontend_latency_ms"]["eager"]))
     for label, by_batch in rows:
         lines.append(f"{label:18s}" + "".join(f"{_stats((by_batch or {}).get(b)):>32s}"
                                              for b in batches))

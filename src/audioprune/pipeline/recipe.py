@@ -15,8 +15,9 @@ in the first second with the key named, not after the parent has trained for an 
 
 `dataset` may be one word (`dataset: esc50`); its root then comes from `--data-root`. `prune`
 is one group or a list of groups, each pruning some parents (`models`, default all) with every
-criterion at every plan (`ratios`, `per_layer`, `target_macs`, `target_params`); `distill`
-trains KD students from a recipe model. The sections below are the full set of keys (README:
+criterion at every plan (`ratios`, `per_layer`, `target_macs`, `target_params`, `budgets`),
+fine-tuned plainly or with KD from the parent (`distill:`); `distill` trains KD students from a
+recipe model; `quantize` makes an int8 sibling of every run. The sections below are the full set of keys (README:
 Recipes and reports).
 """
 
@@ -116,6 +117,16 @@ class CriterionSpec(_Section):
         return self.label or self.name
 
 
+class PruneDistill(_Section):
+    """Fine-tune the pruned model by knowledge distillation from its own unpruned parent
+    (`audioprune prune --distill-from parent`)."""
+
+    loss: str | None = None  # a KD recipe of audioprune.distill (hinton | bce-soft | qcnn)
+    temperature: float | None = Field(None, gt=0)
+    alpha: float | None = Field(None, ge=0, le=1)
+    teacher_mode: str = "auto"
+
+
 class PruneSection(_Section):
     """Prune `models` (default: every model) with each criterion at each plan, then fine-tune."""
 
@@ -125,6 +136,8 @@ class PruneSection(_Section):
     per_layer: list[dict[str, float]] = Field(default_factory=list)
     target_macs: list[str | int | float] = Field(default_factory=list)  # 30M, or 0.5 of the parent's
     target_params: list[str | int | float] = Field(default_factory=list)
+    budgets: list[str] = Field(default_factory=list)  # dcase2024, or params_bytes=..,macs=..
+    precision: Literal["int8", "fp16", "fp32"] = "int8"  # what a parameter costs in `budgets`
     layers: list[str] | None = None
     global_ranking: bool = Field(False, alias="global")
     normalise: Literal["minmax", "zscore"] = "minmax"
@@ -134,6 +147,7 @@ class PruneSection(_Section):
     scope: Literal["root", "group"] | None = None  # None: the criterion's default
     group_reduction: Literal["mean", "sum", "max", "min"] = "mean"
     finetune: TrainSection = Field(default_factory=TrainSection)
+    distill: PruneDistill | None = None  # fine-tune with KD from the parent
     tag: str | None = None  # inserted into the run names when two groups would otherwise clash
 
     @field_validator("criteria", mode="before")
@@ -169,11 +183,12 @@ class PruneSection(_Section):
 
     @model_validator(mode="after")
     def _has_plan(self) -> PruneSection:
-        if not (self.ratios or self.per_layer or self.target_macs or self.target_params):
-            raise ValueError("give at least one plan: ratios, per_layer, target_macs or "
-                             "target_params")
+        if not (self.ratios or self.per_layer or self.target_macs or self.target_params or
+                self.budgets):
+            raise ValueError("give at least one plan: ratios, per_layer, target_macs, "
+                             "target_params or budgets")
         if self.per_layer and self.layers is not None and not (
-                self.ratios or self.target_macs or self.target_params):
+                self.ratios or self.target_macs or self.target_params or self.budgets):
             raise ValueError("per_layer plans name their layers; drop layers")
         return self
 
@@ -187,6 +202,23 @@ class DistillSection(_Section):
     temperature: float | None = Field(None, gt=0)
     alpha: float | None = Field(None, ge=0, le=1)
     teacher_mode: str = "auto"  # auto | cached | online (audioprune.distill.teacher)
+
+
+class QuantizeSection(_Section):
+    """int8-quantize the recipe's runs (`audioprune quantize`): each run of the kinds in `of`
+    gets a sibling run <name>-int8 evaluated by ONNX Runtime."""
+
+    method: Literal["static", "dynamic"] = "static"
+    calibration_batches: int = Field(8, ge=1)
+    per_channel: bool = True
+    qat_epochs: int = Field(0, ge=0)
+    of: list[Literal["train", "prune", "distill"]] = Field(
+        default_factory=lambda: ["train", "prune", "distill"], min_length=1)
+
+    @property
+    def suffix(self) -> str:
+        return "int8" + ("" if self.method == "static" else f"-{self.method}") + \
+            (f"-qat{self.qat_epochs}" if self.qat_epochs else "")
 
 
 class ProfileSection(_Section):
@@ -213,6 +245,7 @@ class Recipe(_Section):
     models: list[ModelSection] = Field(min_length=1)
     prune: list[PruneSection] = Field(default_factory=list)
     distill: list[DistillSection] = Field(default_factory=list)
+    quantize: QuantizeSection | None = None
     profile: ProfileSection | None = Field(default_factory=ProfileSection)
     report: ReportSection = Field(default_factory=ReportSection)
 
@@ -382,6 +415,21 @@ def check_names(recipe: Recipe, source: str = "recipe") -> None:
                     parse_target(t, key)
                 except (UserError, ValueError) as exc:
                     fail(f"prune[{g}].{key}", str(exc))
+        from audioprune.measure.budget import parse_budget
+
+        for b in group.budgets:
+            try:
+                parse_budget(b)
+            except ValueError as exc:
+                fail(f"prune[{g}].budgets", str(exc))
+        if group.distill is not None:
+            from audioprune.distill import DistillConfig
+
+            try:
+                DistillConfig("parent", group.distill.loss, group.distill.temperature,
+                              group.distill.alpha, group.distill.teacher_mode).validate()
+            except UserError as exc:
+                fail(f"prune[{g}].distill", str(exc))
     for d, group in enumerate(recipe.distill):
         if group.teacher not in names:
             fail(f"distill[{d}].teacher", f"{group.teacher!r} is not a model of this recipe "

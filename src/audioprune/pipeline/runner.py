@@ -17,6 +17,7 @@ each run; the report is rebuilt from all runs every time.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -79,7 +80,8 @@ def data_spec(recipe: Recipe, fold: int | None = None) -> DataSpec:
     options = d.options()
     if fold is not None:
         options = {k: v for k, v in options.items() if k != "test_fold"}
-        options["split"] = f"fold:{fold}"
+        given = re.fullmatch(r"fold:\d+/(\d+)", str(options.get("split", "")))
+        options["split"] = f"fold:{fold}" + (f"/{given.group(1)}" if given else "")  # keep K
     return DataSpec(dataset=d.name, data_root=d.root, options=options, frontend=dict(d.frontend),
                     cache=d.cache, cache_dir=d.cache_dir, strict=d.strict)
 
@@ -139,6 +141,9 @@ def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
                               "alpha": g.alpha, "teacher_mode": g.teacher_mode}  # type: ignore[union-attr]
         return out
     g = step.group
+    if step.kind == "quantize":
+        return {"step": "quantize", "parent": step.parent,
+                "quantize": g.model_dump(exclude={"of"}), "data": data}  # type: ignore[union-attr]
     assert step.criterion is not None and g is not None
     out = {"step": "prune", "parent": step.parent, "criterion": step.criterion.name,
            "options": step.criterion.options, "plan": step.plan, "iterative": g.iterative,  # type: ignore[union-attr]
@@ -148,6 +153,8 @@ def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
         out["scope"] = g.scope  # type: ignore[union-attr]
     if g.group_reduction != "mean":  # type: ignore[union-attr]
         out["group_reduction"] = g.group_reduction  # type: ignore[union-attr]
+    if g.distill is not None:  # type: ignore[union-attr]
+        out["distill"] = g.distill.model_dump()  # type: ignore[union-attr]
     return out
 
 
@@ -246,7 +253,32 @@ def run_prune(step: Step, recipe: Recipe, out: Path, run: Path, state: str, prog
     resume = state == "partial" and (run / CONFIG_JSON).is_file()
     if resume:
         log.info("continuing %s", run)
-    prune_run(parent, run, cfg, train, data_spec(recipe, step.fold), resume=resume)
+    distill = None
+    if g.distill is not None:  # type: ignore[union-attr]
+        from audioprune.distill import DistillConfig
+
+        d = g.distill  # type: ignore[union-attr]
+        distill = DistillConfig("parent", d.loss, d.temperature, d.alpha, d.teacher_mode)
+    prune_run(parent, run, cfg, train, data_spec(recipe, step.fold), resume=resume,
+              distill=distill)
+
+
+def run_quantize(step: Step, recipe: Recipe, out: Path, run: Path, state: str) -> None:
+    """int8 sibling of a finished run; an interrupted one is simply made again (minutes)."""
+    from audioprune.measure.quantize_run import quantize_run
+    from audioprune.pipeline.recipe import QuantizeSection
+
+    q = step.group
+    assert isinstance(q, QuantizeSection) and step.parent is not None
+    parent = out / step.parent
+    if not (parent / METRICS_JSON).is_file():
+        raise UserError(f"{step.where}: run {parent} has not finished")
+    if state == "partial":
+        log.info("%s was interrupted: quantizing again", run)
+        _clear(run)
+    quantize_run(parent, run, method=q.method, calibration_batches_n=q.calibration_batches,
+                 per_channel=q.per_channel, qat_epochs=q.qat_epochs,
+                 data_root=recipe.dataset.root, seed=recipe.seed)
 
 
 def run_distill(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
@@ -289,7 +321,7 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
     profiling = recipe.profile is not None
     total = len(steps) * (2 if profiling else 1) + 1
     log.info("recipe %s: %d runs (%s) on %s%s -> %s", recipe.name, len(steps),
-             ", ".join(f"{sum(s.kind == k for s in steps)} {k}" for k in ("train", "prune", "distill")
+             ", ".join(f"{sum(s.kind == k for s in steps)} {k}" for k in ("train", "prune", "distill", "quantize")
                        if any(s.kind == k for s in steps)), recipe.dataset.name,
              f", folds {','.join(map(str, folds))}" if folds else "", out)
     for i, step in enumerate(steps, start=1):
@@ -309,6 +341,8 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
             run_train(step, recipe, out, run, state, progress)
         elif step.kind == "prune":
             run_prune(step, recipe, out, run, state, progress)
+        elif step.kind == "quantize":
+            run_quantize(step, recipe, out, run, state)
         else:
             run_distill(step, recipe, out, run, state, progress)
         result.ran.append(f"{step.kind} {step.run_name}")

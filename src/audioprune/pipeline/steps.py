@@ -1,7 +1,7 @@
 """A recipe unrolled into its steps: which runs it makes, in which order, under which names.
 
 Parents train first, then every prune group makes one run per (parent, criterion, plan), then KD
-students. Each step's `fingerprint` is what the run depends on; the pipeline stores it beside the
+students, then (with `quantize:`) an int8 sibling of each run. Each step's `fingerprint` is what the run depends on; the pipeline stores it beside the
 run (recipe_step.json) so a rerun can tell a finished step from a changed one.
 """
 
@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from audioprune.pipeline.recipe import (CriterionSpec, DistillSection, ModelSection,
-                                            PruneSection, Recipe)
+                                            PruneSection, QuantizeSection, Recipe)
 
 
 @dataclass
 class Step:
-    kind: str  # "train" | "prune" | "distill"
+    kind: str  # "train" | "prune" | "distill" | "quantize"
     run_name: str
     where: str  # the recipe key that asked for it, for error messages
     model: ModelSection | None = None  # train / distill: the model trained; prune: the parent
-    parent: str | None = None  # prune: the parent run's name; distill: the teacher's
-    group: PruneSection | DistillSection | None = None
+    parent: str | None = None  # prune/quantize: the parent run's name; distill: the teacher's
+    group: PruneSection | DistillSection | QuantizeSection | None = None
     criterion: CriterionSpec | None = None
     plan: dict[str, Any] = field(default_factory=dict)  # PlanSpec fields
     fold: int | None = None  # cross-validation fold (the recipe's `folds`), None without
@@ -37,6 +37,8 @@ class Step:
 
             assert self.criterion is not None
             return f"prune {self.parent} with {self.criterion.tag} at {format_plan(self.plan)}"
+        if self.kind == "quantize":
+            return f"quantize {self.parent} to int8"
         assert self.model is not None
         return f"distil {self.parent} into {self.run_name} ({self.model.architecture})"
 
@@ -62,6 +64,9 @@ def plan_tag(plan: dict[str, Any]) -> str:
         tag = f"r{_pct(plan['ratio'])}"
     elif plan.get("ratios"):
         tag = "_".join(f"{_slug(k)}-{_pct(v)}" for k, v in plan["ratios"].items())
+    elif plan.get("budget") is not None:
+        precision = plan.get("precision", "int8")
+        tag = _slug(plan["budget"]) + ("" if precision == "int8" else f"-{precision}")
     elif plan.get("target_macs") is not None:
         tag = f"macs{_budget_slug(plan['target_macs'])}"
     else:
@@ -78,6 +83,7 @@ def group_plans(group: PruneSection) -> list[dict[str, Any]]:
               for p in group.per_layer]
     plans += [{"target_macs": t, **common} for t in group.target_macs]
     plans += [{"target_params": t, **common} for t in group.target_params]
+    plans += [{"budget": b, "precision": group.precision, **common} for b in group.budgets]
     return plans
 
 
@@ -88,7 +94,7 @@ def plan_steps(recipe: Recipe, folds: list[int] | None = None) -> list[Step]:
         return _steps(recipe)
     per_fold = {k: _steps(recipe) for k in folds}
     out: list[Step] = []
-    for kind in ("train", "prune", "distill"):
+    for kind in ("train", "prune", "distill", "quantize"):
         for k in folds:
             for step in per_fold[k]:
                 if step.kind == kind:
@@ -115,4 +121,8 @@ def _steps(recipe: Recipe) -> list[Step]:
         for s, student in enumerate(group.students):
             steps.append(Step("distill", student.name, f"distill[{d}].students[{s}]",
                               model=student, parent=group.teacher, group=group))
+    q = recipe.quantize
+    if q is not None:
+        steps += [Step("quantize", f"{s.run_name}-{q.suffix}", "quantize", model=s.model,
+                       parent=s.run_name, group=q) for s in list(steps) if s.kind in q.of]
     return steps

@@ -12,6 +12,11 @@ A plan is one of
                    can land far below the budget (dcase21net at 15% of its MACs: 10.9% uniform);
                    giving back what still fits brings it to the budget (14.9%), so that methods
                    are compared at the budget they were given
+  budget B         a challenge's limits at once (measure.budget: "dcase2024" = 128 kB of
+                   parameters at `precision` and 30 MMACs per second of audio), turned into
+                   target_params (bytes / bytes per parameter) and target_macs (per second x
+                   the seconds one example holds: the model's front end clip length, or
+                   `clip_seconds`); every limit holds
 plus the layer selection (``layers``: names, glob patterns such as ``block4.*``, or the aliases
 below; default every prunable layer) and ``global_ranking``.
 
@@ -50,6 +55,7 @@ import numpy as np
 from torch import nn
 
 from audioprune.errors import ArgumentError, ArgumentTypeError
+from audioprune.measure.budget import complexity, parse_budget, targets_for
 from audioprune.measure.counting import count, meta_copy
 from audioprune.model_inputs import move_inputs
 from audioprune.pruning.criteria import prune_order
@@ -332,14 +338,19 @@ class PlanSpec:
     global_ranking: bool = False
     normalise: str = "minmax"
     fill: bool = True  # budgets: give filters back while the budget holds (uniform plans)
+    budget: str | None = None  # "dcase2024" or "params_bytes=128k,macs=30M" (measure.budget)
+    precision: str = "int8"  # what a parameter costs under `budget` (int8: one byte)
+    clip_seconds: float | None = None  # audio per example, for `budget`'s MACs per second
 
     @property
     def mode(self) -> str:
-        given = [k for k in ("ratio", "ratios", "target_macs", "target_params")
+        given = [k for k in ("ratio", "ratios", "target_macs", "target_params", "budget")
                  if getattr(self, k) is not None]
+        if given == ["target_macs", "target_params"] or given == ["budget"]:
+            return "budget"  # both at once (a challenge's limits): every target holds
         if len(given) != 1:
             raise ArgumentError("give exactly one of `ratio`, `ratios`, `target_macs`, "
-                                "`target_params`" +
+                                "`target_params`, `budget`" +
                                 (f" (got {', '.join(f'`{g}`' for g in given)})" if given else ""))
         return given[0]
 
@@ -360,6 +371,13 @@ class PlanSpec:
         for key in ("target_macs", "target_params"):
             if getattr(self, key) is not None:
                 setattr(self, key, parse_target(getattr(self, key), key))
+        if self.budget is not None:
+            parse_budget(self.budget)
+            complexity(0, 0, 1.0, self.precision)  # checks `precision`
+        if self.clip_seconds is not None and not (isinstance(self.clip_seconds, (int, float))
+                                                  and self.clip_seconds > 0):
+            raise ArgumentError(f"`clip_seconds` must be a positive number of seconds, got "
+                                f"{self.clip_seconds!r}")
         if self.layers is not None:
             if isinstance(self.layers, str) or not all(isinstance(x, str) for x in self.layers):
                 raise ArgumentTypeError("`layers` must be a list of layer names, glob patterns or "
@@ -438,30 +456,45 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
     if mode == "ratio":
         return _finish(ResolvedPlan(counts_at(spec.ratio), n_units, mode, spec.ratio), graph)  # type: ignore[arg-type]
 
-    metric = "macs" if mode == "target_macs" else "params"
     costs = PlanCosts(graph.model, graph)
-    cost = make_cost_fn(graph.model, graph, metric, costs)
-    start = cost({})
-    asked = getattr(spec, mode)
-    target = round(asked * start) if isinstance(asked, float) else int(asked)
-    if start <= target:
+    base = costs({})
+    targets: dict[str, int] = {}
+    asked_targets = _budget_targets(spec, graph.model) if spec.budget is not None else \
+        {"target_macs": spec.target_macs, "target_params": spec.target_params}
+    for metric, key in (("macs", "target_macs"), ("params", "target_params")):
+        asked = asked_targets.get(key)
+        if asked is not None:
+            targets[metric] = round(asked * base[metric]) if isinstance(asked, float) else int(asked)
+
+    def fits(counts: Mapping[str, int]) -> bool:
+        c = costs(counts)
+        return all(c[m] <= t for m, t in targets.items())
+
+    def fullness(counts: Mapping[str, int]) -> float:
+        """How much of the budget is used (the sum over the targets of cost / target)."""
+        c = costs(counts)
+        return sum(c[m] / t for m, t in targets.items())
+
+    if fits({}):
         return _finish(ResolvedPlan(counts_at(0.0), n_units, mode, 0.0), graph, costs)
     floor_counts = {n: c - 1 for n, c in n_units.items()}
-    smallest = cost(floor_counts)
-    unit = "MACs" if metric == "macs" else "parameters"
-    if smallest > target:
+    if not fits(floor_counts):
+        smallest = costs(floor_counts)
+        over = [f"{m} {t:,} (smallest achievable {smallest[m]:,}, the model has {base[m]:,})"
+                for m, t in targets.items() if smallest[m] > t]
+        names = " and ".join(f"`target_{m}`" for m in targets)
         raise ArgumentError(
-            f"`{mode}` {target:,} cannot be met by pruning {', '.join(selected)}: the "
-            f"smallest achievable is {smallest:,} {unit} (every selected layer down to one filter; "
-            f"the model has {start:,}). Select more layers with `layers` or raise the target.")
-    lo, hi = 0.0, 1.0  # cost(counts_at(lo)) > target >= cost(counts_at(hi)) (hi: the floor)
+            f"{names} cannot be met by pruning {', '.join(selected)}: {'; '.join(over)}, every "
+            f"selected layer down to one filter. Select more layers with `layers` or raise the "
+            f"target.")
+    lo, hi = 0.0, 1.0  # counts_at(lo) does not fit, counts_at(hi) (the floor) does
 
-    def at(level: float) -> int:
-        return cost(counts_at(level)) if level < 1.0 else smallest
+    def at(level: float) -> bool:
+        return fits(counts_at(level)) if level < 1.0 else True
 
     for _ in range(40):
         mid = (lo + hi) / 2
-        if at(mid) <= target:
+        if at(mid):
             hi = mid
         else:
             lo = mid
@@ -470,37 +503,50 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
     counts = counts_at(hi) if hi < 1.0 else floor_counts
     plan = ResolvedPlan(counts, n_units, mode, round(hi, 6))
     if spec.fill and layer_scores is None:
-        plan.counts = fill_budget(counts, cost, target)
+        plan.counts = fill_budget(counts, fits, fullness)
         plan.filled = plan.counts != counts
     return _finish(plan, graph, costs)
 
 
-def fill_budget(counts: Mapping[str, int], cost: Callable[[Mapping[str, int]], int],
-                target: int) -> dict[str, int]:
-    """Give removed filters back while cost(counts) <= target: at each step, for every layer the
-    most filters it can take back within the budget (binary search: the cost only grows as
-    filters come back), and the layer whose take-back lands closest to the budget gets them. A
-    layer that cannot take one back never can again (costs only grow), so it is not asked
-    again; a layer that took back all it could is done too."""
+def _budget_targets(spec: PlanSpec, model: nn.Module) -> dict[str, int]:
+    """`spec.budget` as target_params / target_macs (counts per example) for `model`."""
+    seconds = spec.clip_seconds
+    if seconds is None:
+        frontend = getattr(model, "frontend_cfg", None)  # an AudioClassifier knows its clip
+        if frontend is not None:  # full-length front ends are counted on 1 s examples
+            seconds = frontend.clip_seconds or 1.0
+    if seconds is None:
+        raise ArgumentError("`budget` limits MACs per second of audio: give `clip_seconds`, the "
+                            "seconds of audio one example of `example_inputs` holds")
+    return targets_for(parse_budget(spec.budget), seconds, spec.precision)  # type: ignore[arg-type]
+
+
+def fill_budget(counts: Mapping[str, int], fits: Callable[[Mapping[str, int]], bool],
+                value: Callable[[Mapping[str, int]], float]) -> dict[str, int]:
+    """Give removed filters back while the plan still `fits` the budget: at each step, for every
+    layer the most filters it can take back (binary search: costs only grow as filters come
+    back), and the layer whose take-back uses most of the budget (`value`) gets them. A layer
+    that cannot take one back never can again (costs only grow), so it is not asked again; a
+    layer that took back all it could is done too."""
     counts = dict(counts)
     open_layers = [n for n, c in counts.items() if c > 0]
     while open_layers:
-        best: tuple[str, int, int] | None = None
+        best: tuple[str, int, float] | None = None
         for name in list(open_layers):
             have = counts[name]
-            if cost({**counts, name: have - 1}) > target:
+            if not fits({**counts, name: have - 1}):
                 open_layers.remove(name)
                 continue
             lo, hi = 1, have  # lo: known to fit
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if cost({**counts, name: have - mid}) <= target:
+                if fits({**counts, name: have - mid}):
                     lo = mid
                 else:
                     hi = mid - 1
-            value = cost({**counts, name: have - lo})
-            if best is None or value > best[2]:
-                best = (name, lo, value)
+            used = value({**counts, name: have - lo})
+            if best is None or used > best[2]:
+                best = (name, lo, used)
         if best is None:
             break
         counts[best[0]] -= best[1]

@@ -211,6 +211,7 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
           ratio: float | None = None, ratios: Mapping[str, float] | None = None,
           target_macs: int | float | str | None = None,
           target_params: int | float | str | None = None,
+          budget: str | None = None, precision: str = "int8", clip_seconds: float | None = None,
           layers: Iterable[str] | None = None,
           ignored_layers: Iterable[str | nn.Module] = (),
           global_ranking: bool = False, normalise: str = "minmax", iterative: int = 1,
@@ -235,7 +236,11 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
     ratios           {layer name / glob pattern / C<k> alias: fraction}, or
     target_macs      a MAC budget: a count (30_000_000, "30M") or a fraction (0.5) of the
                      model's own; or
-    target_params    a parameter budget, likewise ("128k", 0.3)
+    target_params    a parameter budget, likewise ("128k", 0.3); or
+    budget           a challenge's limits at once: "dcase2024" (128 kB of parameters at
+                     `precision`, 30 MMACs per second of audio; also 2022, 2023, 2025) or
+                     "params_bytes=128k,macs=30M"; `clip_seconds` says how much audio one
+                     example holds (an audioprune AudioClassifier knows its own)
     layers           the layers to prune (names, patterns such as 'block4.*', aliases C7-C12);
                      default every prunable layer
     ignored_layers   layers (names or modules) whose outputs are never pruned; model outputs
@@ -266,7 +271,8 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
     if finetune is not None and not callable(finetune):
         raise ArgumentTypeError("`finetune` must be a callable (model, round) -> None")
     spec = PlanSpec(ratio=ratio, ratios=dict(ratios) if ratios is not None else None,
-                    target_macs=target_macs, target_params=target_params,
+                    target_macs=target_macs, target_params=target_params, budget=budget,
+                    precision=precision, clip_seconds=clip_seconds,
                     layers=list(layers) if layers is not None and not isinstance(layers, str)
                     else layers, global_ranking=global_ranking, normalise=normalise).validate()
     if calibration_data is None and criterion in list_criteria() and \

@@ -73,6 +73,8 @@ class MethodSummary:
     def label(self) -> str:
         if self.kind == "unpruned":
             return self.model
+        if not self.plan:  # a quantized copy: how it was quantized is the criterion
+            return f"{self.parent_method} / {self.criterion}"
         return f"{self.parent_method} / {self.criterion} @ {self.plan}"
 
 

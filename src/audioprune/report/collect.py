@@ -44,7 +44,7 @@ class Row:
     params: int
     macs: int
     size_bytes: int
-    kind: str = "unpruned"  # unpruned | pruned | distilled
+    kind: str = "unpruned"  # unpruned | pruned | distilled | quantized
     criterion: str = ""
     plan: str = ""
     level: float | None = None  # fraction pruned (uniform ratio or budget level), for sorting
@@ -61,6 +61,21 @@ class Row:
     model_label: str = ""  # architecture with its options and training epochs: "cnn6(width=0.25) e20"
     plan_key: str = ""  # the plan with the fine-tuning that followed: "50% of C1,C2 ft10"
     method: str = ""  # everything that defines the run but its fold and seed (report.aggregate)
+    precision: str = "fp32"  # int8 for a quantized run (its model.int8.onnx)
+    deployed_params: int | None = None  # parameters as deployed (int8: BN folded, fused)
+    clip_seconds: float | None = None  # audio per example (model.json's front end)
+
+    @property
+    def params_bytes(self) -> int:
+        """Parameter memory at the deployed precision, zeros counted (the DCASE rule)."""
+        from audioprune.measure.budget import BYTES_PER_PARAM
+
+        return (self.deployed_params or self.params) * BYTES_PER_PARAM.get(self.precision, 4)
+
+    @property
+    def macs_per_second(self) -> float | None:
+        """MACs per second of audio (MACs are per example of `clip_seconds`)."""
+        return self.macs / self.clip_seconds if self.clip_seconds else None
 
     @property
     def is_parent(self) -> bool:
@@ -125,6 +140,16 @@ def _headline(metrics: dict[str, Any]) -> tuple[str, float | None]:
     return "accuracy", metrics.get("accuracy")
 
 
+def _clip_seconds(run: Path) -> float | None:
+    """Seconds of audio per example: the front end's clip length (1 s when it keeps full
+    length, as profile and the counts take it)."""
+    info = _read(run / "model.json") if (run / "model.json").is_file() else {}
+    front = info.get("frontend")
+    if not isinstance(front, dict):
+        return None
+    return float(front.get("clip_seconds") or 1.0)
+
+
 def _model_name(run: Path, metrics: dict[str, Any]) -> str:
     info = _read(run / "model.json") if (run / "model.json").is_file() else {}
     arch = info.get("arch") or metrics.get("model")
@@ -142,15 +167,18 @@ def format_plan(requested: dict[str, Any]) -> str:
         return f"{100 * requested['ratio']:g}%{where}{scope}"
     if requested.get("ratios"):
         return ", ".join(f"{k}={100 * v:g}%" for k, v in requested["ratios"].items())
+    if requested.get("budget"):
+        return f"budget {requested['budget']} ({requested.get('precision', 'int8')}){where}{scope}"
+    limits = []
     for key, label in (("target_macs", "MACs"), ("target_params", "params")):
         value = requested.get(key)
         if isinstance(value, str):  # as typed, before validation: '30M', '0.5', '50%'
-            return f"{label} <= {value}{where}{scope}"
-        if isinstance(value, float) and 0 < value <= 1:
-            return f"{label} <= {100 * value:g}% of the parent's{where}{scope}"
-        if value is not None:
-            return f"{label} <= {_si(value)}{where}{scope}"
-    return "?"
+            limits.append(f"{label} <= {value}")
+        elif isinstance(value, float) and 0 < value <= 1:
+            limits.append(f"{label} <= {100 * value:g}% of the parent's")
+        elif value is not None:
+            limits.append(f"{label} <= {_si(value)}")
+    return f"{' and '.join(limits)}{where}{scope}" if limits else "?"
 
 
 def _si(n: float) -> str:
@@ -213,7 +241,16 @@ def read_row(run: Path) -> Row:
     parent = metrics.get("parent")
     distill = metrics.get("distill") if isinstance(metrics.get("distill"), dict) else None
     row.compute_s = _compute(metrics, distill)
-    if isinstance(parent, dict):
+    quant = metrics.get("quantization") if isinstance(metrics.get("quantization"), dict) else None
+    row.precision = str(metrics.get("precision", "fp32"))
+    row.deployed_params = metrics.get("params_deployed")
+    row.clip_seconds = _clip_seconds(run)
+    if quant is not None and isinstance(parent, dict):  # an int8 copy: vs the fp32 run it came from
+        row.kind = "quantized"
+        row.criterion = f"{row.precision} {quant.get('method', '?')}" + \
+            (f" qat{quant['qat']['epochs']}" if isinstance(quant.get("qat"), dict) else "")
+        row.plan = f"of {Path(str(parent.get('run', '?'))).name}"
+    elif isinstance(parent, dict):
         pruning = metrics.get("pruning") or {}
         row.kind = "pruned"
         row.criterion = str(pruning.get("criterion", "?")) + ("+kd" if distill else "")
@@ -251,6 +288,18 @@ def _describe_method(row: Row, run: Path, metrics: dict[str, Any], config: dict[
     if row.kind == "unpruned":
         row.model_label += epochs
         row.method = row.model_label
+        return
+    if row.kind == "quantized":  # the unit is its fp32 parent's; the method, how it was quantized
+        q = config.get("quantize") or {}
+        parent_config = Path(str((metrics.get("parent") or {}).get("run", ""))) / "config.json"
+        if parent_config.is_file():
+            row.seed = (_read(parent_config).get("train") or {}).get("seed")
+        else:
+            row.seed = q.get("seed")
+        per = "per-channel" if q.get("per_channel", True) else "per-tensor"
+        calib = f", {q['calibration_batches']} calibration batches" \
+            if q.get("method", "static") == "static" and q.get("calibration_batches") else ""
+        row.method = f"{row.criterion} ({per}{calib})"
         return
     if row.kind == "distilled":
         d = metrics.get("distill") or {}

@@ -23,6 +23,7 @@ from audioprune.report.collect import Row  # noqa: E402
 from audioprune.report.pareto import pareto_front  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
+    from audioprune.measure.budget import Budget
     from audioprune.report.aggregate import MethodSummary
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
@@ -30,7 +31,20 @@ LINESTYLES = ["-", "--", ":", "-."]
 AXES = {  # what -> (row attribute, scale, axis label)
     "macs": ("macs", 1e6, "MACs per example (MMACs)"),
     "params": ("params", 1e3, "parameters (k params)"),
+    "memory": ("params_bytes", 1e3, "parameter memory at the deployed precision (kB)"),
 }
+
+
+def _budget_limit(budget: "Budget | None", what: str, rows: Sequence[Row]) -> float | None:
+    """The budget's limit in the axis' units before scaling (None: it has none there)."""
+    if budget is None:
+        return None
+    if what == "memory":
+        return budget.params_bytes
+    clips = {r.clip_seconds for r in rows}
+    if what == "macs" and budget.macs_per_second is not None and len(clips) == 1 and None not in clips:
+        return budget.macs_per_second * clips.pop()  # type: ignore[operator]
+    return None
 
 
 def _y(row: Row) -> float:
@@ -42,8 +56,12 @@ def _y_label(rows: Sequence[Row]) -> str:
     return "test accuracy (%)" if rows[0].metric == "accuracy" else f"test {rows[0].metric}"
 
 
-def plot_tradeoff(rows: Sequence[Row], what: str, path: Path, title: str | None = None) -> Path:
-    """Draw `rows` (one dataset and split) as metric vs `what` ("macs" | "params") into `path`."""
+def plot_tradeoff(rows: Sequence[Row], what: str, path: Path, title: str | None = None,
+                  budget: "Budget | None" = None) -> Path:
+    """Draw `rows` (one dataset and split) as metric vs `what` ("macs" | "params" | "memory":
+    parameter bytes at each run's precision, where int8 copies sit left of their fp32 models)
+    into `path`; a `budget`'s limit on that axis is a dashed vertical line (MACs: per second x
+    the rows' clip length)."""
     attr, scale, x_label = AXES[what]
     rows = [r for r in rows if r.value is not None]
     if not rows:
@@ -96,6 +114,12 @@ def plot_tradeoff(rows: Sequence[Row], what: str, path: Path, title: str | None 
     ax.set_xlabel(x_label)
     ax.set_ylabel(_y_label(rows))
     ax.set_title(title or f"{_y_label(rows)} vs {x_label.split(' (')[0]}", fontsize=11)
+    limit = _budget_limit(budget, what, rows)
+    if limit is not None:
+        ax.axvline(limit / scale, color="firebrick", ls="--", lw=1.2, zorder=1)
+        ax.annotate(f"{budget.name} limit", (limit / scale, 1.0),  # type: ignore[union-attr]
+                    xycoords=("data", "axes fraction"), xytext=(3, -12),
+                    textcoords="offset points", color="firebrick", fontsize=8)
     xs = list(x.values())
     if min(xs) > 0 and max(xs) / min(xs) > 30:
         ax.set_xscale("log")

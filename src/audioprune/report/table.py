@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from audioprune.report.collect import Row
 
 if TYPE_CHECKING:  # pragma: no cover
+    from audioprune.measure.budget import Budget
     from audioprune.report.aggregate import MethodSummary
     from audioprune.report.stats import Interval
 
@@ -64,19 +65,46 @@ def _fmt_rel(d: float | None) -> str:
     return "" if d is None else f"{100 * d:+.1f}%"
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
+def shows_deployment(rows: Sequence[Row], budget: "Budget | None" = None) -> bool:
+    """Whether the deployment columns (precision, parameter memory, MACs per second) are shown:
+    some run is quantized, or a budget is checked."""
+    return budget is not None or any(r.precision != "fp32" for r in rows)
+
+
+def within(budget: "Budget", row: Row) -> bool | None:
+    """Whether `row` meets every limit of `budget` (None: its clip length is unknown)."""
+    if budget.macs_per_second is not None and row.macs_per_second is None:
+        return None
+    return ((budget.params_bytes is None or row.params_bytes <= budget.params_bytes) and
+            (budget.macs_per_second is None or row.macs_per_second <= budget.macs_per_second))  # type: ignore[operator]
+
+
+def _deployment_cells(r: Row, budget: "Budget | None") -> list[str]:
+    mps = r.macs_per_second
+    cells = [r.precision, f"{r.params_bytes / 1e3:,.1f}", MISSING if mps is None else f"{mps / 1e6:,.2f}"]
+    if budget is not None:
+        ok = within(budget, r)
+        cells.append(MISSING if ok is None else ("pass" if ok else "FAIL"))
+    return cells
+
+
+def markdown_table(rows: Sequence[Row], budget: "Budget | None" = None) -> str:
     """One Markdown table; accuracy in %, deltas against each row's unpruned parent
     (accuracy in percentage points, params and MACs relative); when runs recorded their timings,
-    the wall-clock compute that produced each model, alone and with its parent/teacher."""
+    the wall-clock compute that produced each model, alone and with its parent/teacher; with
+    quantized runs or a `budget`, the precision, the parameter memory at that precision and the
+    MACs per second of audio (the DCASE rules), and whether each run is within the budget."""
     lat = latency_columns(rows)
+    dep = (["precision", "param memory (kB)", "MMACs/s"] + (["budget"] if budget else [])) \
+        if shows_deployment(rows, budget) else []
     comp = ["compute (s)", "total compute (s)"] if has_compute(rows) else []
     metric = _metric_label(rows)
     unit = " %" if metric == "accuracy" else ""
     datasets = {(r.dataset, r.split) for r in rows}
     head = ["run", "model"] + (["dataset"] if len(datasets) > 1 else []) + \
         ["criterion", "plan", f"{metric}{unit}", "Δ" + (" pts" if unit else ""), "params (k)",
-         "Δ params", "MACs (M)", "Δ MACs", "size (kB)"] + comp + [f"{k} (ms)" for k in lat]
-    numeric = 7 + len(comp) + len(lat)  # from the metric column on
+         "Δ params", "MACs (M)", "Δ MACs", "size (kB)"] + dep + comp + [f"{k} (ms)" for k in lat]
+    numeric = 7 + len(dep) + len(comp) + len(lat)  # from the metric column on
     align = ["---"] * (len(head) - numeric) + ["---:"] * numeric
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for r in rows:
@@ -84,7 +112,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
             r.criterion or ("unpruned" if r.is_parent else MISSING), r.plan or MISSING,
             _fmt_value(r), _fmt_delta_value(r), f"{r.params / 1e3:,.1f}", _fmt_rel(r.delta_params()),
             f"{r.macs / 1e6:,.2f}", _fmt_rel(r.delta_macs()), f"{r.size_bytes / 1e3:,.1f}",
-        ] + ([_fmt_seconds(r.compute_s), _fmt_seconds(r.total_compute_s)] if comp else []) + [
+        ] + (_deployment_cells(r, budget) if dep else []) + ([_fmt_seconds(r.compute_s), _fmt_seconds(r.total_compute_s)] if comp else []) + [
             f"{r.latency_ms[k]:.3f}" if k in r.latency_ms else MISSING for k in lat]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -92,15 +120,18 @@ def markdown_table(rows: Sequence[Row]) -> str:
 
 CSV_FIELDS = ["run", "path", "model", "kind", "dataset", "split", "criterion", "plan", "level",
               "metric", "value", "delta_value", "params", "delta_params", "macs", "delta_macs",
-              "size_bytes", "parent", "threads", "compute_seconds", "total_compute_seconds"]
+              "size_bytes", "parent", "threads", "compute_seconds", "total_compute_seconds",
+              "precision", "params_bytes", "macs_per_second"]
 
 
-def csv_table(rows: Sequence[Row]) -> str:
-    """The same rows as CSV with raw numbers (fractions, counts, bytes, ms)."""
+def csv_table(rows: Sequence[Row], budget: "Budget | None" = None) -> str:
+    """The same rows as CSV with raw numbers (fractions, counts, bytes, ms); `within_budget`
+    (true/false) after them when a budget is checked."""
     lat = latency_columns(rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_FIELDS + [f"latency_ms_{k.replace(' ', '_')}" for k in lat])
+    writer.writerow(CSV_FIELDS + [f"latency_ms_{k.replace(' ', '_')}" for k in lat] +
+                    (["within_budget"] if budget else []))
 
     def cell(v: object) -> object:
         return "" if v is None else v
@@ -109,7 +140,9 @@ def csv_table(rows: Sequence[Row]) -> str:
         writer.writerow([cell(v) for v in (
             r.name, r.key, r.model, r.kind, r.dataset, r.split, r.criterion, r.plan, r.level,
             r.metric, r.value, r.delta_value(), r.params, r.delta_params(), r.macs, r.delta_macs(),
-            r.size_bytes, r.parent, r.threads, r.compute_s, r.total_compute_s)] + [cell(r.latency_ms.get(k)) for k in lat])
+            r.size_bytes, r.parent, r.threads, r.compute_s, r.total_compute_s, r.precision,
+            r.params_bytes, r.macs_per_second)] + [cell(r.latency_ms.get(k)) for k in lat] +
+            ([cell(within(budget, r))] if budget else []))
     return buf.getvalue()
 
 

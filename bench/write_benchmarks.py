@@ -57,11 +57,66 @@ def _pct(x: float | None, sd: float | None = None) -> str:
 # ------------------------------------------------------------------------------ sections
 
 
+def _pct_ci(d: dict[str, Any] | None, mean_key: str = "mean", ci_key: str = "ci",
+            signed: bool = True) -> str:
+    if not d or d.get("n") == 0 or d.get(mean_key) is None:
+        return "-"
+    f = "+.1f" if signed else ".1f"
+    lo, hi = d.get(ci_key) or [None, None]
+    text = format(100 * d[mean_key], f)
+    if lo is not None and hi is not None and lo != hi:
+        text += f" [{100 * lo:{f}}, {100 * hi:{f}}]"
+    return text + (" *" if d.get("significant") else "")
+
+
+def criteria_units(data: dict[str, Any]) -> str:
+    """The summary bench_criteria.py writes since it counts units: mean and 95% interval over the
+    units that met the budget, paired differences to the parent and to the baseline."""
+    rows = data["summary"]
+    parents = data["parents"]
+    setup = data.get("summary_setup") or {}
+    baseline = next((r["baseline"] for r in rows if r.get("baseline")), setup.get("baseline"))
+    units = sorted({u for r in rows for u in r["units"] + r["missed"]})
+    parent_accs = [p["accuracy"] for p in parents.values()]
+    lines = [f"Units: {', '.join(units)} ({len(parents)} parent(s), test accuracy "
+             f"{100 * min(parent_accs):.1f}-{100 * max(parent_accs):.1f} %). Per method and "
+             f"budget: the mean over the units whose pruned MACs met the budget (within 2 %; "
+             f"\"missed\" units are left out of every number), its 95 % interval (percentile "
+             f"bootstrap), and paired differences on the same units to the unpruned parent and to "
+             f"{baseline}; * = the interval excludes 0.", ""]
+    for budget in sorted({r["budget"] for r in rows}, reverse=True):
+        lines.append(f"**Budget {budget:.0%} of the parent's MACs**\n")
+        body = []
+        for r in sorted((r for r in rows if r["budget"] == budget),
+                        key=lambda r: -(r["accuracy_after"] if r["n"] else -1)):
+            vs_base = r.get("vs_baseline")
+            p = vs_base.get("wilcoxon_p") if vs_base else None
+            body.append([r["method"], "ours" if r["family"] == "audioprune" else "Torch-Pruning",
+                         f"{r['macs_ratio']:.3f}", f"{r['params']:,.0f}",
+                         f"{r['n']}" + (f" ({len(r['missed'])} missed)" if r["missed"] else ""),
+                         _pct_ci(r, "accuracy_after", "accuracy_after_ci", signed=False)
+                         if r["n"] else "missed the budget",
+                         _pct_ci(r.get("vs_parent")), _pct_ci(vs_base),
+                         "-" if p is None else f"{p:.3f}"])
+        lines.append(table(["method", "tool", "MACs / parent", "params", "units",
+                            "acc. after FT % [95% CI]", "vs parent (points)",
+                            f"vs {baseline} (points)", "Wilcoxon p"], body))
+        lines.append("")
+    return "\n".join(lines)
+
+
 def criteria(path: Path, command: str) -> str:
     data = _load(path)
     if not data or not data.get("summary"):
         return _missing(path, command)
     rows = data["summary"]
+    if "units" in rows[0]:
+        text = criteria_units(data)
+        calls = data.get("calls", [])
+        if calls:
+            wall = sum(c.get("wall_seconds_this_call", 0) for c in calls)
+            text += _when(calls[-1]) + f" Wall time of the calls so far: {wall / 60:.0f} min."
+        return text.rstrip()
     parents = data["parents"]
     calls = data.get("calls", [])
     epochs = data["runs"][next(iter(data["runs"]))]["finetune_epochs"]
@@ -228,17 +283,100 @@ def api_prune(path: Path, command: str) -> str:
         "", _when(meta)])
 
 
+def latency_gap(path: Path, command: str) -> str:
+    data = _load(path)
+    if not data:
+        return _missing(path, command)
+    lanes = data["lanes"]
+    cells = data["grid"]["cells"]
+    outs = sorted({c["c_out"] for c in cells})
+    grid = []
+    for cin in sorted({c["c_in"] for c in cells}):
+        for runtime in ("ort", "eager"):
+            row = {c["c_out"]: c for c in cells if c["c_in"] == cin}
+            grid.append([f"{cin}", "ONNX Runtime" if runtime == "ort" else "PyTorch eager"] +
+                        [f"{row[o][runtime + '_ms']:.1f}" for o in outs])
+    settings = ["onnxruntime all", "onnxruntime extended", "eager", "eager channels-last",
+                "eager torch.compile"]
+    models = []
+    for arch, rows in data["models"].items():
+        for name, r in rows.items():
+            if name == "parent":
+                continue
+            cells_ = []
+            for s in settings:
+                parts = []
+                for b in ("b1", "b32"):
+                    key = f"{s} {b}"
+                    if key in r["latency_ratio"]:
+                        real = r["realised"].get(key)
+                        parts.append(f"{r['latency_ratio'][key]:.2f} ({_pct(real)} %)")
+                cells_.append(" / ".join(parts) or "-")
+            models.append([f"{arch} {name}", r["widths"], f"{r['mac_ratio']:.3f}",
+                           f"{r['blocked_mac_ratio']:.3f}"] + cells_)
+    parents = []
+    for arch, rows in data["models"].items():
+        ms = rows["parent"]["ms"]
+        parents.append([arch, rows["parent"]["widths"]] + [
+            " / ".join(f"{ms[f'{s} {b}']:.2f}" for b in ("b1", "b32") if f"{s} {b}" in ms) or "-"
+            for s in settings])
+    ops = []
+    per_op = data.get("per_op") or {}
+    if len(per_op) == 2:
+        (pa, p), (ca, c) = list(per_op.items())
+        def key(name: str) -> str:  # ORT renames a node when it leaves the NCHWc layout
+            return name.removeprefix("node_").removesuffix("_nchwc")
+
+        conv_nodes = {key(n["node"]): n for n in p["nodes"]}
+        for node in c["nodes"]:
+            if node["us"] < 100:
+                continue
+            before = conv_nodes.get(key(node["node"]))
+            ops.append([node["op"], node["node"], f"{before['us']:.0f}" if before else "-",
+                        f"{node['us']:.0f}", f"{node['us'] / before['us']:.2f}" if before else "new"])
+        ops.append(["all nodes", "", f"{p['total_us']:.0f}", f"{c['total_us']:.0f}",
+                    f"{c['total_us'] / p['total_us']:.2f}"])
+        layer_rows = [[k, f"{p['conv_macs'][k]:,}", f"{c['conv_macs'][k]:,}",
+                       f"{c['conv_macs'][k] / p['conv_macs'][k]:.2f}",
+                       f"{c['conv_blocked_macs'][k] / p['conv_blocked_macs'][k]:.2f}"]
+                      for k in p["conv_macs"] if k.startswith("conv")]
+    meta = {**data["machine"], "threads": data["threads"]}
+    out = [f"**One 7x7 convolution**, batch 32 on 101 x 40 features, ms (CPU time), by input "
+           f"channels (rows) and output channels (columns); {data['cpu_capability']}: "
+           f"{lanes} fp32 lanes\n",
+           table(["in", "runtime"] + [f"out {o}" for o in outs], grid), "",
+           f"**Pruned models against their parent**: latency ratio (realised share of the MAC "
+           f"saving) at batch 1 / batch 32; blocked MACs = output widths rounded up to {lanes} "
+           f"(measure/blocking.py)\n",
+           table(["model", "widths", "MACs / parent", "blocked MACs / parent"] + settings, models),
+           "", "Parents, ms at batch 1 / batch 32\n",
+           table(["model", "widths"] + settings, parents)]
+    if ops:
+        out += ["", "**ONNX Runtime per node** (all optimisations: NCHWc), dcase21net -> its C1+C2 "
+                "50 % model, batch 32, median µs per run\n",
+                table(["op", "node", "parent µs", "pruned µs", "ratio"], ops), "",
+                table(["layer", "parent MACs", "pruned MACs", "MAC ratio", "blocked-MAC ratio"],
+                      layer_rows)]
+    out += ["", _when(meta)]
+    return "\n".join(out)
+
+
 SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "criteria": (criteria, R / "criteria_fsdd.json", "python bench/bench_criteria.py"),
     "criteria-cnn6": (criteria, R / "criteria_fsdd_cnn6.json",
                       "python bench/bench_criteria.py --model cnn6 --width 0.25 --seeds 0 "
                       "--out bench/results/criteria_fsdd_cnn6.json"),
+    "criteria-loso": (criteria, R / "criteria_fsdd_loso.json",
+                      "python bench/bench_criteria.py --folds all --seeds 0 --methods wdc "
+                      "betweenness similarity l1 opnorm fpgm random tp-magnitude tp-taylor "
+                      "tp-fpgm tp-lamp --out bench/results/criteria_fsdd_loso.json"),
     "criteria-quick": (criteria, R / "quick" / "criteria_fsdd.json", "python bench/bench_criteria.py --quick"),
     "speedup": (speedup, R / "speedup.json", "python bench/bench_speedup.py"),
     "masks": (masks, R / "masks.json", "python bench/bench_masks.py"),
     "quaternion": (quaternion, R / "quaternion.json", "python bench/bench_quaternion.py --threads 1"),
     "centrality": (centrality, R / "centrality.json", "python bench/bench_centrality.py"),
     "api-prune": (api_prune, R / "api_prune_cnn14.json", "python bench/bench_api_prune.py"),
+    "latency-gap": (latency_gap, R / "latency_gap.json", "python bench/bench_latency_gap.py"),
 }
 
 

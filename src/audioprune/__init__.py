@@ -8,6 +8,9 @@ The Python API (everything else is internal)::
     result = ap.prune(model, example_inputs, "wdc", target_macs=0.5)   # in place, for real
     print(result.summary())
     counts = ap.count(model, example_inputs)                           # params, MACs per layer
+    ap.blocked_macs(model, example_inputs)     # MACs in this CPU's SIMD blocks: what time follows
+    ap.prune(model, example_inputs, "l1", budget="dcase2024", clip_seconds=1.0)  # 128 kB + 30M MAC/s
+    ap.quantize_onnx(onnx_bytes, calibration_batches)                  # int8 by ONNX Runtime
     ap.save_pruned(model, "model.safetensors")                         # no pickle
     ap.load_pruned("model.safetensors", MyModel())                     # replays the pruning
 
@@ -31,7 +34,9 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # pragma: no cover
     from audioprune import nn
     from audioprune.api import importance, list_criteria
+    from audioprune.measure.blocking import blocked_macs
     from audioprune.measure.counting import Counts, count
+    from audioprune.measure.quantize import quantize_onnx
     from audioprune.nn.fuse import fuse_quaternion
     from audioprune.pruning.engine import customized_pruners
     from audioprune.pruning.pruner import PruneResult, Pruner, prune
@@ -42,6 +47,8 @@ _LAZY = {
     "Pruner": "audioprune.pruning.pruner",
     "PruneResult": "audioprune.pruning.pruner",
     "count": "audioprune.measure.counting",
+    "blocked_macs": "audioprune.measure.blocking",
+    "quantize_onnx": "audioprune.measure.quantize",
     "Counts": "audioprune.measure.counting",
     "importance": "audioprune.api",
     "list_criteria": "audioprune.api",
@@ -52,8 +59,8 @@ _LAZY = {
 }
 
 __all__ = ["ArgumentError", "Counts", "PruneResult", "Pruner", "UserError", "__version__",
-           "count", "customized_pruners", "fuse_quaternion", "importance", "list_criteria", "load_pruned", "nn",
-           "prune", "save_pruned"]
+           "blocked_macs", "count", "customized_pruners", "fuse_quaternion", "importance",
+           "list_criteria", "load_pruned", "nn", "prune", "quantize_onnx", "save_pruned"]
 
 
 def __getattr__(name: str) -> Any:

@@ -135,7 +135,8 @@ def count(model: nn.Module, example_inputs: Any, forward_fn: ForwardFn | str | N
 
 
 def module_macs(model: nn.Module, run: Callable[[], Any],
-                skip: Callable[[str], bool] = lambda name: False) -> dict[str, int]:
+                skip: Callable[[str], bool] = lambda name: False,
+                rules: dict[Any, Callable[..., int]] | None = None) -> dict[str, int]:
     """MACs of one call of `run()` per module of `model` (by name), children excluded, so the
     values add up to the total; work outside any module is listed under "(model)".
 
@@ -144,12 +145,14 @@ def module_macs(model: nn.Module, run: Callable[[], Any],
     the body is entered through a method other than `__call__`). A module's own share is its
     total minus that of the modules called inside it, so containers that are never called
     (ModuleList) and modules called twice are handled. Modules for which `skip(name)` is true
-    are not hooked (their work counts towards their caller).
+    are not hooked (their work counts towards their caller). `rules` replaces the counting
+    rules (FlopCounterMode's custom mapping; measure.blocking counts in SIMD blocks this way).
     """
     flops: dict[str, int] = {}
     stack: list[list[int]] = [[0, 0]]  # per active call: [running total at entry, children's]
     handles = []
-    with FlopCounterMode(display=False, custom_mapping=_rules()) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_rules() if rules is None else rules) \
+            as counter:
         def enter(_mod: nn.Module, _args: object) -> None:
             stack.append([counter.get_total_flops(), 0])
 

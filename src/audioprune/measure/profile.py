@@ -15,7 +15,9 @@ profile.json layout (the report pipeline reads it; keep it stable, add keys rath
                  "deployed": int},                      # the inference form's (fused: real kernels)
       "macs": {"model": int,                            # body, per example
                "frontend": int,                         # mel projection (+ delta filters);
-               "per_layer": {module name: int}},        #   the STFT's FFT is not counted
+               "per_layer": {module name: int},         #   the STFT's FFT is not counted
+               "blocked": {"lanes": int, "model": int,  # output widths rounded up to this
+                           "per_layer": {...}}},        #   CPU's SIMD lanes (measure/blocking)
       "size_bytes": {"fp32": int, "fp16": int, "int8": int},   # params + float buffers x 4/2/1 B
       "peak_activation_bytes": int,   # largest input + output of one layer at batch 1, fp32
       "threads": int,                 # intra-op threads for both runtimes
@@ -56,6 +58,7 @@ from torch import nn
 
 from audioprune.errors import UserError
 from audioprune.fileio import write_json
+from audioprune.measure.blocking import blocked_macs
 from audioprune.measure.budget import Budget, check_budget, complexity, parse_budget
 from audioprune.measure.counting import (count_params, frontend_macs, layer_macs, layer_params,
                                          size_bytes)
@@ -103,6 +106,12 @@ def peak_activation_bytes(body: nn.Module, example: torch.Tensor) -> int:
         for h in handles:
             h.remove()
     return int(peak)
+
+
+def _blocked(model: nn.Module, feats: torch.Tensor) -> dict[str, Any]:
+    """Body MACs with output widths in this CPU's SIMD blocks (measure/blocking.py)."""
+    counts = blocked_macs(model, feats, "classify")
+    return {"lanes": counts.lanes, "model": counts.macs, "per_layer": counts.layers}
 
 
 def _environment(threads: int) -> dict[str, Any]:
@@ -165,7 +174,7 @@ def profile_run(run_dir: str | Path, *, batch_sizes: tuple[int, ...] = (1, 32),
                    "per_layer": layer_params(model),
                    "deployed": count_params(deploy)},
         "macs": {"model": sum(per_layer_macs.values()), "frontend": frontend_macs(model, samples),
-                 "per_layer": per_layer_macs},
+                 "per_layer": per_layer_macs, "blocked": _blocked(model, feats)},
         "size_bytes": {"fp32": size_bytes(model, 4), "fp16": size_bytes(model, 2),
                        "int8": size_bytes(model, 1)},
         "peak_activation_bytes": peak_activation_bytes(Body(deploy), feats),

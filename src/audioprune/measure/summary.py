@@ -54,6 +54,9 @@ def profile_summary(prof: dict[str, Any]) -> str:
         f"deployed form)",
         f"MACs         {m['model']:,} per example; front end {m['frontend']:,} (STFT not "
         f"counted)",
+        *([f"blocked MACs {m['blocked']['model']:,} with output widths in blocks of "
+           f"{m['blocked']['lanes']} (this CPU's fp32 SIMD lanes: what the time follows)"]
+          if m.get("blocked") else []),
         f"size         fp32 {size['fp32']:,} B, fp16 {size['fp16']:,} B, int8 {size['int8']:,} B",
         f"activations  {prof['peak_activation_bytes']:,} B (largest layer input + output, "
         f"batch 1, fp32)",

@@ -138,6 +138,7 @@ class PruneSection(_Section):
     target_params: list[str | int | float] = Field(default_factory=list)
     budgets: list[str] = Field(default_factory=list)  # dcase2024, or params_bytes=..,macs=..
     precision: Literal["int8", "fp16", "fp32"] = "int8"  # what a parameter costs in `budgets`
+    round_to: int | None = Field(None, ge=1)  # kept widths a multiple of this (SIMD blocks)
     layers: list[str] | None = None
     global_ranking: bool = Field(False, alias="global")
     normalise: Literal["minmax", "zscore"] = "minmax"
@@ -231,6 +232,7 @@ class ProfileSection(_Section):
 
 class ReportSection(_Section):
     title: str | None = None
+    budget: str | None = None  # mark runs within / outside a budget: dcase2024, params_bytes=..
 
 
 class Recipe(_Section):
@@ -430,6 +432,13 @@ def check_names(recipe: Recipe, source: str = "recipe") -> None:
                               group.distill.alpha, group.distill.teacher_mode).validate()
             except UserError as exc:
                 fail(f"prune[{g}].distill", str(exc))
+    if recipe.report.budget is not None:
+        from audioprune.measure.budget import parse_budget
+
+        try:
+            parse_budget(recipe.report.budget)
+        except ValueError as exc:
+            fail("report.budget", str(exc))
     for d, group in enumerate(recipe.distill):
         if group.teacher not in names:
             fail(f"distill[{d}].teacher", f"{group.teacher!r} is not a model of this recipe "

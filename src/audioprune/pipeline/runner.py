@@ -351,7 +351,8 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
         _profile_all(recipe, result, len(steps), total)
     log.info("[%d/%d] report -> %s", total, total, out / "report")
     result.report = write_report(result.runs, out / "report", title=recipe.report.title or
-                                 f"{recipe.name} on {recipe.dataset.name}")
+                                 f"{recipe.name} on {recipe.dataset.name}",
+                                 budget=recipe.report.budget)
     result.seconds = time.perf_counter() - t0
     return result
 

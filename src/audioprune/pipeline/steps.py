@@ -71,15 +71,19 @@ def plan_tag(plan: dict[str, Any]) -> str:
         tag = f"macs{_budget_slug(plan['target_macs'])}"
     else:
         tag = f"params{_budget_slug(plan['target_params'])}"
-    return tag + ("-global" if plan.get("global_ranking") else "")
+    return tag + ("-global" if plan.get("global_ranking") else "") + \
+        (f"-round{plan['round_to']}" if plan.get("round_to") else "")
 
 
 def group_plans(group: PruneSection) -> list[dict[str, Any]]:
     """Every plan of a prune group as PlanSpec keyword arguments."""
     common = {"layers": group.layers, "global_ranking": group.global_ranking,
               "normalise": group.normalise}
+    if group.round_to is not None:  # only when set: the plans of older recipes stay as they were
+        common["round_to"] = group.round_to
     plans = [{"ratio": r, **common} for r in group.ratios]
-    plans += [{"ratios": dict(p), "global_ranking": False, "normalise": group.normalise}
+    plans += [{"ratios": dict(p), "global_ranking": False, "normalise": group.normalise,
+               **({"round_to": group.round_to} if group.round_to is not None else {})}
               for p in group.per_layer]
     plans += [{"target_macs": t, **common} for t in group.target_macs]
     plans += [{"target_params": t, **common} for t in group.target_params]

@@ -21,7 +21,11 @@ plus the layer selection (``layers``: names, glob patterns such as ``block4.*``,
 below; default every prunable layer) and ``global_ranking``.
 
 Counting. A fraction R of a layer with n filters removes floor(R * n) of them (quaternions for
-quaternion layers), never more than n - 1: every layer keeps at least one filter.
+quaternion layers), never more than n - 1: every layer keeps at least one filter. With
+``round_to`` R, every pruned layer keeps a multiple of R units (rounded up: fewer removed) or all
+of them: a CPU computes output channels in SIMD blocks (16 fp32 lanes on AVX-512, 8 on AVX2), so
+a width between two multiples costs the time of the next one (measure/blocking.py); budgets then
+search and fill in those steps.
 
 Aliases. ``C<k>`` is the k-th prunable CONVOLUTION in model order (1-based), as the papers number
 them: dcase21net's C1, C2, C3 are conv1, conv2, conv3; CNN14's C7-C12 are block4.conv1 ..
@@ -65,6 +69,7 @@ __all__ = [
     "PlanSpec",
     "ResolvedPlan",
     "counts_for_ratio",
+    "round_counts",
     "global_counts",
     "layer_aliases",
     "make_cost_fn",
@@ -208,6 +213,23 @@ def counts_for_ratio(ratio: float, n_units: Mapping[str, int]) -> dict[str, int]
     return {name: min(math.floor(ratio * n + 1e-9), n - 1) for name, n in n_units.items()}
 
 
+def round_counts(counts: Mapping[str, int], n_units: Mapping[str, int],
+                 round_to: int | None) -> dict[str, int]:
+    """Counts whose kept widths are rounded UP to a multiple of `round_to` (at most the layer's
+    width): fewer filters removed, never more (as Torch-Pruning's round_to)."""
+    if not round_to or round_to == 1:
+        return dict(counts)
+    out = {}
+    for name, c in counts.items():
+        n = n_units[name]
+        out[name] = n - min(n, math.ceil((n - c) / round_to) * round_to)
+    return out
+
+
+def _aligned(kept: int, n: int, round_to: int | None) -> bool:
+    return not round_to or kept % round_to == 0 or kept == n
+
+
 def normalise_scores(scores: np.ndarray, how: str) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64)
     if how == "minmax":
@@ -338,6 +360,7 @@ class PlanSpec:
     global_ranking: bool = False
     normalise: str = "minmax"
     fill: bool = True  # budgets: give filters back while the budget holds (uniform plans)
+    round_to: int | None = None  # kept widths a multiple of this (SIMD blocks: measure.blocking)
     budget: str | None = None  # "dcase2024" or "params_bytes=128k,macs=30M" (measure.budget)
     precision: str = "int8"  # what a parameter costs under `budget` (int8: one byte)
     clip_seconds: float | None = None  # audio per example, for `budget`'s MACs per second
@@ -374,6 +397,10 @@ class PlanSpec:
         if self.budget is not None:
             parse_budget(self.budget)
             complexity(0, 0, 1.0, self.precision)  # checks `precision`
+        if self.round_to is not None and (isinstance(self.round_to, bool) or not isinstance(
+                self.round_to, int) or self.round_to < 1):
+            raise ArgumentError(f"`round_to` must be a positive integer (e.g. 16: the fp32 lanes "
+                                f"of AVX-512), got {self.round_to!r}")
         if self.clip_seconds is not None and not (isinstance(self.clip_seconds, (int, float))
                                                   and self.clip_seconds > 0):
             raise ArgumentError(f"`clip_seconds` must be a positive number of seconds, got "
@@ -436,7 +463,8 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
         for pattern, r in spec.ratios.items():  # type: ignore[union-attr]
             for name in resolve_layers([pattern], layers, skipped, module_names):
                 counts[name] = counts_for_ratio(r, {name: n_units_all[name]})[name]
-        ordered = {n: counts[n] for n in layers if n in counts}
+        ordered = round_counts({n: counts[n] for n in layers if n in counts}, n_units_all,
+                               spec.round_to)
         return _finish(ResolvedPlan(ordered, {n: n_units_all[n] for n in ordered}, mode), graph)
 
     selected = resolve_layers(spec.layers, layers, skipped, module_names)
@@ -450,8 +478,9 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
 
     def counts_at(level: float) -> dict[str, int]:
         if layer_scores is not None:
-            return global_counts(level, layer_scores, spec.normalise)
-        return counts_for_ratio(level, n_units)
+            return round_counts(global_counts(level, layer_scores, spec.normalise), n_units,
+                                spec.round_to)
+        return round_counts(counts_for_ratio(level, n_units), n_units, spec.round_to)
 
     if mode == "ratio":
         return _finish(ResolvedPlan(counts_at(spec.ratio), n_units, mode, spec.ratio), graph)  # type: ignore[arg-type]
@@ -477,7 +506,7 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
 
     if fits({}):
         return _finish(ResolvedPlan(counts_at(0.0), n_units, mode, 0.0), graph, costs)
-    floor_counts = {n: c - 1 for n, c in n_units.items()}
+    floor_counts = round_counts({n: c - 1 for n, c in n_units.items()}, n_units, spec.round_to)
     if not fits(floor_counts):
         smallest = costs(floor_counts)
         over = [f"{m} {t:,} (smallest achievable {smallest[m]:,}, the model has {base[m]:,})"
@@ -503,7 +532,7 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
     counts = counts_at(hi) if hi < 1.0 else floor_counts
     plan = ResolvedPlan(counts, n_units, mode, round(hi, 6))
     if spec.fill and layer_scores is None:
-        plan.counts = fill_budget(counts, fits, fullness)
+        plan.counts = fill_budget(counts, fits, fullness, n_units, spec.round_to)
         plan.filled = plan.counts != counts
     return _finish(plan, graph, costs)
 
@@ -522,28 +551,34 @@ def _budget_targets(spec: PlanSpec, model: nn.Module) -> dict[str, int]:
 
 
 def fill_budget(counts: Mapping[str, int], fits: Callable[[Mapping[str, int]], bool],
-                value: Callable[[Mapping[str, int]], float]) -> dict[str, int]:
+                value: Callable[[Mapping[str, int]], float],
+                n_units: Mapping[str, int] | None = None,
+                round_to: int | None = None) -> dict[str, int]:
     """Give removed filters back while the plan still `fits` the budget: at each step, for every
     layer the most filters it can take back (binary search: costs only grow as filters come
     back), and the layer whose take-back uses most of the budget (`value`) gets them. A layer
     that cannot take one back never can again (costs only grow), so it is not asked again; a
-    layer that took back all it could is done too."""
+    layer that took back all it could is done too. With `round_to` (and `n_units`), filters
+    come back only in steps that keep the kept width a multiple of it (or the whole layer)."""
     counts = dict(counts)
     open_layers = [n for n, c in counts.items() if c > 0]
     while open_layers:
         best: tuple[str, int, float] | None = None
         for name in list(open_layers):
             have = counts[name]
-            if not fits({**counts, name: have - 1}):
+            n = have + 1 if n_units is None else n_units[name]
+            takes = [t for t in range(1, have + 1) if _aligned(n - have + t, n, round_to)]
+            if not takes or not fits({**counts, name: have - takes[0]}):
                 open_layers.remove(name)
                 continue
-            lo, hi = 1, have  # lo: known to fit
+            lo, hi = 0, len(takes) - 1  # takes[lo]: known to fit
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if fits({**counts, name: have - mid}):
+                if fits({**counts, name: have - takes[mid]}):
                     lo = mid
                 else:
                     hi = mid - 1
+            lo = takes[lo]
             used = value({**counts, name: have - lo})
             if best is None or used > best[2]:
                 best = (name, lo, used)

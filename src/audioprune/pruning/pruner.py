@@ -212,7 +212,7 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
           target_macs: int | float | str | None = None,
           target_params: int | float | str | None = None,
           budget: str | None = None, precision: str = "int8", clip_seconds: float | None = None,
-          layers: Iterable[str] | None = None,
+          round_to: int | None = None, layers: Iterable[str] | None = None,
           ignored_layers: Iterable[str | nn.Module] = (),
           global_ranking: bool = False, normalise: str = "minmax", iterative: int = 1,
           finetune: Callable[[nn.Module, int], None] | None = None,
@@ -241,6 +241,9 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
                      `precision`, 30 MMACs per second of audio; also 2022, 2023, 2025) or
                      "params_bytes=128k,macs=30M"; `clip_seconds` says how much audio one
                      example holds (an audioprune AudioClassifier knows its own)
+    round_to         every pruned layer keeps a multiple of this many units (e.g. 16: the fp32
+                     lanes of AVX-512; see audioprune.measure.blocking), so the MACs saved are
+                     time saved
     layers           the layers to prune (names, patterns such as 'block4.*', aliases C7-C12);
                      default every prunable layer
     ignored_layers   layers (names or modules) whose outputs are never pruned; model outputs
@@ -272,7 +275,7 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
         raise ArgumentTypeError("`finetune` must be a callable (model, round) -> None")
     spec = PlanSpec(ratio=ratio, ratios=dict(ratios) if ratios is not None else None,
                     target_macs=target_macs, target_params=target_params, budget=budget,
-                    precision=precision, clip_seconds=clip_seconds,
+                    precision=precision, clip_seconds=clip_seconds, round_to=round_to,
                     layers=list(layers) if layers is not None and not isinstance(layers, str)
                     else layers, global_ranking=global_ranking, normalise=normalise).validate()
     if calibration_data is None and criterion in list_criteria() and \

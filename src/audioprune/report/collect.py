@@ -162,7 +162,8 @@ def format_plan(requested: dict[str, Any]) -> str:
     """A pruning plan as a short label: '50% of C1,C2', 'C1=50%, C2=25%', 'MACs <= 30M'."""
     layers = requested.get("layers")
     where = f" of {','.join(layers)}" if layers else ""
-    scope = " (global)" if requested.get("global_ranking") else ""
+    scope = (" (global)" if requested.get("global_ranking") else "") + \
+        (f" (round to {requested['round_to']})" if requested.get("round_to") else "")
     if requested.get("ratio") is not None:
         return f"{100 * requested['ratio']:g}%{where}{scope}"
     if requested.get("ratios"):

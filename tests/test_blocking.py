@@ -1,0 +1,91 @@
+"""Blocked MACs (output widths in SIMD blocks) and plans that keep widths on block boundaries."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import audioprune as ap
+from audioprune.data.registry import get_dataset_info
+from audioprune.measure.blocking import blocked_macs, simd_lanes
+from audioprune.models.registry import create_model
+from audioprune.nn.quaternion import QConv2d
+from audioprune.pruning.engine import PruningGraph
+from audioprune.pruning.plan import PlanSpec, make_cost_fn, resolve_plan, round_counts
+
+FSDD_FE = get_dataset_info("fsdd").frontend
+
+
+def _dcase() -> nn.Module:
+    torch.manual_seed(0)
+    return create_model("dcase21net", 10, frontend=FSDD_FE).eval()
+
+
+def test_blocked_macs_round_output_widths_up_to_the_lanes() -> None:
+    """dcase21net on FSDD (101 x 40 features, 7x7 convs): conv2 16 -> 16 is 16*16*49*4040 MACs.
+    Pruned to 8 -> 8 its MACs quarter, but in blocks of 16 outputs only halve (8 x 16)."""
+    model = _dcase()
+    x = model.example_features()
+    full = blocked_macs(model, x, "classify", lanes=16)
+    assert full.layers["conv2"] == 16 * 16 * 49 * 4040 == ap.count(model, x, "classify").layers["conv2"].macs
+    pruned = copy.deepcopy(model)
+    ap.prune(pruned, x, "l1", ratios={"C1": 0.5, "C2": 0.5}, forward_fn="classify")
+    plain = ap.count(pruned, x, "classify")
+    blocked = blocked_macs(pruned, x, "classify", lanes=16)
+    assert plain.layers["conv2"].macs == 8 * 8 * 49 * 4040
+    assert blocked.layers["conv2"] == 8 * 16 * 49 * 4040  # outputs padded to one block
+    assert blocked.layers["conv1"] == full.layers["conv1"]  # 8 of 16 outputs: no saving at all
+    assert blocked.layers["conv3"] == full.layers["conv3"] // 2  # 32 outputs, half the inputs
+    assert blocked.macs / full.macs == pytest.approx(0.5274, abs=1e-4)
+    assert plain.macs / ap.count(model, x, "classify").macs == pytest.approx(0.2811, abs=1e-4)
+    assert blocked_macs(pruned, x, "classify", lanes=1).macs == plain.macs  # lanes 1: plain MACs
+    assert simd_lanes() in (4, 8, 16)
+
+
+def test_blocked_macs_of_linear_grouped_transposed_and_quaternion_layers() -> None:
+    x = torch.randn(1, 8, 10, 10)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(800, 20))
+    assert blocked_macs(lin, x, lanes=16).macs == 800 * 32
+    depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    assert blocked_macs(depthwise, x, lanes=16).macs == 100 * 9 * 16  # 8 channels -> a block
+    up = nn.ConvTranspose2d(8, 12, 2, stride=2)
+    plain = ap.count(up, x).macs
+    assert blocked_macs(up, x, lanes=16).macs == plain * 16 // 12
+    q = QConv2d(16, 24, 3, padding=1)  # 24 real output channels (6 quaternions) -> 32
+    xq = torch.randn(1, 16, 6, 6)
+    assert blocked_macs(q, xq, lanes=16).macs == ap.count(q, xq).macs * 32 // 24
+    with pytest.raises(ValueError, match="lanes"):
+        blocked_macs(lin, x, lanes=0)
+
+
+def test_round_to_keeps_widths_on_block_boundaries() -> None:
+    assert round_counts({"a": 5, "b": 10, "c": 3}, {"a": 16, "b": 16, "c": 4}, 8) == \
+        {"a": 0, "b": 8, "c": 0}  # keeps 16 (11 -> 16), 8 (6 -> 8), 4 (1 -> all 4)
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 48, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(48, 5))
+    x = torch.randn(1, 1, 20, 20)
+    graph = PruningGraph(body, x)
+    plan = resolve_plan(PlanSpec(ratio=0.3, round_to=16), graph)
+    kept = {n: plan.n_units[n] - c for n, c in plan.counts.items()}
+    assert kept == {"0": 48, "2": 48}  # 64 * 0.7 = 44.8 -> 45 kept -> 48; 48 * 0.7 -> 34 -> 48
+    target = int(0.4 * ap.count(body, x).macs)
+    budget = resolve_plan(PlanSpec(target_macs=target, round_to=16), graph)
+    widths = {n: budget.n_units[n] - c for n, c in budget.counts.items()}
+    assert all(w % 16 == 0 for w in widths.values()) and budget.predicted["macs"] <= target
+    macs = make_cost_fn(body, graph, "macs")
+    for name, c in budget.counts.items():  # no layer can take a whole block back
+        if c >= 16:
+            assert macs({**budget.counts, name: c - 16}) > target
+    with pytest.raises(ValueError, match="round_to"):
+        PlanSpec(ratio=0.5, round_to=0).validate()
+
+
+def test_the_public_names() -> None:
+    assert ap.blocked_macs is blocked_macs
+    from audioprune.measure.quantize import quantize_onnx
+
+    assert ap.quantize_onnx is quantize_onnx and {"blocked_macs", "quantize_onnx"} <= set(ap.__all__)

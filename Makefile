@@ -14,7 +14,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[measure,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[measure,ray,test]"
 	touch $(STAMP)
 
 install: $(STAMP)

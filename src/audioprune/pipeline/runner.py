@@ -26,6 +26,7 @@ from typing import Any
 
 from audioprune.errors import UserError
 from audioprune.fileio import read_json, write_json
+from audioprune.pipeline.executors import Outcome
 from audioprune.pipeline.recipe import Recipe, TrainSection
 from audioprune.pipeline.steps import Step, plan_steps
 from audioprune.report import Report, write_report
@@ -309,44 +310,133 @@ def profile_available() -> bool:
     return True
 
 
-def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = True) -> PipelineResult:
-    """Execute `recipe` into `out` (default runs/<recipe name>); finished steps are skipped."""
+SWEEP_DIR = ".sweep"  # under `out`: one lock per step (held while it runs) and failure records
+
+
+def _lock_path(out: Path, step: Step) -> Path:
+    return out / SWEEP_DIR / f"{step.run_name}.lock"
+
+
+def _failed_path(out: Path, step: Step) -> Path:
+    return out / SWEEP_DIR / f"{step.run_name}.failed.json"
+
+
+def execute_step(step: Step, recipe: Recipe, out: Path, progress: bool,
+                 threads: int | None = None, device: str | None = None,
+                 worker: bool = False) -> Outcome:
+    """Run one step wherever the executor put it: under its exclusive lock (two drivers never
+    write one run: a second one waits, then finds it done), with `threads` torch threads."""
+    import fcntl
+    import traceback
+
+    import torch
+
+    if worker:  # a worker process: quiet console, the run's log.txt has everything
+        setup_logging(is_main=False)
+    if threads:
+        torch.set_num_threads(threads)
+    if device:
+        recipe = recipe.model_copy(update={"device": device})
+    run = out / step.run_name
+    lock = _lock_path(out, step)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when this process ends, however it ends
+        want = fingerprint(step, recipe)
+        state = step_state(run, want, step)
+        if state == "done":
+            return Outcome(step.run_name, "skipped")
+        t0 = time.perf_counter()
+        log.info("%s -> %s%s", step.describe(), run, " (continuing)" if state == "partial" else "")
+        try:
+            if state == "new":
+                write_json(run / STEP_JSON, want)
+            if step.kind == "train":
+                run_train(step, recipe, out, run, state, progress)
+            elif step.kind == "prune":
+                run_prune(step, recipe, out, run, state, progress)
+            elif step.kind == "quantize":
+                run_quantize(step, recipe, out, run, state)
+            else:
+                run_distill(step, recipe, out, run, state, progress)
+        except BaseException as exc:
+            write_json(_failed_path(out, step), {
+                "step": step.run_name, "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc()[-4000:], "time": time.time()})
+            raise
+        _failed_path(out, step).unlink(missing_ok=True)
+        return Outcome(step.run_name, "ran", time.perf_counter() - t0)
+
+
+def step_dependencies(steps: list[Step]) -> dict[str, list[str]]:
+    """What each step needs finished first: a pruned or int8 run its parent, a KD student its
+    teacher (runs the recipe does not make, such as an `init` run, are inputs, not steps)."""
+    names = {s.run_name for s in steps}
+    return {s.run_name: [s.parent] if s.parent in names else [] for s in steps}
+
+
+def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = True, *,
+               executor: str = "sequential", jobs: int = 1, threads: int | None = None,
+               address: str | None = None) -> PipelineResult:
+    """Execute `recipe` into `out` (default runs/<recipe name>); finished steps are skipped.
+
+    `executor` (pipeline.executors): "sequential" (in this process, in order; the first
+    failure stops the sweep), "local" (`jobs` worker processes) or "ray" (a Ray cluster at
+    `address`, or a local one with `jobs` workers). `threads`: torch threads per step (default:
+    the cores shared between the jobs; sequential: torch's own). Profiling runs after all steps,
+    one run at a time in this process (timings must not share cores with other jobs).
+    """
+    from audioprune.pipeline.executors import Progress, default_threads, make_executor, run_graph
+
     setup_logging()
     t0 = time.perf_counter()
     out = Path(out) if out is not None else Path("runs") / recipe.name
     _check_data(recipe)
     folds = recipe_folds(recipe)
     steps = plan_steps(recipe, folds)
-    result = PipelineResult(out, [], None)
-    profiling = recipe.profile is not None
-    total = len(steps) * (2 if profiling else 1) + 1
-    log.info("recipe %s: %d runs (%s) on %s%s -> %s", recipe.name, len(steps),
+    result = PipelineResult(out, [out / s.run_name for s in steps], None)
+    parallel = executor != "sequential" and (jobs > 1 or executor == "ray")
+    if threads is None and parallel:
+        threads = default_threads(jobs)
+    gpus = 1.0 if recipe.device.startswith("cuda") else 0.0
+    log.info("recipe %s: %d runs (%s) on %s%s -> %s%s", recipe.name, len(steps),
              ", ".join(f"{sum(s.kind == k for s in steps)} {k}" for k in ("train", "prune", "distill", "quantize")
                        if any(s.kind == k for s in steps)), recipe.dataset.name,
-             f", folds {','.join(map(str, folds))}" if folds else "", out)
-    for i, step in enumerate(steps, start=1):
-        run = out / step.run_name
-        want = fingerprint(step, recipe)
-        state = step_state(run, want, step)
-        label = f"{step.describe()} -> {run}"
-        result.runs.append(run)
-        if state == "done":
-            log.info("[%d/%d] %s: done before, skipped", i, total, label)
-            result.skipped.append(f"{step.kind} {step.run_name}")
-            continue
-        log.info("[%d/%d] %s", i, total, label)
-        if state == "new":
-            write_json(run / STEP_JSON, want)
-        if step.kind == "train":
-            run_train(step, recipe, out, run, state, progress)
-        elif step.kind == "prune":
-            run_prune(step, recipe, out, run, state, progress)
-        elif step.kind == "quantize":
-            run_quantize(step, recipe, out, run, state)
-        else:
-            run_distill(step, recipe, out, run, state, progress)
-        result.ran.append(f"{step.kind} {step.run_name}")
+             f", folds {','.join(map(str, folds))}" if folds else "", out,
+             f"; {executor} executor, {jobs} jobs x {threads} thread(s)" if parallel else "")
+    by_name = {s.run_name: s for s in steps}
+    done = [s.run_name for s in steps if step_state(out / s.run_name, fingerprint(s, recipe), s)
+            == "done"]
+    cuda = _cuda_devices(recipe) if parallel and executor == "local" else []
+    counter = iter(range(10**9))
 
+    def task(name: str) -> tuple:
+        device = cuda[next(counter) % len(cuda)] if cuda else None
+        return (by_name[name], recipe, out, progress and not parallel, threads, device, parallel)
+
+    engine = make_executor(executor if parallel else "sequential", jobs, threads or 1, address,
+                           gpus)
+    bar = Progress(len(steps), engine.jobs, progress and parallel)
+    try:
+        graph = run_graph([s.run_name for s in steps], step_dependencies(steps), task,
+                          execute_step, engine, on_done=bar, done=done, fail_fast=not parallel)
+    finally:
+        bar.close()
+        engine.shutdown()
+    for name, o in graph.outcomes.items():
+        (result.ran if o.status == "ran" else result.skipped if o.status == "skipped" else
+         []).append(f"{by_name[name].kind} {name}")
+    if graph.failed or graph.blocked:
+        lines = [f"{o.name}: {o.error}" for o in graph.failed]
+        lines += [f"{n}: not run, a step it needs failed" for n in graph.blocked]
+        raise UserError(f"recipe {recipe.name}: {len(graph.failed)} step(s) failed (their "
+                        f"tracebacks: {out / SWEEP_DIR}/*.failed.json); the finished ones are "
+                        f"kept, run it again to retry:\n  " + "\n  ".join(lines))
+    order = [s.run_name for s in steps]
+    result.ran.sort(key=lambda x: order.index(x.split(" ", 1)[1]))
+    result.skipped.sort(key=lambda x: order.index(x.split(" ", 1)[1]))
+    profiling = recipe.profile is not None
+    total = len(steps) * (2 if profiling else 1) + 1
     if profiling:
         _profile_all(recipe, result, len(steps), total)
     log.info("[%d/%d] report -> %s", total, total, out / "report")
@@ -355,6 +445,51 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
                                  budget=recipe.report.budget)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def sweep_status(recipe: Recipe, out: str | Path | None = None) -> list[dict[str, Any]]:
+    """Each step's state without running anything: done, running (its lock is held by a live
+    process), failed (with the error), partial (started, interrupted), new; and whether its run
+    was profiled."""
+    import fcntl
+
+    out = Path(out) if out is not None else Path("runs") / recipe.name
+    rows = []
+    for step in plan_steps(recipe, recipe_folds(recipe)):
+        run = out / step.run_name
+        failed = _failed_path(out, step)
+        state = "new"
+        if (run / METRICS_JSON).is_file():
+            state = "done"
+        else:
+            lock = _lock_path(out, step)
+            if lock.is_file():
+                with open(lock) as handle:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        fcntl.flock(handle, fcntl.LOCK_UN)
+                    except BlockingIOError:
+                        state = "running"
+            if state == "new" and failed.is_file():
+                state = "failed"
+            elif state == "new" and (run / STEP_JSON).is_file():
+                state = "partial"
+        row = {"step": step.run_name, "kind": step.kind, "state": state,
+               "profiled": (run / PROFILE_JSON).is_file()}
+        if state == "failed":
+            row["error"] = read_json(failed).get("error")
+        rows.append(row)
+    return rows
+
+
+def _cuda_devices(recipe: Recipe) -> list[str]:
+    """One GPU per job, round-robin, when the recipe trains on CUDA."""
+    if not recipe.device.startswith("cuda"):
+        return []
+    import torch
+
+    n = torch.cuda.device_count()
+    return [f"cuda:{i}" for i in range(n)] if n else []
 
 
 def _profile_all(recipe: Recipe, result: PipelineResult, offset: int, total: int) -> None:

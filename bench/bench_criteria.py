@@ -23,8 +23,8 @@ data, the parent's training settings with lr / 10, --finetune-epochs epochs, bes
 epoch kept) and evaluated on the test split before and after fine-tuning.
 
 Units: without --folds, seed s uses parent `dcase21net-speaker-nicolas-e20-s{s}` (from
-runs/fsdd-study when it exists there, else runs/bench-criteria/, trained there with `audioprune
-train` when missing), and s seeds fine-tuning, the random criteria and Taylor's calibration
+runs/fsdd-study when it exists there, else runs/bench-criteria/, trained there by the recipe
+runner when missing), and s seeds fine-tuning, the random criteria and Taylor's calibration
 batches. With `--folds all` (or fold numbers) the protocol is FSDD leave-one-speaker-out: each
 (fold, seed) unit has its own parent `dcase21net-fold{k}-e20-s{s}` trained on fold k (speaker k
 held out for testing, the next speaker for validation). `--parent RUN` uses one given parent for
@@ -60,7 +60,6 @@ import fcntl
 import logging
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -156,8 +155,8 @@ def unit_label(seed: int, fold: int | None) -> str:
 def find_or_train_parent(args: argparse.Namespace, seed: int, out: Path | None = None,
                          fold: int | None = None) -> Path:
     """The study's parent when it exists, else ours under runs/bench-criteria (trained now with
-    the real `audioprune train` command when missing); with `out`, that run (trained there when
-    missing: a results file's parent whose run directory is gone)."""
+    the recipe runner when missing: benchlib.train_parent); with `out`, that run (trained there
+    when missing: a results file's parent whose run directory is gone)."""
     name = parent_name(args.model, args.width, args.train_epochs, seed, fold)
     if out is None:
         for root in (benchlib.ROOT / "runs" / "fsdd-study", args.workdir):
@@ -166,18 +165,9 @@ def find_or_train_parent(args: argparse.Namespace, seed: int, out: Path | None =
         out = args.workdir / name
     elif (out / "metrics.json").is_file():
         return out
-    cmd = [sys.executable, "-m", "audioprune", "train", "--model", args.model, "--dataset", "fsdd",
-           "--data-root", str(args.data_root),
-           *(["--fold", str(fold)] if fold is not None else ["--split", SPLIT]),
-           "--epochs", str(args.train_epochs),
-           "--seed", str(seed), "--out", str(out), "--no-progress", "--device", args.device]
-    if args.width != 1.0:
-        cmd += ["--width", str(args.width)]
-    if (out / "config.json").is_file():  # an interrupted training: continue it
-        cmd = [sys.executable, "-m", "audioprune", "train", "--resume", str(out), "--no-progress"]
-    print(f"training the parent: {' '.join(cmd[1:])}", flush=True)
-    subprocess.run(cmd, check=True)
-    return out
+    split = f"fold:{fold}" if fold is not None else SPLIT
+    return benchlib.train_parent(out, args.model, split, args.train_epochs, seed, args.data_root,
+                                 {"width": args.width} if args.width != 1.0 else {}, args.device)
 
 
 def run_id(path: Path) -> str:

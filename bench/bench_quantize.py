@@ -1,8 +1,8 @@
 """fp32 against int8 on real recordings: accuracy, file size and ONNX Runtime latency (issue 16).
 
 For every unit - FSDD's official split x --seeds, and leave-one-speaker-out folds x --loso-seeds -
-the fp32 dcase21net parent (trained with `audioprune train`, 20 epochs, when missing) is quantized
-with the real command, `audioprune quantize RUN --out RUN-int8 [--method M]`, for each --methods
+the fp32 dcase21net parent (trained by the recipe runner, 20 epochs, when missing) is quantized
+with `audioprune quantize`'s library call (measure.quantize_run), for each --methods
 (static: QDQ per-channel, 8 calibration batches of training clips; dynamic). Accuracy is what
 each run's metrics.json says: the int8 model's own accuracy measured by ONNX Runtime on the test
 split, beside the fp32 ONNX model's on the same clips. Latency: the fp32 and int8 ONNX files
@@ -16,7 +16,7 @@ the size ratio and the latency ratios (audioprune.report.stats).
 from __future__ import annotations
 
 import argparse
-import subprocess
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,47 +35,37 @@ EPOCHS = 20
 
 
 def parent(workdir: Path, split: str, seed: int, data_root: Path) -> Path:
-    """The fp32 parent of a unit; trained with `audioprune train` when missing."""
+    """The fp32 parent of a unit; trained by the recipe runner when missing."""
     if split.startswith("fold"):
         fold = int(split[4:])
         run = benchlib.ROOT / "runs" / "bench-criteria" / f"dcase21net-fold{fold}-e{EPOCHS}-s{seed}"
-        where = ["--fold", str(fold)]
-    else:
-        run = workdir / f"dcase21net-official-e{EPOCHS}-s{seed}"
-        where = ["--split", "official"]
-    if (run / "metrics.json").is_file():
-        return run
-    cmd = [sys.executable, "-m", "audioprune", "train", "--model", "dcase21net", "--dataset",
-           "fsdd", "--data-root", str(data_root), *where, "--epochs", str(EPOCHS), "--seed",
-           str(seed), "--out", str(run), "--no-progress"]
-    if (run / "config.json").is_file():
-        cmd = [sys.executable, "-m", "audioprune", "train", "--resume", str(run), "--no-progress"]
-    print("training:", " ".join(cmd[2:]), flush=True)
-    subprocess.run(cmd, check=True)
-    return run
+        return benchlib.train_parent(run, "dcase21net", f"fold:{fold}", EPOCHS, seed, data_root)
+    run = workdir / f"dcase21net-official-e{EPOCHS}-s{seed}"
+    return benchlib.train_parent(run, "dcase21net", "official", EPOCHS, seed, data_root)
 
 
 def quantized(run: Path, method: str, workdir: Path) -> Path:
+    """`audioprune quantize RUN --out RUN-int8-METHOD --method METHOD` (the library call)."""
+    from audioprune.measure.quantize_run import quantize_run
+
     out = workdir / f"{run.name}-int8-{method}"
     if not (out / "metrics.json").is_file():
         if out.exists():  # an interrupted one: quantizing takes seconds, do it again
-            import shutil
-
             shutil.rmtree(out)
-        cmd = [sys.executable, "-m", "audioprune", "quantize", str(run), "--out", str(out),
-               "--method", method]
-        print("quantizing:", " ".join(cmd[2:]), flush=True)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        print(f"quantizing {run} ({method}) -> {out}", flush=True)
+        quantize_run(run, out, method=method)
     return out
 
 
-def latency(runs: dict[str, Path], threads: int, rounds: int) -> dict[str, dict[str, float]]:
-    """ms per call of each ONNX file at batch 1 and 32, round-robin; {label: {"b1": ms, ...}}."""
+def latency(runs: dict[str, Path], model_run: Path, threads: int,
+            rounds: int) -> dict[str, dict[str, float]]:
+    """ms per call of each ONNX file at batch 1 and 32, round-robin, on features shaped as
+    `model_run`'s; {label: {"b1": ms, ...}}."""
     import torch
 
     from audioprune.train.run_dir import load_model
 
-    model, _ = load_model(next(iter(runs.values())))
+    model, _ = load_model(model_run)
     x1 = model.example_features().numpy()
     out: dict[str, dict[str, float]] = {k: {} for k in runs}
     for batch in (1, 32):
@@ -125,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         qruns = {m: quantized(fp32, m, args.workdir) for m in args.methods}
         files = {"fp32": qruns[args.methods[0]] / FP32_ONNX}
         files.update({m: q / INT8_ONNX for m, q in qruns.items()})
-        ms = latency(files, args.threads, args.rounds)
+        ms = latency(files, fp32, args.threads, args.rounds)
         rec: dict[str, Any] = {"unit": f"{split}-s{seed}", "split": split, "seed": seed,
                                "parent": str(fp32.relative_to(benchlib.ROOT)),
                                "fp32_accuracy": fp32_metrics["accuracy"],

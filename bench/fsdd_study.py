@@ -1,14 +1,17 @@
-"""The FSDD studies behind the closing notes of the quaternion and pruning issues, run by the
-real `audioprune` command and summarised from the run directories' metrics.json.
+"""The FSDD studies behind the closing notes of the quaternion and pruning issues: recipes run by
+the recipe runner (audioprune.pipeline: a step graph, resumable, --workers steps at once) and
+summarised from the run directories' metrics.json.
 
     python bench/fsdd_study.py qcnn    # dcase21net vs qdcase21net, 3 seeds, official split
     python bench/fsdd_study.py prune   # C1+C2 50% pruning, 5 criteria x 3 seeds x 3 splits
     python bench/fsdd_study.py all --workers 2
     python bench/fsdd_study.py summary # tables only, from whatever runs exist
 
-Runs go under --runs (default runs/fsdd-study); a finished run (metrics.json present) is skipped,
-so the script is resumable. With --workers 2 each run uses one torch thread: on 2 cores two
-small-model runs side by side finish sooner than one after the other with two threads each.
+Each (split, parent epochs) is one recipe (runs under --runs/<split>-e<epochs>, default
+runs/fsdd-study): its parents (`<model>-s<seed>`) and prune groups per fine-tuning length
+(`<model>-ft<E>-<criterion>-C1-50_C2-50-s<seed>`), the seeds as its matrix. Finished steps are
+skipped, so the script is resumable. With --workers 2 each step uses one torch thread: on 2 cores
+two small-model runs side by side finish sooner than one after the other with two threads each.
 Results (means, spreads, per seed) are written to bench/results/fsdd_<study>.json.
 """
 
@@ -19,15 +22,12 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from audioprune.fileio import read_json, write_json
+from audioprune.pipeline.recipe import Recipe, parse_recipe
+from audioprune.pipeline.runner import run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 FSDD = Path(os.environ.get("FSDD_ROOT", ROOT.parent / "shared" / "datasets" / "fsdd"))
@@ -37,9 +37,9 @@ CRITERIA = ("wdc", "betweenness", "l1", "fpgm", "random")
 # criterion variants: how `audioprune prune` is asked for them (any other name: --criterion NAME)
 VARIANTS = {
     # betweenness with ties in index order (what "betweenness" did before its degree tie-break)
-    "betweenness-index": ["--criterion", "betweenness", "--criterion-arg", "tie_break=index"],
+    "betweenness-index": ("betweenness", {"tie_break": "index"}),
     # betweenness with the authors' edge weights (the raw signed cosine as networkx weight)
-    "betweenness-compat": ["--criterion", "betweenness", "--paper-compat"],
+    "betweenness-compat": ("betweenness", {"paper_compat": True}),
 }
 WITH_INDEX_TIES = CRITERIA + ("betweenness-index",)
 # (model, split, parent training epochs, fine-tuning epochs, criteria). The 5-epoch studies came
@@ -62,123 +62,66 @@ STUDIES = [
 ]
 
 
-@dataclass
-class Job:
-    out: Path
-    argv: list[str]
-    needs: list[Path] = field(default_factory=list)
-
-    def done(self) -> bool:
-        return (self.out / "metrics.json").exists()
-
-
-def train_job(runs: Path, model: str, split: str, epochs: int, seed: int) -> Job:
-    tag = split.replace(":", "-").replace(",", "-")
-    out = runs / f"{model}-{tag}-e{epochs}-s{seed}"
-    return Job(out, ["train", "--model", model, "--dataset", "fsdd", "--data-root", str(FSDD),
-                     "--split", split, "--epochs", str(epochs), "--seed", str(seed),
-                     "--out", str(out), "--no-progress"])
-
-
-FINETUNE_EPOCHS = 5  # lr = parent's / 10 (the prune default); short, as CPU time is scarce here
-
-
-def prune_job(parent: Path, criterion: str, seed: int, ratios: str = "C1=0.5,C2=0.5",
-              epochs: int = FINETUNE_EPOCHS) -> Job:
-    suffix = "" if epochs == 5 else f"-ft{epochs}"  # the 5-epoch runs came first, unsuffixed
-    out = parent.parent / f"{parent.name}-{criterion}-{ratios.replace(',', '_').replace('=', '')}{suffix}"
-    how = VARIANTS.get(criterion, ["--criterion", criterion])
-    return Job(out, ["prune", str(parent), *how, "--ratios", ratios,
-                     "--finetune-epochs", str(epochs), "--seed", str(seed), "--out", str(out),
-                     "--no-progress"], needs=[parent])
-
-
-def qcnn_jobs(runs: Path) -> list[Job]:
-    return [train_job(runs, m, "official", 40, s) for m in ("dcase21net", "qdcase21net")
-            for s in SEEDS]
-
-
 def study_name(model: str, split: str, ft_epochs: int) -> str:
     return f"{model} {split}" + (f" ft{ft_epochs}" if ft_epochs != 5 else "")
 
 
-def prune_jobs(runs: Path, seeds: tuple[int, ...] = SEEDS, only: str | None = None,
-               criteria_only: tuple[str, ...] | None = None) -> list[Job]:
-    """Every study's parents and prunes (the QCNN twin: whole quaternions, mean aggregate);
-    with `only`, the studies whose name matches that regular expression; with `criteria_only`,
-    those criteria."""
-    jobs: list[Job] = []
-    for model, split, epochs, ft_epochs, criteria in STUDIES:
+def _slug(split: str) -> str:
+    return split.replace(":", "-").replace(",", "-")
+
+
+def criterion_spec(name: str) -> dict:
+    """How a recipe asks for a criterion or one of its VARIANTS."""
+    if name in VARIANTS:
+        return {"name": VARIANTS[name][0], "options": VARIANTS[name][1], "label": name}
+    return {"name": name}
+
+
+def recipe_name(split: str, epochs: int) -> str:
+    return f"{_slug(split)}-e{epochs}"
+
+
+def study_recipes(seeds: tuple[int, ...] = SEEDS, only: str | None = None,
+                  criteria_only: tuple[str, ...] | None = None, qcnn: bool = True,
+                  prune: bool = True) -> list[Recipe]:
+    """The studies as recipes, one per (split, parent epochs) so that the studies sharing a
+    parent share its run: the parents of every model trained there (the QCNN comparison: both
+    models on the official split) and one prune group per (model, fine-tuning epochs), C1 and C2
+    at 50 %, `seeds` as the matrix. Speaker-independent splits first."""
+    groups: dict[tuple[str, int], dict] = {}
+    if qcnn:
+        for model in ("dcase21net", "qdcase21net"):
+            groups.setdefault(("official", 40), {"models": [], "prune": []})["models"].append(model)
+    for model, split, epochs, ft_epochs, criteria in STUDIES if prune else []:
         if only and not re.search(only, study_name(model, split, ft_epochs)):
             continue
-        for s in seeds:
-            parent = train_job(runs, model, split, epochs, s)
-            jobs += [parent] if parent.out not in {j.out for j in jobs} else []
-            jobs += [prune_job(parent.out, c, s, epochs=ft_epochs) for c in criteria
-                     if not criteria_only or c in criteria_only]
-    return jobs
+        chosen = [c for c in criteria if not criteria_only or c in criteria_only]
+        if not chosen:
+            continue
+        g = groups.setdefault((split, epochs), {"models": [], "prune": []})
+        if model not in g["models"]:
+            g["models"].append(model)
+        g["prune"].append({"models": [model], "criteria": [criterion_spec(c) for c in chosen],
+                           "per_layer": [{"C1": 0.5, "C2": 0.5}], "finetune": {"epochs": ft_epochs},
+                           "tag": f"ft{ft_epochs}"})
+    recipes = []
+    for (split, epochs), g in sorted(groups.items(), key=lambda kv: "speaker" not in kv[0][0]):
+        recipes.append(parse_recipe({
+            "name": recipe_name(split, epochs),
+            "dataset": {"name": "fsdd", "root": str(FSDD), "split": split},
+            "seeds": list(seeds), "models": [{"name": m, "train": {"epochs": epochs}}
+                                             for m in g["models"]],
+            "prune": g["prune"], "profile": False}))
+    return recipes
 
 
-def _running_elsewhere(out: Path) -> bool:
-    """A run of this directory started by an earlier invocation of this script is still going."""
-    found = subprocess.run(["pgrep", "-f", "--", f"--out {out}( |$)"], capture_output=True, text=True)
-    return bool(found.stdout.strip())
+def parent_run(runs: Path, model: str, split: str, epochs: int, seed: int) -> Path:
+    return runs / recipe_name(split, epochs) / f"{model}-s{seed}"
 
 
-def run_job(job: Job, log_dir: Path, threads: int) -> str:
-    if job.done():
-        return f"skip {job.out.name}"
-    while _running_elsewhere(job.out):
-        time.sleep(10)
-    if job.done():
-        return f"finished elsewhere {job.out.name}"
-    while not all((p / "metrics.json").exists() for p in job.needs):
-        time.sleep(10)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    log = log_dir / f"{job.out.name}.log"
-    start = time.perf_counter()
-    cmd = [sys.executable, "-m", "audioprune", *job.argv]
-    if job.out.exists() and not job.done():  # an interrupted run: continue it
-        verb = job.argv[0]
-        cmd = [sys.executable, "-m", "audioprune", verb, "--resume", str(job.out), "--no-progress"]
-    with open(log, "a") as fh:
-        rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    return f"{'done' if rc == 0 else f'FAILED rc={rc}'} {job.out.name} {time.perf_counter() - start:.0f}s"
-
-
-def priority(job: Job) -> tuple:
-    """Speaker-independent runs first (where criteria differ), then dcase21net's official-split
-    pruning, then the quaternion twin; within each, seed order, parents before their prunes."""
-    name = job.out.name
-    group = 0 if "speaker" in name else (1 if name.startswith("dcase21net") else 2)
-    seed = int(name.split("-s")[-1].split("-")[0]) if "-s" in name else 0
-    return (group, seed, bool(job.needs))
-
-
-class JobQueue:
-    """Workers take the highest-priority job whose parent run is finished, so a pruning run
-    starts as soon as its parent exists instead of behind every other parent."""
-
-    def __init__(self, jobs: list[Job]) -> None:
-        self.jobs = sorted(jobs, key=priority)
-        self.claimed: set[Path] = set()
-        self.lock = threading.Lock()
-
-    def _next(self) -> Job | None:
-        with self.lock:
-            pending = [j for j in self.jobs if j.out not in self.claimed]
-            if not pending:
-                return None
-            ready = [j for j in pending if all((p / "metrics.json").exists() for p in j.needs)]
-            # another invocation of this script on the same runs: take what it is not running
-            free = [j for j in ready if j.done() or not _running_elsewhere(j.out)]
-            job = (free or ready or pending)[0]  # nothing ready: wait on the first (run_job polls)
-            self.claimed.add(job.out)
-            return job
-
-    def work(self, log_dir: Path, threads: int) -> None:
-        while (job := self._next()) is not None:
-            print(run_job(job, log_dir, threads), flush=True)
+def prune_run(runs: Path, model: str, split: str, epochs: int, ft_epochs: int, criterion: str,
+              seed: int) -> Path:
+    return runs / recipe_name(split, epochs) / f"{model}-ft{ft_epochs}-{criterion}-C1-50_C2-50-s{seed}"
 
 
 def mean_sd(values: list[float]) -> dict[str, float]:
@@ -194,7 +137,7 @@ def load(path: Path) -> dict | None:
 def summarise_qcnn(runs: Path) -> dict:
     out: dict = {}
     for model in ("dcase21net", "qdcase21net"):
-        ms = [m for s in SEEDS if (m := load(train_job(runs, model, "official", 40, s).out))]
+        ms = [m for s in SEEDS if (m := load(parent_run(runs, model, "official", 40, s)))]
         if ms:
             out[model] = {"accuracy": mean_sd([m["accuracy"] for m in ms]),
                           "params": ms[0]["params"], "macs": ms[0]["macs"]}
@@ -204,7 +147,7 @@ def summarise_qcnn(runs: Path) -> dict:
 def summarise_prune(runs: Path) -> dict:
     out: dict = {}
     for model, split, epochs, ft_epochs, criteria in STUDIES:
-        parents = {s: train_job(runs, model, split, epochs, s).out for s in ALL_SEEDS}
+        parents = {s: parent_run(runs, model, split, epochs, s) for s in ALL_SEEDS}
         parent_ms = [m for p in parents.values() if (m := load(p))]
         if not parent_ms:
             continue
@@ -212,8 +155,8 @@ def summarise_prune(runs: Path) -> dict:
                        "parent": {"accuracy": mean_sd([m["accuracy"] for m in parent_ms]),
                                   "params": parent_ms[0]["params"], "macs": parent_ms[0]["macs"]}}
         for c in criteria:
-            ms = [m for s, p in parents.items()
-                  if (m := load(prune_job(p, c, s, epochs=ft_epochs).out))]
+            ms = [m for s in parents
+                  if (m := load(prune_run(runs, model, split, epochs, ft_epochs, c, s)))]
             if not ms:
                 continue
             block[c] = {
@@ -304,7 +247,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("study", choices=["qcnn", "prune", "all", "summary"])
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "fsdd-study")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="steps run at once (audioprune run "
+                    "--jobs)")
     ap.add_argument("--markdown", action="store_true", help="also print the pruning tables as "
                     "Markdown")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
@@ -313,23 +257,18 @@ def main() -> None:
     ap.add_argument("--criteria", nargs="+", help="prune: only these criteria (the summary "
                     "keeps the saved results of the others)")
     ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads per run (default: cores / workers)")
+                    help="torch threads per step (default: cores / workers)")
     args = ap.parse_args()
     if not FSDD.exists():
         sys.exit(f"FSDD not found at {FSDD}: set FSDD_ROOT to the free-spoken-digit-dataset folder")
-    args.runs.mkdir(parents=True, exist_ok=True)
     if args.study != "summary":
-        jobs = {"qcnn": lambda runs: qcnn_jobs(runs),
-                "prune": lambda runs: prune_jobs(runs, tuple(args.seeds), args.only,
-                                                 tuple(args.criteria or ()))}
-        todo: list[Job] = []
-        for name in (("qcnn", "prune") if args.study == "all" else (args.study,)):
-            todo += [j for j in jobs[name](args.runs) if j.out not in {t.out for t in todo}]
-        threads = args.threads or max(1, (os.cpu_count() or 2) // args.workers)
-        queue = JobQueue(todo)
-        with ThreadPoolExecutor(args.workers) as pool:
-            for _ in range(args.workers):
-                pool.submit(queue.work, args.runs, threads)
+        recipes = study_recipes(tuple(args.seeds), args.only, tuple(args.criteria or ()),
+                                qcnn=args.study in ("qcnn", "all"),
+                                prune=args.study in ("prune", "all"))
+        for recipe in recipes:  # the recipe runner: resumable, a step graph, --jobs workers
+            run_recipe(recipe, args.runs / recipe.name, progress=False,
+                       executor="local" if args.workers > 1 else "sequential",
+                       jobs=args.workers, threads=args.threads)
     qcnn, prune = summarise_qcnn(args.runs), summarise_prune(args.runs)
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)

@@ -84,3 +84,29 @@ def test_bench_masks_quick(tmp_path: Path) -> None:
     gap = v["l1_unstructured (mask)"]["nonzero_weights"] - ours["nonzero_weights"]
     assert 0 < gap < 0.05 * dense["params_stored"]
     assert v["dense"]["latency_b1"]["ratio"] == 1.0
+
+
+def test_the_studies_are_recipes_whose_runs_the_summaries_read(tmp_path: Path) -> None:
+    """bench/fsdd_study.py and bench/kd_study.py build recipes; the paths their summaries read
+    are the recipe runner's run names (a rename on one side would silently empty a table)."""
+    from audioprune.pipeline.steps import plan_steps
+
+    fsdd_study, kd_study = _bench_module("fsdd_study"), _bench_module("kd_study")
+    names = {}
+    for recipe in fsdd_study.study_recipes():
+        names.update({tmp_path / recipe.name / s.run_name: s for s in plan_steps(recipe)})
+    for model, split, epochs, ft, criteria in fsdd_study.STUDIES:
+        for seed in fsdd_study.SEEDS:
+            assert fsdd_study.parent_run(tmp_path, model, split, epochs, seed) in names
+            for c in criteria:
+                step = names[fsdd_study.prune_run(tmp_path, model, split, epochs, ft, c, seed)]
+                assert step.seed == seed and step.group.finetune.epochs == ft
+                assert step.criterion.tag == c and step.plan["ratios"] == {"C1": 0.5, "C2": 0.5}
+    for m in ("dcase21net", "qdcase21net"):
+        assert fsdd_study.parent_run(tmp_path, m, "official", 40, 0) in names
+    recipe = kd_study.study_recipe(20, 10)
+    kd_names = {tmp_path / recipe.name / s.run_name: s for s in plan_steps(recipe)}
+    for seed in kd_study.SEEDS:
+        kd = kd_names[kd_study.run_dir(tmp_path, 20, 10, "student-kd", seed)]
+        assert kd.kind == "distill" and kd.parent == f"teacher-s{seed}"
+        assert kd_study.run_dir(tmp_path, 20, 10, "student-labels", seed) in kd_names

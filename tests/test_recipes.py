@@ -96,6 +96,7 @@ def _set(d: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("prune.budgets", ["dcase1999"], "prune[0].budgets: budget 'dcase1999': give a name"),
     ("prune.distill", {"alpha": 3}, "prune[0].distill.alpha: Input should be less than or equal to 1"),
     ("quantize", {"method": "fp8"}, "quantize.method: Input should be 'static' or 'dynamic'"),
+    ("seeds", [1, 1], "seeds: give distinct non-negative seeds"),
     ("name", "my recipe", "name: use letters, digits"),
 ])
 def test_validation_errors_name_the_key(path: str, value: Any, expected: str) -> None:
@@ -144,6 +145,16 @@ def test_run_names_for_every_kind_of_plan() -> None:
         ("train", "dcase21net", None), ("prune", "dcase21net-l1-dcase2024-fp32", "dcase21net"),
         ("quantize", "dcase21net-l1-dcase2024-fp32-int8-qat2", "dcase21net-l1-dcase2024-fp32")]
     assert steps[1].plan["budget"] == "dcase2024" and steps[1].plan["precision"] == "fp32"
+    matrix = parse_recipe({**BASE, "seeds": [3, 5]})
+    steps = plan_steps(matrix, [2])
+    assert [(s.run_name, s.parent, s.fold, s.seed) for s in steps] == [
+        ("dcase21net-fold2-s3", None, 2, 3), ("dcase21net-fold2-s5", None, 2, 5),
+        ("dcase21net-wdc-r50-fold2-s3", "dcase21net-fold2-s3", 2, 3),
+        ("dcase21net-wdc-r50-fold2-s5", "dcase21net-fold2-s5", 2, 5)]
+    from audioprune.pipeline.runner import fingerprint
+
+    assert fingerprint(steps[0], matrix)["train"]["seed"] == 3  # the unit's seed, not `seed`
+    assert fingerprint(steps[3], matrix)["data"]["seed"] == 5
 
 
 # ------------------------------------------------------------------------------ shipped recipes

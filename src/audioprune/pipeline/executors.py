@@ -178,7 +178,8 @@ def default_threads(jobs: int) -> int:
 def run_graph(names: Sequence[str], deps: dict[str, list[str]], task: Callable[[str], tuple],
               fn: Callable[..., Outcome], executor: Any,
               on_done: Callable[[Outcome, int, int], None] | None = None,
-              done: Sequence[str] = (), fail_fast: bool = False) -> GraphResult:
+              done: Sequence[str] = (), fail_fast: bool = False,
+              on_start: Callable[[str], None] | None = None) -> GraphResult:
     """Run every step of `names` (in that order of preference) once all of `deps[name]` have
     finished, through `executor`: `fn(*task(name))` returns its Outcome. `done`: steps already
     finished (not submitted). A step whose dependency failed is not run (`blocked`); with
@@ -210,6 +211,8 @@ def run_graph(names: Sequence[str], deps: dict[str, list[str]], task: Callable[[
             if all(finished(d) for d in needs) and len(running) < max(1, executor.jobs):
                 pending.remove(name)
                 tries[name] = tries.get(name, 0) + 1
+                if on_start is not None:
+                    on_start(name)
                 running[executor.submit(fn, *task(name))] = name
 
     submit_ready()
@@ -245,23 +248,37 @@ def run_graph(names: Sequence[str], deps: dict[str, list[str]], task: Callable[[
 
 
 class Progress:
-    """One log line per finished step and an overall bar: done/total, elapsed, estimated rest."""
+    """What the sweep prints. One after another: "[i/N] what -> where" as each step starts (N
+    counts the profiles and the report too), "done before, skipped" for finished ones. In
+    parallel: a line per finished step with the elapsed and estimated remaining time, and an
+    overall bar."""
 
-    def __init__(self, total: int, jobs: int, bar: bool) -> None:
+    def __init__(self, labels: dict[str, tuple[int, str]], total: int, parallel: bool,
+                 bar: bool) -> None:
         self.t0 = time.perf_counter()
-        self.total, self.jobs = total, jobs
+        self.labels, self.total, self.parallel = labels, total, parallel
         self.bar = None
-        if bar and total:
+        if bar and parallel and labels:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", desc="sweep", dynamic_ncols=True)
+            self.bar = tqdm(total=len(labels), unit="step", desc="sweep", dynamic_ncols=True)
+
+    def start(self, name: str) -> None:
+        if not self.parallel:
+            i, label = self.labels[name]
+            log.info("[%d/%d] %s", i, self.total, label)
 
     def __call__(self, outcome: Outcome, done: int, total: int) -> None:
+        i, label = self.labels[outcome.name]
+        if not self.parallel:
+            if outcome.status == "skipped":
+                log.info("[%d/%d] %s: done before, skipped", i, self.total, label)
+            return
         elapsed = time.perf_counter() - self.t0
         rest = elapsed / done * (total - done) if done else 0.0
         what = {"ran": f"done in {outcome.seconds:.0f} s", "skipped": "done before, skipped",
                 "failed": f"FAILED: {outcome.error}"}[outcome.status]
-        log.info("[%d/%d] %s: %s (elapsed %s, about %s left)", done, total, outcome.name, what,
+        log.info("[%d/%d] %s: %s (elapsed %s, about %s left)", done, total, label, what,
                  _clock(elapsed), _clock(rest))
         if self.bar is not None:
             self.bar.update(1)

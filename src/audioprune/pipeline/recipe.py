@@ -242,6 +242,7 @@ class Recipe(_Section):
     description: str = ""
     dataset: DatasetSection
     seed: int = Field(0, ge=0)
+    seeds: list[int] | None = None  # every step once per seed (run names end in -s<seed>)
     folds: Literal["all"] | list[int] | None = None  # cross-validation: every step once per fold
     device: str = "cpu"
     models: list[ModelSection] = Field(min_length=1)
@@ -249,7 +250,7 @@ class Recipe(_Section):
     distill: list[DistillSection] = Field(default_factory=list)
     quantize: QuantizeSection | None = None
     profile: ProfileSection | None = Field(default_factory=ProfileSection)
-    report: ReportSection = Field(default_factory=ReportSection)
+    report: ReportSection | None = Field(default_factory=ReportSection)  # false: no report
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -261,12 +262,19 @@ class Recipe(_Section):
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, dict) else ([] if v is None else v)
 
-    @field_validator("profile", mode="before")
+    @field_validator("profile", "report", mode="before")
     @classmethod
     def _profile_switch(cls, v: Any) -> Any:
         if v is False or v is None:
             return None
         return {} if v is True else v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or len(set(v)) != len(v) or any(s < 0 for s in v)):
+            raise ValueError("give distinct non-negative seeds, e.g. [0, 1, 2]")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -432,7 +440,7 @@ def check_names(recipe: Recipe, source: str = "recipe") -> None:
                               group.distill.alpha, group.distill.teacher_mode).validate()
             except UserError as exc:
                 fail(f"prune[{g}].distill", str(exc))
-    if recipe.report.budget is not None:
+    if recipe.report is not None and recipe.report.budget is not None:
         from audioprune.measure.budget import parse_budget
 
         try:

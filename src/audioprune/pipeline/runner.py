@@ -122,8 +122,14 @@ def train_config(recipe: Recipe, section: TrainSection, progress: bool) -> Train
 _NEW_AT_DEFAULT = {"init": None, "freeze": None, "body_lr_scale": 1.0}
 
 
+def for_step(recipe: Recipe, step: Step) -> Recipe:
+    """The recipe as the step sees it: its unit's seed in place of the recipe's."""
+    return recipe if step.seed is None else recipe.model_copy(update={"seed": step.seed})
+
+
 def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
     """What the step's run depends on (not where the data lives, nor the device)."""
+    recipe = for_step(recipe, step)
     data = {"dataset": recipe.dataset.name, "options": data_spec(recipe, step.fold).options,
             "frontend": recipe.dataset.frontend, "seed": recipe.seed}
     if step.kind in ("train", "distill"):
@@ -210,10 +216,16 @@ def resolve_init(step: Step, out: Path) -> str | None:
         return init
     from audioprune.train.imported import import_panns_run
 
+    import fcntl
+
     run = out / f"{step.model.name}-pretrained"
-    if not (run / METRICS_JSON).is_file():
-        log.info("importing %s (PANNs %s) -> %s", init.panns, init.model, run)
-        import_panns_run(init.panns, init.model, run)
+    lock = out / SWEEP_DIR / f"{run.name}.lock"  # parallel steps share one import
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if not (run / METRICS_JSON).is_file():
+            log.info("importing %s (PANNs %s) -> %s", init.panns, init.model, run)
+            import_panns_run(init.panns, init.model, run)
     return str(run)
 
 
@@ -337,6 +349,7 @@ def execute_step(step: Step, recipe: Recipe, out: Path, progress: bool,
         torch.set_num_threads(threads)
     if device:
         recipe = recipe.model_copy(update={"device": device})
+    recipe = for_step(recipe, step)
     run = out / step.run_name
     lock = _lock_path(out, step)
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -347,7 +360,6 @@ def execute_step(step: Step, recipe: Recipe, out: Path, progress: bool,
         if state == "done":
             return Outcome(step.run_name, "skipped")
         t0 = time.perf_counter()
-        log.info("%s -> %s%s", step.describe(), run, " (continuing)" if state == "partial" else "")
         try:
             if state == "new":
                 write_json(run / STEP_JSON, want)
@@ -386,7 +398,8 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
     the cores shared between the jobs; sequential: torch's own). Profiling runs after all steps,
     one run at a time in this process (timings must not share cores with other jobs).
     """
-    from audioprune.pipeline.executors import Progress, default_threads, make_executor, run_graph
+    from audioprune.pipeline.executors import (Progress, default_threads, make_executor,
+                                               run_graph)
 
     setup_logging()
     t0 = time.perf_counter()
@@ -416,10 +429,15 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
 
     engine = make_executor(executor if parallel else "sequential", jobs, threads or 1, address,
                            gpus)
-    bar = Progress(len(steps), engine.jobs, progress and parallel)
+    profiling = recipe.profile is not None
+    total = len(steps) * (2 if profiling else 1) + (1 if recipe.report is not None else 0)
+    labels = {s.run_name: (i, f"{s.describe()} -> {out / s.run_name}")
+              for i, s in enumerate(steps, start=1)}
+    bar = Progress(labels, total, parallel, progress)
     try:
         graph = run_graph([s.run_name for s in steps], step_dependencies(steps), task,
-                          execute_step, engine, on_done=bar, done=done, fail_fast=not parallel)
+                          execute_step, engine, on_done=bar, done=done, fail_fast=not parallel,
+                          on_start=bar.start)
     finally:
         bar.close()
         engine.shutdown()
@@ -435,14 +453,13 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
     order = [s.run_name for s in steps]
     result.ran.sort(key=lambda x: order.index(x.split(" ", 1)[1]))
     result.skipped.sort(key=lambda x: order.index(x.split(" ", 1)[1]))
-    profiling = recipe.profile is not None
-    total = len(steps) * (2 if profiling else 1) + 1
     if profiling:
         _profile_all(recipe, result, len(steps), total)
-    log.info("[%d/%d] report -> %s", total, total, out / "report")
-    result.report = write_report(result.runs, out / "report", title=recipe.report.title or
-                                 f"{recipe.name} on {recipe.dataset.name}",
-                                 budget=recipe.report.budget)
+    if recipe.report is not None:
+        log.info("[%d/%d] report -> %s", total, total, out / "report")
+        result.report = write_report(result.runs, out / "report", title=recipe.report.title or
+                                     f"{recipe.name} on {recipe.dataset.name}",
+                                     budget=recipe.report.budget)
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -27,6 +27,7 @@ class Step:
     criterion: CriterionSpec | None = None
     plan: dict[str, Any] = field(default_factory=dict)  # PlanSpec fields
     fold: int | None = None  # cross-validation fold (the recipe's `folds`), None without
+    seed: int | None = None  # the unit's seed (the recipe's `seeds`); None: the recipe's `seed`
 
     def describe(self) -> str:
         if self.kind == "train":
@@ -92,19 +93,25 @@ def group_plans(group: PruneSection) -> list[dict[str, Any]]:
 
 
 def plan_steps(recipe: Recipe, folds: list[int] | None = None) -> list[Step]:
-    """Every step of `recipe`; with `folds`, every step once per fold (run names end in
-    -fold<K>, a pruned run's parent is the same fold's), parents of all folds first."""
-    if not folds:
+    """Every step of `recipe`, once per unit of its matrix: with `folds`, once per fold (run
+    names end in -fold<K>), with the recipe's `seeds`, once per seed (-s<S>); a pruned run's
+    parent is the same unit's. All units' parents come first, then every unit's pruned runs, and
+    so on (train, prune, distill, quantize)."""
+    seeds = list(recipe.seeds) if recipe.seeds else [None]
+    units = [(k, s) for k in (folds or [None]) for s in seeds]
+    if units == [(None, None)]:
         return _steps(recipe)
-    per_fold = {k: _steps(recipe) for k in folds}
+    per_unit = {u: _steps(recipe) for u in units}
     out: list[Step] = []
     for kind in ("train", "prune", "distill", "quantize"):
-        for k in folds:
-            for step in per_fold[k]:
+        for fold, seed in units:
+            suffix = (f"-fold{fold}" if fold is not None else "") + \
+                (f"-s{seed}" if seed is not None else "")
+            for step in per_unit[(fold, seed)]:
                 if step.kind == kind:
-                    step.fold = k
-                    step.run_name = f"{step.run_name}-fold{k}"
-                    step.parent = f"{step.parent}-fold{k}" if step.parent else None
+                    step.fold, step.seed = fold, seed
+                    step.run_name = f"{step.run_name}{suffix}"
+                    step.parent = f"{step.parent}{suffix}" if step.parent else None
                     out.append(step)
     return out
 

@@ -79,3 +79,13 @@ def test_profile_without_onnx_keeps_counts_and_eager_timing(run_dir: Path) -> No
     assert done.returncode == 0, done.stderr
     assert "pip install 'audioprune[measure]'" in done.stderr
     assert '"eager"' in done.stdout and '"onnxruntime": null' in done.stdout
+
+
+def test_the_ray_executor_names_its_extra(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\ndataset: synthetic\nmodels: [{name: dcase21net}]\nprofile: false\n")
+    done = _run(["run", str(recipe), "--executor", "ray", "--out", str(tmp_path / "out")],
+                hidden=("ray",))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().endswith("the Ray executor needs ray, which is not installed: "
+                                        "pip install 'audioprune[ray]'")

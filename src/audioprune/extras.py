@@ -1,7 +1,8 @@
 """Optional dependencies: import them where they are needed, with one clear line when missing.
 
 The core install (`pip install audioprune`) trains, prunes, distils and counts. ONNX export,
-ONNX Runtime latency and plots come with the `measure` extra (`pip install 'audioprune[measure]'`);
+ONNX Runtime latency and plots come with the `measure` extra (`pip install 'audioprune[measure]'`),
+sweeps on a Ray cluster with the `ray` extra;
 every command and API call that needs one of them says which extra to install, instead of a
 ModuleNotFoundError traceback.
 """
@@ -20,6 +21,7 @@ EXTRAS = {  # module -> (pip package, extra)
     "onnxruntime": ("onnxruntime", "measure"),
     "onnxscript": ("onnxscript", "measure"),
     "matplotlib": ("matplotlib", "measure"),
+    "ray": ("ray", "ray"),
 }
 
 

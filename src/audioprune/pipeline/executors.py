@@ -125,10 +125,9 @@ class RayExecutor:
     """Ray core tasks; Ray retries a task whose worker died."""
 
     def __init__(self, address: str | None, threads: int, gpus: float, jobs: int | None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise UserError("the Ray executor needs Ray: pip install 'audioprune[ray]'") from None
+        from audioprune.extras import require
+
+        ray = require("ray", "the Ray executor")
         self._ray = ray
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,

@@ -90,8 +90,12 @@ import benchlib  # noqa: E402
 
 # betweenness-index: betweenness with ties (often every filter at 0) in index order, as before
 # the tie-break by weighted degree became the default (centrality.py, "Ties in betweenness")
+# NAME+sens: the budget split by layer sensitivity (allocation="sensitivity", 8 calibration
+# batches drawn by the seed); NAME+group: the criterion in group scope (the root filter, its BN
+# and the next layers' input slices). tp-magnitude+sens is Torch-Pruning's group magnitude (our
+# registered tp-magnitude criterion) under our sensitivity allocation.
 OURS = ("wdc", "betweenness", "betweenness-index", "similarity", "similarity-nystrom", "opnorm",
-        "l1", "fpgm", "random")
+        "l1", "fpgm", "random", "l1+sens", "tp-magnitude+sens", "wdc+group", "betweenness+group")
 # name -> (importance factory, global ranking)
 PEERS: dict[str, tuple[Callable[[], tp.importance.Importance], bool]] = {
     "tp-magnitude": (lambda: tp.importance.GroupMagnitudeImportance(p=2), False),
@@ -198,17 +202,24 @@ def parent_for(args: argparse.Namespace, seed: int, pinned: dict[str, str],
 # ------------------------------------------------------------------------------ pruning
 
 
-def prune_ours(model: AudioClassifier, method: str, target: int, seed: int) -> dict[str, Any]:
+def prune_ours(model: AudioClassifier, method: str, target: int, seed: int,
+               bundle: DataBundle, batch_size: int) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    criterion = method
+    criterion, _, variant = method.partition("+")
     if method == "betweenness-index":
         criterion, options = "betweenness", {"tie_break": "index"}
     elif method == "random":
         options = {"seed": seed}
     elif method == "similarity-nystrom":
         options = {"m": NYSTROM_LANDMARKS, "seed": seed}
-    info = prune_model(model, PruneConfig(criterion, PlanSpec(target_macs=target), options))
-    return {"level": info["plan"]["level"], "options": options}
+    plan = PlanSpec(target_macs=target, allocation="sensitivity" if variant == "sens" else "uniform")
+    batches = (calibration_batches(bundle.train, DEFAULT_BATCHES, batch_size, seed)
+               if variant == "sens" else None)
+    info = prune_model(model, PruneConfig(criterion, plan, options,
+                                          scope="group" if variant == "group" else None), batches)
+    return {"level": info["plan"]["level"], "options": options,
+            **({"sensitivity": info["plan"]["sensitivity"]} if variant == "sens" else {}),
+            **({"scope": "group"} if variant == "group" else {})}
 
 
 def _copy_with_grads(model: AudioClassifier) -> AudioClassifier:
@@ -308,7 +319,7 @@ def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, see
     if method in PEERS:
         model, how = prune_peer(model, method, target, seed, bundle, cfg.batch_size)
     else:
-        how = prune_ours(model, method, target, seed)
+        how = prune_ours(model, method, target, seed, bundle, cfg.batch_size)
     prune_s = time.perf_counter() - t0
     macs, params = count_macs(model)["model"], count_params(model)
     model.to(device)

@@ -31,6 +31,7 @@ ALL_NAMES = {
     "wdc", "wdc-abs", "betweenness", "closeness", "eigenvector", "pagerank", "similarity",
     "similarity-nystrom", "l1", "l2", "opnorm", "opnorm-paper", "fpgm", "random",
 }  # fmt: skip
+TORCH_PRUNING_NAMES = {"tp-magnitude", "tp-lamp", "tp-fpgm"}  # group importances: no layer form
 
 
 def conv_weights(out: int, c_in: int = 6, k: int = 3, seed: int = 0) -> np.ndarray:
@@ -74,8 +75,9 @@ def test_select_prune_takes_highest_scores_and_breaks_ties_by_lower_index() -> N
 
 
 def test_registry_lists_every_criterion_and_rejects_unknown_options() -> None:
-    assert set(list_criteria("weights")) == ALL_NAMES
-    assert set(list_criteria()) == ALL_NAMES | {"hrank", "activation", "taylor"}
+    assert set(list_criteria("weights")) == ALL_NAMES | TORCH_PRUNING_NAMES
+    assert set(list_criteria()) == ALL_NAMES | TORCH_PRUNING_NAMES | {"hrank", "activation",
+                                                                       "taylor"}
     with pytest.raises(ValueError, match="active"):
         get_criterion("hrank")
     with pytest.raises(ValueError, match="unknown criterion"):
@@ -88,7 +90,7 @@ def test_registry_lists_every_criterion_and_rejects_unknown_options() -> None:
 @pytest.mark.parametrize("shape", [(12, 5, 3, 3), (12, 5, 7), (12, 5)])
 def test_every_criterion_scores_conv2d_conv1d_and_linear_from_numpy_or_torch(shape) -> None:
     w = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    for name in list_criteria("weights"):
+    for name in sorted(ALL_NAMES):
         crit = get_criterion(name)
         scores = crit(w)
         assert scores.shape == (shape[0],) and scores.dtype == np.float64, name
@@ -100,7 +102,7 @@ def test_every_criterion_scores_conv2d_conv1d_and_linear_from_numpy_or_torch(sha
 @pytest.mark.parametrize("out", [1, 2, 3])
 def test_tiny_layers_get_finite_scores(out: int) -> None:
     w = conv_weights(out, c_in=3)
-    for name in list_criteria("weights"):
+    for name in sorted(ALL_NAMES):
         assert np.isfinite(get_criterion(name)(w)).all(), name
 
 

@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
                        "default to the parent run's (learning rate / 10).")
     p.add_argument("run", nargs="?", help="the trained run directory to prune")
     p.add_argument("--criterion", help="pruning criterion, e.g. wdc, betweenness, l1, fpgm, random; "
-                   "active (data-driven): hrank, activation, taylor (--criterion-arg batches=N)")
+                   "active (data-driven): hrank, activation, taylor (--criterion-arg batches=N); "
+                   "Torch-Pruning's group importances: tp-magnitude, tp-lamp, tp-fpgm")
     what = p.add_argument_group("what to prune (give one of --ratio/--ratios/--target-*)")
     what.add_argument("--ratio", type=float, help="fraction of filters removed from every "
                       "selected layer, in [0, 1)")
@@ -50,6 +51,10 @@ def register(sub: Any) -> None:
                       help="rank filters across the selected layers (scores normalised per layer)")
     what.add_argument("--global-norm", choices=["minmax", "zscore"], default="minmax",
                       help="per-layer score normalisation for --global")
+    what.add_argument("--allocation", choices=["uniform", "sensitivity"], default="uniform",
+                      help="budgets: how they are split between layers - one ratio for all "
+                      "(uniform), or by each layer's loss rise on 8 training batches when it "
+                      "alone is pruned (sensitivity)")
     what.add_argument("--iterative", type=int, default=1, metavar="K",
                       help="K rounds of prune + fine-tune ending at the requested sparsity")
     crit = p.add_argument_group("criterion options")
@@ -124,7 +129,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                         budget=args.target_budget, precision=args.precision,
                         round_to=args.round_to,
                         layers=parse_layers(args.layers), global_ranking=args.global_ranking,
-                        normalise=args.global_norm).validate()
+                        normalise=args.global_norm, allocation=args.allocation).validate()
         cfg = PruneConfig(args.criterion, plan, options, iterative=args.iterative,
                           aggregate=args.aggregate, quaternion_mode=args.quaternion_mode,
                           scope=args.scope, group_reduction=args.group_reduction)

@@ -142,6 +142,7 @@ class PruneSection(_Section):
     layers: list[str] | None = None
     global_ranking: bool = Field(False, alias="global")
     normalise: Literal["minmax", "zscore"] = "minmax"
+    allocation: Literal["uniform", "sensitivity"] = "uniform"  # budgets split by layer sensitivity
     iterative: int = Field(1, ge=1)
     aggregate: Literal["mean", "max", "min", "norm"] = "mean"
     quaternion_mode: Literal["aggregate", "concat"] = "aggregate"

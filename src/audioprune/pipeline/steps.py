@@ -73,6 +73,7 @@ def plan_tag(plan: dict[str, Any]) -> str:
     else:
         tag = f"params{_budget_slug(plan['target_params'])}"
     return tag + ("-global" if plan.get("global_ranking") else "") + \
+        ("-sens" if plan.get("allocation") == "sensitivity" else "") + \
         (f"-round{plan['round_to']}" if plan.get("round_to") else "")
 
 
@@ -82,13 +83,15 @@ def group_plans(group: PruneSection) -> list[dict[str, Any]]:
               "normalise": group.normalise}
     if group.round_to is not None:  # only when set: the plans of older recipes stay as they were
         common["round_to"] = group.round_to
+    budget_only = {"allocation": group.allocation} if group.allocation != "uniform" else {}
     plans = [{"ratio": r, **common} for r in group.ratios]
     plans += [{"ratios": dict(p), "global_ranking": False, "normalise": group.normalise,
                **({"round_to": group.round_to} if group.round_to is not None else {})}
               for p in group.per_layer]
-    plans += [{"target_macs": t, **common} for t in group.target_macs]
-    plans += [{"target_params": t, **common} for t in group.target_params]
-    plans += [{"budget": b, "precision": group.precision, **common} for b in group.budgets]
+    plans += [{"target_macs": t, **common, **budget_only} for t in group.target_macs]
+    plans += [{"target_params": t, **common, **budget_only} for t in group.target_params]
+    plans += [{"budget": b, "precision": group.precision, **common, **budget_only}
+              for b in group.budgets]
     return plans
 
 

@@ -51,7 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from audioprune.pruning.engine import PruningGraph
 
 __all__ = ["AGGREGATES", "ActiveImportance", "CriterionImportance", "GROUP_REDUCTIONS",
-           "NORMALIZERS", "QUATERNION_MODES", "SCOPES", "aggregate_components", "make_importance"]
+           "NORMALIZERS", "QUATERNION_MODES", "SCOPES", "TorchPruningImportance",
+           "aggregate_components", "make_importance"]
 
 AGGREGATES = ("mean", "max", "min", "norm")
 QUATERNION_MODES = ("aggregate", "concat")
@@ -437,15 +438,71 @@ def _weight_ndim(module: nn.Module) -> int:
     return int(weight.dim()) if isinstance(weight, torch.Tensor) else -1
 
 
+class TorchPruningImportance(tp.importance.Importance):
+    """Torch-Pruning's own group importance (tp-magnitude, tp-lamp, tp-fpgm) under a criterion
+    name, so that it runs in our engine - our budgets, plans, records and reports - exactly as
+    Torch-Pruning computes it. Only groups rooted at torch.nn convolutions and linears are
+    scored: Torch-Pruning skips layers it does not know (our quaternion layers), so on them it
+    would rank by the batch norm alone; that is refused instead."""
+
+    inputs = "weights"
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None, *,
+                 group_reduction: str = "mean", normalize: str | None = None) -> None:
+        self.name = name
+        self.info = describe_criterion(name)
+        self.options = dict(options or {})
+        unknown = sorted(set(self.options) - set(self.info.options))
+        if unknown:
+            raise ArgumentError(f"`criterion` {name!r} has no option {', '.join(unknown)} "
+                                f"(allowed: {', '.join(self.info.options)})")
+        self.group_reduction = _choice(group_reduction, GROUP_REDUCTIONS, "group_reduction")
+        self.normalize = _choice(normalize, NORMALIZERS, "normalize")
+        cls = getattr(tp.importance, str(self.info.torch_pruning))
+        try:
+            self.tp_importance = cls(group_reduction=self.group_reduction, **self.options)
+        except (TypeError, ValueError) as exc:
+            raise ArgumentError(f"`criterion` {name}: {exc}") from None
+
+    def describe(self) -> dict[str, Any]:
+        return {"criterion": self.name, "options": self.options,
+                "torch_pruning": f"{self.info.torch_pruning} (torch-pruning {tp.__version__})",
+                "group_reduction": self.group_reduction}
+
+    def __call__(self, group: Any) -> torch.Tensor:
+        root = group[0].dep.target.module
+        if not isinstance(root, (nn.modules.conv._ConvNd, nn.Linear)):
+            raise ArgumentError(f"{self.name} is Torch-Pruning's {self.info.torch_pruning}, which "
+                                f"scores torch.nn convolutions and linears only, not "
+                                f"{type(root).__name__}; use our group form instead (e.g. "
+                                f"criterion l2 with scope 'group')")
+        imp = self.tp_importance(group)
+        if imp is None:
+            raise ArgumentError(f"{self.name}: Torch-Pruning scored nothing in the group of a "
+                                f"{type(root).__name__}")
+        imp = imp.detach().double().cpu()
+        if self.normalize == "minmax":
+            span = imp.max() - imp.min()
+            imp = (imp - imp.min()) / span if span > 0 else torch.full_like(imp, 0.5)
+        return imp
+
+
 def make_importance(name: str, options: Mapping[str, Any] | None = None, *, aggregate: str = "mean",
                     quaternion_mode: str = "aggregate", scope: str | None = None,
                     group_reduction: str = "mean", normalize: str | None = None
-                    ) -> CriterionImportance | ActiveImportance:
-    """The importance for criterion `name`: a weight criterion, or an active one (calibrate it)."""
+                    ) -> CriterionImportance | ActiveImportance | TorchPruningImportance:
+    """The importance for criterion `name`: a weight criterion, Torch-Pruning's group importance,
+    or an active one (calibrate it)."""
     try:
         info = describe_criterion(name)
     except ValueError as exc:
         raise ArgumentError(f"`criterion`: {exc}") from None
+    if info.torch_pruning:
+        if scope == "root" or quaternion_mode != "aggregate":
+            raise ArgumentError(f"{name} is Torch-Pruning's group importance: `scope` 'root' and "
+                                f"`quaternion_mode` do not apply")
+        return TorchPruningImportance(name, options, group_reduction=group_reduction,
+                                      normalize=normalize)
     common = {"aggregate": aggregate, "scope": scope, "group_reduction": group_reduction,
               "normalize": normalize}
     if info.inputs == "weights":

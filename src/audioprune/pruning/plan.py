@@ -43,6 +43,12 @@ filters), so each layer's scores are first normalised:
 (Rank normalisation is not offered: it makes every layer's scores the same uniform spread, and
 the global ranking then collapses to the uniform ratio.) Ties go to the earlier layer, then the
 lower index. The one-filter floor still applies per layer.
+
+Sensitivity allocation (``allocation="sensitivity"``, budgets only): each selected layer is
+pruned ALONE at eighths of its width on calibration batches and the loss rise recorded
+(pruning/sensitivity.py); every layer then loses as many units as keep its rise within one
+tolerance, and the tolerance (the search level) is bisected until the budget holds, after which
+filters are given back as in the uniform search.
 """
 
 from __future__ import annotations
@@ -63,8 +69,10 @@ from audioprune.measure.budget import complexity, parse_budget, targets_for
 from audioprune.measure.counting import count, meta_copy
 from audioprune.model_inputs import move_inputs
 from audioprune.pruning.criteria import prune_order
+from audioprune.pruning.sensitivity import SensitivityCurve, tolerance_counts
 
 __all__ = [
+    "ALLOCATIONS",
     "NORMALISATIONS",
     "PlanSpec",
     "ResolvedPlan",
@@ -83,6 +91,7 @@ __all__ = [
 ]
 
 NORMALISATIONS = ("minmax", "zscore")
+ALLOCATIONS = ("uniform", "sensitivity")
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
 
 
@@ -364,6 +373,7 @@ class PlanSpec:
     budget: str | None = None  # "dcase2024" or "params_bytes=128k,macs=30M" (measure.budget)
     precision: str = "int8"  # what a parameter costs under `budget` (int8: one byte)
     clip_seconds: float | None = None  # audio per example, for `budget`'s MACs per second
+    allocation: str = "uniform"  # budgets: "uniform" ratio, or by layer "sensitivity"
 
     @property
     def mode(self) -> str:
@@ -410,6 +420,16 @@ class PlanSpec:
                 raise ArgumentTypeError("`layers` must be a list of layer names, glob patterns or "
                                     "aliases such as C7-C12")
             self.layers = list(self.layers)
+        if self.allocation not in ALLOCATIONS:
+            raise ArgumentError(f"unknown `allocation` {self.allocation!r}; choose from "
+                                f"{', '.join(ALLOCATIONS)}")
+        if self.allocation == "sensitivity":
+            if mode not in ("target_macs", "target_params", "budget"):
+                raise ArgumentError("`allocation` 'sensitivity' spreads a budget over the layers: "
+                                    "give `target_macs`, `target_params` or `budget`")
+            if self.global_ranking:
+                raise ArgumentError("`allocation` 'sensitivity' and `global_ranking` are two ways "
+                                    "to split a budget between layers: choose one")
         if self.normalise not in NORMALISATIONS:
             raise ArgumentError(f"unknown `normalise` {self.normalise!r}; choose from "
                                 f"{', '.join(NORMALISATIONS)}")
@@ -434,6 +454,7 @@ class ResolvedPlan:
     level: float | None = None  # the uniform ratio / global fraction used (found by the search)
     predicted: dict[str, int] = field(default_factory=dict)  # params, macs of the pruned model
     filled: bool = False  # filters were given back after the uniform search (fill_budget)
+    sensitivity: dict[str, Any] | None = None  # allocation "sensitivity": each layer's curve
 
     @property
     def ratios(self) -> dict[str, float]:
@@ -442,14 +463,19 @@ class ResolvedPlan:
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "level": self.level, "counts": self.counts,
                 "filters": self.n_units, "ratios": {k: round(v, 6) for k, v in self.ratios.items()},
-                "predicted": self.predicted, "filled": self.filled}
+                "predicted": self.predicted, "filled": self.filled,
+                **({"sensitivity": self.sensitivity} if self.sensitivity else {})}
 
 
-def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[str, np.ndarray]] | None = None) -> ResolvedPlan:
+def resolve_plan(spec: PlanSpec, graph: Any,
+                 scores: Callable[[list[str]], dict[str, np.ndarray]] | None = None,
+                 sensitivity: Callable[[list[str]], Mapping[str, SensitivityCurve]] | None = None,
+                 ) -> ResolvedPlan:
     """Turn `spec` into per-layer counts for the model behind `graph` (an engine.PruningGraph).
 
     `scores(names)` returns per-filter scores (our convention) of those layers; it is called only
-    for global ranking.
+    for global ranking. `sensitivity(names)` measures those layers' loss-rise curves; it is
+    called only for ``allocation="sensitivity"``.
     """
     spec.validate()
     mode = spec.mode
@@ -476,7 +502,15 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
         raise ArgumentError("the model has no prunable layer (outputs, frozen layers and "
                             "`ignored_layers` are left alone)")
 
+    curves = None
+    if spec.allocation == "sensitivity":
+        if sensitivity is None:
+            raise ValueError("sensitivity allocation needs the layers' loss curves")
+        curves = sensitivity(selected)
+
     def counts_at(level: float) -> dict[str, int]:
+        if curves is not None:
+            return round_counts(tolerance_counts(level, curves), n_units, spec.round_to)
         if layer_scores is not None:
             return round_counts(global_counts(level, layer_scores, spec.normalise), n_units,
                                 spec.round_to)
@@ -504,8 +538,10 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
         c = costs(counts)
         return sum(c[m] / t for m, t in targets.items())
 
+    described = {n: c.to_dict() for n, c in curves.items()} if curves is not None else None
     if fits({}):
-        return _finish(ResolvedPlan(counts_at(0.0), n_units, mode, 0.0), graph, costs)
+        return _finish(ResolvedPlan(counts_at(0.0), n_units, mode, 0.0,
+                                    sensitivity=described), graph, costs)
     floor_counts = round_counts({n: c - 1 for n, c in n_units.items()}, n_units, spec.round_to)
     if not fits(floor_counts):
         smallest = costs(floor_counts)
@@ -530,7 +566,7 @@ def resolve_plan(spec: PlanSpec, graph: Any, scores: Callable[[list[str]], dict[
         if hi - lo < 1e-7:
             break
     counts = counts_at(hi) if hi < 1.0 else floor_counts
-    plan = ResolvedPlan(counts, n_units, mode, round(hi, 6))
+    plan = ResolvedPlan(counts, n_units, mode, round(hi, 6), sensitivity=described)
     if spec.fill and layer_scores is None:
         plan.counts = fill_budget(counts, fits, fullness, n_units, spec.round_to)
         plan.filled = plan.counts != counts

@@ -30,7 +30,9 @@ from audioprune.model_inputs import ForwardFn, first_example, inputs_spec, outpu
 from audioprune.pruning.criteria import describe_criterion, list_criteria, select_prune
 from audioprune.pruning.engine import PrunableLayer, PruningGraph, out_width
 from audioprune.pruning.importance import ActiveImportance, make_importance
+from audioprune.pruning import calibration
 from audioprune.pruning.plan import PlanSpec, ResolvedPlan, resolve_plan, schedule_counts
+from audioprune.pruning.sensitivity import SensitivityCurve, layer_sensitivity
 
 log = logging.getLogger("audioprune.prune")
 
@@ -126,12 +128,11 @@ class Pruner:
         self.calibration_forward = calibration_forward
         self.loss_fn = loss_fn
         self._batches: list[Any] | None = None
-        if isinstance(self.importance, ActiveImportance) and calibration_data is not None:
-            self._batches = list(itertools.islice(iter(calibration_data), self.importance.batches))
+        if calibration_data is not None:  # active criteria, and sensitivity allocation
+            n = getattr(self.importance, "batches", calibration.DEFAULT_BATCHES)
+            self._batches = list(itertools.islice(iter(calibration_data), n))
             if not self._batches:
                 raise ArgumentError("`calibration_data` yielded no batch")
-        elif calibration_data is not None:
-            log.debug("%s reads weights only; calibration_data is not used", criterion)
         self.graph = self._trace()
 
     @property
@@ -160,9 +161,32 @@ class Pruner:
     def plan(self, spec: PlanSpec) -> ResolvedPlan:
         """How many units to remove from each layer for `spec`, on the model as it is now."""
         spec.validate()
-        if spec.global_ranking and self.active:
+        if (spec.global_ranking or spec.allocation == "sensitivity") and self.active:
             self._calibrate()
-        return resolve_plan(spec, self.graph, scores=lambda names: self.scores(names))
+        return resolve_plan(spec, self.graph, scores=lambda names: self.scores(names),
+                            sensitivity=self.sensitivity)
+
+    def sensitivity(self, names: Iterable[str]) -> dict[str, SensitivityCurve]:
+        """Each named layer's loss rise on the calibration batches as it alone loses its
+        criterion-first units (pruning/sensitivity.py), the model left as it is."""
+        if self._batches is None:
+            raise ArgumentError("`allocation` 'sensitivity' measures the loss: pass "
+                                "`calibration_data` (batches of (inputs, targets))")
+        names = list(names)
+        layers = self.graph.layers()
+        scores = self.scores(names)
+        module_names = {m: n for n, m in self.model.named_modules()}
+        ignored = [module_names.get(x, x) if isinstance(x, nn.Module) else x
+                   for x in self.ignored_layers]
+
+        def prune_copy(clone: nn.Module, name: str, idxs: list[int]) -> None:
+            PruningGraph(clone, self.example_inputs, self.forward_fn, ignored,
+                         **self.protect).prune({name: idxs})
+
+        with torch.no_grad():
+            return layer_sensitivity(self.model, scores, {n: layers[n].n_units for n in names},
+                                     prune_copy, self._batches, self.loss_fn or default_loss,
+                                     self.calibration_forward or self.graph.forward)
 
     def scores(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Per-unit scores (higher = pruned first) of the named layers, as the model is now."""
@@ -214,7 +238,8 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
           budget: str | None = None, precision: str = "int8", clip_seconds: float | None = None,
           round_to: int | None = None, layers: Iterable[str] | None = None,
           ignored_layers: Iterable[str | nn.Module] = (),
-          global_ranking: bool = False, normalise: str = "minmax", iterative: int = 1,
+          global_ranking: bool = False, normalise: str = "minmax",
+          allocation: str = "uniform", iterative: int = 1,
           finetune: Callable[[nn.Module, int], None] | None = None,
           calibration_data: Iterable[Any] | None = None,
           loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
@@ -230,7 +255,8 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
     example_inputs   what the model takes (a tensor, a tuple of tensors or a dict), used to trace
                      it and to count MACs per example (its first item)
     criterion        a name from ``audioprune.list_criteria()``: graph centralities (wdc,
-                     betweenness, ...), similarity, norms (l1, opnorm, fpgm, ...), random, or
+                     betweenness, ...), similarity, norms (l1, opnorm, fpgm, ...), random,
+                     Torch-Pruning's group importances (tp-magnitude, tp-lamp, tp-fpgm), or
                      active ones (hrank, activation, taylor) that need `calibration_data`
     ratio            the fraction of the filters (units) removed from every selected layer, or
     ratios           {layer name / glob pattern / C<k> alias: fraction}, or
@@ -251,6 +277,10 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
                      `protect_frozen`)
     global_ranking   rank the filters of all selected layers together (scores normalised per
                      layer by `normalise`: "minmax" or "zscore")
+    allocation       how a budget is split between layers: "uniform" (one ratio, then filters
+                     given back while it holds) or "sensitivity" (each layer's loss rise on
+                     `calibration_data` when it alone is pruned; every layer pruned up to one
+                     loss tolerance, searched to meet the budget)
     iterative        K rounds, each re-scoring the model; `finetune(model, round)` runs after
                      every round but the last (your own training loop)
     calibration_data batches (inputs, or (inputs, targets) for gradient criteria) for the active
@@ -277,7 +307,11 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
                     target_macs=target_macs, target_params=target_params, budget=budget,
                     precision=precision, clip_seconds=clip_seconds, round_to=round_to,
                     layers=list(layers) if layers is not None and not isinstance(layers, str)
-                    else layers, global_ranking=global_ranking, normalise=normalise).validate()
+                    else layers, global_ranking=global_ranking, normalise=normalise,
+                    allocation=allocation).validate()
+    if calibration_data is None and allocation == "sensitivity":
+        raise ArgumentError("`allocation` 'sensitivity' measures the loss: pass "
+                            "`calibration_data` (an iterable of (inputs, targets) batches)")
     if calibration_data is None and criterion in list_criteria() and \
             describe_criterion(criterion).inputs != "weights":
         raise ArgumentError(f"{criterion} is an active criterion: pass `calibration_data` (an "

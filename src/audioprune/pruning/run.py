@@ -53,7 +53,7 @@ from audioprune.errors import ArgumentError, UserError
 from audioprune.fileio import read_json, read_tensors, write_json
 from audioprune.model_inputs import call_model
 from audioprune.models.base import AudioClassifier
-from audioprune.pruning.calibration import Batch, calibration_batches
+from audioprune.pruning.calibration import DEFAULT_BATCHES, Batch, calibration_batches
 from audioprune.pruning.criteria import describe_criterion
 from audioprune.pruning.importance import ActiveImportance, CriterionImportance, make_importance
 from audioprune.pruning.plan import PlanSpec, ResolvedPlan, schedule_counts
@@ -232,8 +232,9 @@ def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, dat
         raise ArgumentError("`out` must differ from the parent run")
     model, info = load_model(parent, train.device)
     # errors in the plan surface before anything is written; an active criterion ranking
-    # globally needs data to plan, so it plans once the data is loaded
-    planned = None if cfg.active and cfg.plan.global_ranking else plan_pruning(model, cfg)
+    # globally, and a sensitivity allocation, need data to plan, so they plan once it is loaded
+    needs_data = (cfg.active and cfg.plan.global_ranking) or cfg.plan.allocation == "sensitivity"
+    planned = None if needs_data else plan_pruning(model, cfg)
     # the pruned model always keeps its parent's front end (sample rate, clip, standardisation)
     data = DataSpec(**{**data.__dict__, "frontend": model.frontend_cfg.to_dict()})
     config = {"command": "prune", "parent": str(parent.resolve()), "prune": cfg.to_dict(),
@@ -265,8 +266,10 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
     parent_metrics = source_run_block(parent, model, bundle, train, "prune")
     widths_before = model.layer_widths()
     importance = cfg.importance()
-    batches = (calibration_batches(bundle.train, importance.batches, train.batch_size, train.seed)
-               if isinstance(importance, ActiveImportance) else None)
+    n_batches = getattr(importance, "batches", DEFAULT_BATCHES)  # sensitivity: the default 8
+    batches = (calibration_batches(bundle.train, n_batches, train.batch_size, train.seed)
+               if isinstance(importance, ActiveImportance) or cfg.plan.allocation == "sensitivity"
+               else None)
     pruner, plan = planned or plan_pruning(model, cfg, batches)
     log.info("pruning plan (%s%s): %s", plan.mode, f", level {plan.level}" if plan.level else "",
              ", ".join(f"{n} {c}/{plan.n_units[n]}" for n, c in plan.counts.items()))

@@ -28,6 +28,8 @@ Names (options in brackets; defaults in the module docs):
   random                        [seed]
   hrank, activation             [batches]     active: recorded feature maps (active.py)
   taylor                        [batches]     active: weights x loss gradients (active.py)
+  tp-magnitude, tp-lamp, tp-fpgm [p, normalizer]  Torch-Pruning's group importances, run by
+                                 Torch-Pruning on a dependency group (no per-layer form)
 
 Active criteria (``describe_criterion(name).inputs`` is "activations" or "gradients") are not
 callable on weights alone: the engine records what they need on calibration batches of the
@@ -82,6 +84,9 @@ class CriterionInfo:
     scope: str = "root"  # the default scope: the root layer's filters, or the whole group
     norm_layers: bool = False  # group scope: a batch norm's scale counts as a slice (norm-type)
     map_dims: int | None = None  # activation criteria: the feature maps' spatial dims (hrank: 2)
+    # Torch-Pruning's own group importances: the class name in torch_pruning.importance (built
+    # by pruning/importance.py, so this package never imports Torch-Pruning); `fn` is unused
+    torch_pruning: str | None = None
 
 
 _REGISTRY: dict[str, CriterionInfo] = {}
@@ -97,6 +102,7 @@ def register_criterion(
     scope: str = "root",
     norm_layers: bool = False,
     map_dims: int | None = None,
+    torch_pruning: str | None = None,
     **fixed: Any,
 ) -> None:
     """Add a criterion `fn(weights, **fixed, **options) -> scores` under `name` (for active
@@ -113,7 +119,7 @@ def register_criterion(
     if scope not in ("root", "group"):
         raise ValueError(f"unknown criterion scope {scope!r}")
     _REGISTRY[name] = CriterionInfo(name, fn, tuple(options), summary, dict(fixed), inputs,
-                                    scope, norm_layers, map_dims)
+                                    scope, norm_layers, map_dims, torch_pruning)
 
 
 def list_criteria(inputs: str | None = None) -> list[str]:
@@ -138,6 +144,10 @@ def get_criterion(name: str, **options: Any) -> Criterion:
     if info.inputs != "weights":
         raise ValueError(f"criterion {name!r} is active: it needs recorded {info.inputs}, not "
                          f"weights alone; prune with data (audioprune prune / prune_model(batches=))")
+    if info.torch_pruning:
+        raise ValueError(f"criterion {name!r} is Torch-Pruning's {info.torch_pruning}: it scores "
+                         f"a whole dependency group, not one layer's weights; use it through "
+                         f"audioprune.prune / audioprune.importance / audioprune prune")
     unknown = sorted(set(options) - set(info.options))
     if unknown:
         allowed = ", ".join(info.options) or "none"
@@ -199,6 +209,28 @@ register_criterion(
     norm_layers=True,
 )
 register_criterion("random", norms.random_scores, options=("seed",), summary="seeded random scores")
+
+
+
+def _group_importance_only(*_: Any, **__: Any) -> np.ndarray:  # pragma: no cover - never called
+    raise ValueError("a Torch-Pruning group importance has no per-layer form")
+
+
+# Torch-Pruning's group importances as criteria of their own (issue 18): the method that led at
+# heavy budgets in bench/bench_criteria.py, selectable without code. Scored by Torch-Pruning on
+# the dependency group (root filters, coupled BN, next layers' input slices), `p` and
+# `normalizer` as in Torch-Pruning; `group_reduction` is the importance's own argument.
+_TP_CRITERIA = {
+    "tp-magnitude": ("GroupMagnitudeImportance", "group l_p magnitude, summed over the filter, "
+                     "its BN and the next layers' inputs (Torch-Pruning)"),
+    "tp-lamp": ("LAMPImportance", "layer-adaptive magnitude (Lee et al. 2021), Torch-Pruning's; "
+                "meant for global ranking"),
+    "tp-fpgm": ("FPGMImportance", "geometric-median distance over the group (Torch-Pruning)"),
+}
+for _name, (_cls, _summary) in _TP_CRITERIA.items():
+    register_criterion(_name, _group_importance_only, options=("p", "normalizer"),
+                       summary=f"{_summary}, smallest pruned first", scope="group",
+                       torch_pruning=_cls)
 
 register_criterion("hrank", active.hrank_scores, inputs="activations", options=("batches",),
                    map_dims=2,

@@ -361,7 +361,39 @@ def latency_gap(path: Path, command: str) -> str:
     return "\n".join(out)
 
 
+def quantize(path: Path, command: str) -> str:
+    data = _load(path)
+    if not data:
+        return _missing(path, command)
+    rows = []
+    for name, sm in data["summary"].items():
+        split, method = name.split(" ", 1)
+        rows.append([split, method, str(sm["units"]), _pct_ci(sm["fp32"], signed=False),
+                     _pct_ci(sm["int8"], signed=False), _pct_ci(sm["int8_minus_fp32"]),
+                     f"{sm['size_ratio']['mean']:.3f}",
+                     f"{sm['latency_ratio_b1']['mean']:.2f}", f"{sm['latency_ratio_b32']['mean']:.2f}"])
+    units = [[u["unit"], _pct(u["fp32_accuracy"]),
+              *[_pct(u["int8"][m]["accuracy"]) for m in data["methods"]],
+              f"{u['fp32_ms']['b1']:.2f} / {u['fp32_ms']['b32']:.1f}",
+              *[f"{u['int8'][m]['ms']['b1']:.2f} / {u['int8'][m]['ms']['b32']:.1f}"
+                for m in data["methods"]]] for u in data["units"]]
+    meta = {**data["machine"], "threads": data["threads"]}
+    return "\n".join([
+        f"**{data['model']}** parents trained {data['epochs']} epochs per unit (FSDD official split "
+        f"x 3 seeds; leave-one-speaker-out folds 1-6, seed 0), quantized by ONNX Runtime; test "
+        f"accuracy of the int8 model run by ONNX Runtime vs its fp32 parent in PyTorch, paired per "
+        f"unit (95% CI; * = significant); size and latency (ONNX Runtime, batch 1 and 32) as "
+        f"int8 / fp32 ONNX\n",
+        table(["split", "int8", "units", "fp32 acc. %", "int8 acc. %", "int8 - fp32 (points)",
+               "size ratio", "latency ratio b1", "latency ratio b32"], rows),
+        "",
+        table(["unit", "fp32 %", *[f"int8 {m} %" for m in data["methods"]], "fp32 ms b1 / b32",
+               *[f"{m} ms b1 / b32" for m in data["methods"]]], units),
+        "", _when(meta)])
+
+
 SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
+    "quantize": (quantize, R / "quantize_fsdd.json", "python bench/bench_quantize.py"),
     "criteria": (criteria, R / "criteria_fsdd.json", "python bench/bench_criteria.py"),
     "criteria-cnn6": (criteria, R / "criteria_fsdd_cnn6.json",
                       "python bench/bench_criteria.py --model cnn6 --width 0.25 --seeds 0 "
@@ -369,7 +401,10 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "criteria-loso": (criteria, R / "criteria_fsdd_loso.json",
                       "python bench/bench_criteria.py --folds all --seeds 0 --methods wdc "
                       "betweenness similarity l1 opnorm fpgm random tp-magnitude tp-taylor "
-                      "tp-fpgm tp-lamp --out bench/results/criteria_fsdd_loso.json"),
+                      "tp-fpgm tp-lamp --out bench/results/criteria_fsdd_loso.json; python "
+                      "bench/bench_criteria.py --folds all --seeds 0 --budgets 0.3 0.15 --methods "
+                      "tp-magnitude+sens l1+sens wdc+group betweenness+group --out "
+                      "bench/results/criteria_fsdd_loso.json"),
     "criteria-quick": (criteria, R / "quick" / "criteria_fsdd.json", "python bench/bench_criteria.py --quick"),
     "speedup": (speedup, R / "speedup.json", "python bench/bench_speedup.py"),
     "masks": (masks, R / "masks.json", "python bench/bench_masks.py"),

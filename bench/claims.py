@@ -11,6 +11,7 @@ re-measured" table is generated from these files by bench/write_benchmarks.py.
 
     .venv/bin/python bench/claims.py recipes/claims/dcase21_c1c2_loso.yaml
     .venv/bin/python bench/claims.py recipes/claims/dcase21_c1c2_loso.yaml --no-run   # record only
+    .venv/bin/python bench/claims.py --cnn14-counts    # claim 2's arithmetic (no data, no training)
 """
 
 from __future__ import annotations
@@ -90,13 +91,54 @@ def record(recipe_path: Path, out: Path | None, baselines: list[str],
     return path
 
 
+# claim 2: the centrality paper's CNN14 (527 AudioSet classes, 10 s at 32 kHz): C7-C12 (the last
+# three blocks) at 25%, and the setting closest to the paper's figures (C6 at 12.5% besides)
+CNN14_SETTINGS = {"C7-C12 at 25%": {"C7-C12": 0.25},
+                  "C6 at 12.5%, C7-C12 at 25%": {"C6": 0.125, "C7-C12": 0.25}}
+
+
+def cnn14_counts(out: Path | None = None) -> Path:
+    """Parameters and MACs of CNN14 before and after each CNN14_SETTINGS plan, counted by our
+    counter on a meta-device model (shapes only: no weights, no data)."""
+    import torch
+
+    from audioprune.audio.frontend import FrontEndConfig
+    from audioprune.measure.counting import count
+    from audioprune.models.registry import create_model
+    from audioprune.pruning.engine import PruningGraph
+    from audioprune.pruning.plan import PlanSpec, resolve_plan
+
+    with torch.device("meta"):
+        model = create_model("cnn14", 527, frontend=FrontEndConfig(clip_seconds=10.0))
+    example = torch.zeros(1, *model.feature_shape(model.frontend_cfg.clip_samples), device="meta")
+    graph = PruningGraph(model, example, "classify")
+    base = count(model, example, graph.forward)
+    settings = {}
+    for name, ratios in CNN14_SETTINGS.items():
+        after = resolve_plan(PlanSpec(ratios=ratios), graph).predicted
+        settings[name] = {"ratios": ratios, **after,
+                          "params_reduction": 1 - after["params"] / base.params,
+                          "macs_reduction": 1 - after["macs"] / base.macs}
+    path = out or RESULTS / "cnn14_counts.json"
+    benchlib.save(path, {"benchmark": "claim 2 arithmetic", "model": "cnn14", "classes": 527,
+                         "clip_seconds": 10.0, "params": base.params, "macs": base.macs,
+                         "paper": {"params_reduction": 0.41, "macs_reduction": 0.24},
+                         "settings": settings, "machine": benchlib.machine(),
+                         "command": "python bench/claims.py --cnn14-counts"})
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("recipes", nargs="+", type=Path)
+    parser.add_argument("recipes", nargs="*", type=Path)
+    parser.add_argument("--cnn14-counts", action="store_true",
+                        help="claim 2's arithmetic: CNN14's counts before and after pruning")
     parser.add_argument("--no-run", action="store_true", help="only record what has finished")
     parser.add_argument("--baselines", nargs="*", default=["l1", "random", "dcase21net", "cnn6"],
                         help="criteria / models to compare with, besides the parent")
     args = parser.parse_args(argv)
+    if args.cnn14_counts:
+        print(f"wrote {cnn14_counts()}")
     for path in args.recipes:
         wall = None
         if not args.no_run:

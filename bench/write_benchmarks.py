@@ -1,11 +1,11 @@
-"""Fill the tables of BENCHMARKS.md from the result JSONs in bench/results/.
+"""Fill the tables of BENCHMARKS.md (and README.md's claims table) from bench/results/.
 
 Only the text between `<!-- BEGIN name -->` and `<!-- END name -->` markers is replaced; the
 prose around the tables is written by people and left alone. A table whose JSON is missing says
 which command produces it. Nothing here measures anything: every number comes from a JSON that a
 benchmark script wrote.
 
-    .venv/bin/python bench/write_benchmarks.py            # rewrites BENCHMARKS.md in place
+    .venv/bin/python bench/write_benchmarks.py            # rewrites both documents in place
     .venv/bin/python bench/write_benchmarks.py --check    # exit 1 when it would change anything
 """
 
@@ -22,9 +22,10 @@ from audioprune.fileio import atomic_write, read_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
+import claims_table  # noqa: E402
 from benchlib import table  # noqa: E402
 
-DOC = benchlib.ROOT / "BENCHMARKS.md"
+DOCS = [benchlib.ROOT / "BENCHMARKS.md", benchlib.ROOT / "README.md"]
 R = benchlib.RESULTS
 
 
@@ -392,7 +393,12 @@ def quantize(path: Path, command: str) -> str:
         "", _when(meta)])
 
 
+def claims(path: Path, command: str) -> str:
+    return claims_table.render(path)
+
+
 SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
+    "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),
     "quantize": (quantize, R / "quantize_fsdd.json", "python bench/bench_quantize.py"),
     "criteria": (criteria, R / "criteria_fsdd.json", "python bench/bench_criteria.py"),
     "criteria-cnn6": (criteria, R / "criteria_fsdd_cnn6.json",
@@ -404,7 +410,13 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
                       "tp-fpgm tp-lamp --out bench/results/criteria_fsdd_loso.json; python "
                       "bench/bench_criteria.py --folds all --seeds 0 --budgets 0.3 0.15 --methods "
                       "tp-magnitude+sens l1+sens wdc+group betweenness+group --out "
-                      "bench/results/criteria_fsdd_loso.json"),
+                      "bench/results/criteria_fsdd_loso.json; python bench/bench_criteria.py "
+                      "--folds all --seeds 0 --budgets 0.15 --methods tp-magnitude+iter3kd "
+                      "tp-magnitude+ft3x --out bench/results/criteria_fsdd_loso.json"),
+    "criteria-cnn6-loso": (criteria, R / "criteria_fsdd_cnn6_loso.json",
+                           "python bench/bench_criteria.py --model cnn6 --width 0.25 --folds all "
+                           "--seeds 0 --budgets 0.3 0.15 --methods tp-magnitude tp-magnitude+sens "
+                           "similarity --out bench/results/criteria_fsdd_cnn6_loso.json"),
     "criteria-quick": (criteria, R / "quick" / "criteria_fsdd.json", "python bench/bench_criteria.py --quick"),
     "speedup": (speedup, R / "speedup.json", "python bench/bench_speedup.py"),
     "masks": (masks, R / "masks.json", "python bench/bench_masks.py"),
@@ -427,21 +439,25 @@ def render(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--doc", type=Path, action="append",
+                        help="the document to fill (default BENCHMARKS.md and README.md)")
     parser.add_argument("--check", action="store_true", help="only report whether it is up to date")
     args = parser.parse_args(argv)
-    if not args.doc.is_file():
-        print(f"{args.doc} not found", file=sys.stderr)
-        return 2
-    old = args.doc.read_text()
-    new = render(old)
-    if args.check:
-        print("up to date" if new == old else f"{args.doc} tables differ from bench/results/")
-        return 0 if new == old else 1
-    if new != old:
-        atomic_write(args.doc, lambda p: p.write_text(new))
-    print(f"{'updated' if new != old else 'unchanged'}: {args.doc}")
-    return 0
+    stale = 0
+    for doc in args.doc or DOCS:
+        if not doc.is_file():
+            print(f"{doc} not found", file=sys.stderr)
+            return 2
+        old = doc.read_text()
+        new = render(old)
+        if args.check:
+            print("up to date" if new == old else f"{doc} tables differ from bench/results/")
+            stale += new != old
+            continue
+        if new != old:
+            atomic_write(doc, lambda p, text=new: p.write_text(text))
+        print(f"{'updated' if new != old else 'unchanged'}: {doc}")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -110,3 +110,20 @@ def test_the_studies_are_recipes_whose_runs_the_summaries_read(tmp_path: Path) -
         kd = kd_names[kd_study.run_dir(tmp_path, 20, 10, "student-kd", seed)]
         assert kd.kind == "distill" and kd.parent == f"teacher-s{seed}"
         assert kd_study.run_dir(tmp_path, 20, 10, "student-labels", seed) in kd_names
+
+
+def test_claims_table_verdicts_follow_the_intervals_and_flag_partial_runs() -> None:
+    claims_table = _bench_module("claims_table")
+    assert claims_table._side({"mean": 0.0, "low": -0.015, "high": 0.01, "n": 6}, -0.02) == "holds"
+    assert claims_table._side({"mean": -0.05, "low": -0.08, "high": -0.03, "n": 6},
+                              -0.02) == "does not hold"
+    assert claims_table._side({"mean": -0.02, "low": -0.05, "high": 0.01, "n": 6},
+                              -0.02) == "inconclusive"
+    assert claims_table._side({"mean": 0.0, "low": 0.0, "high": 0.0, "n": 1}, -0.02) == "inconclusive"
+    method = {"kind": "pruned", "criterion": "wdc", "label": "wdc", "values": {"fold1": 0.7},
+              "macs_ratio": 0.28, "params_ratio": 0.51,
+              "vs_parent_bootstrap": {"mean": -0.01, "low": -0.015, "high": -0.005, "n": 2}}
+    row = claims_table.claim1({"methods": [method], "finished": 3, "steps": 7})
+    assert "partial: 3 of 7 runs" in row[2] and "MACs -72.0%" in row[2]
+    assert row[3] == "< 2 points (provisional, per criterion): holds"
+    assert claims_table.claim3(None)[2] == "not measured yet"

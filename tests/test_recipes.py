@@ -177,6 +177,10 @@ def test_shipped_recipes_load_and_run_on_every_dataset() -> None:
     kinds = [s.kind for s in plan_steps(qcnn)]
     assert kinds.count("train") == 2 and kinds.count("prune") == 9 and kinds.count("distill") == 3
     assert all(s.parent == "qcnn14" for s in plan_steps(qcnn) if s.kind != "train")
+    for path in sorted((REPO / "recipes" / "claims").glob("*.yaml")):  # each with a full variant
+        base, full = load_recipe(path), load_recipe(path, "full")
+        assert base.dataset.name == "fsdd" and base.folds == "all"
+        assert full.name == f"{base.name}-full" and full.dataset.name != "fsdd"
     fsdd = load_recipe(REPO / "recipes" / "fsdd_quick.yaml")
     # both sides resolved: ../shared may be a link (it is on CI)
     assert (REPO / fsdd.dataset.root).resolve() == \
@@ -498,3 +502,21 @@ def test_folds_run_every_step_once_per_fold_with_its_own_parent() -> None:
     assert plan_steps(recipe)[0].run_name == "m"  # without folds: the names as before
     with pytest.raises(UserError, match="has folds 1..5"):
         recipe_folds(recipe.model_copy(update={"folds": [6]}))
+
+
+def test_a_variant_replaces_whole_sections_gets_its_own_name_and_is_checked_up_front() -> None:
+    base = {"name": "r", "dataset": {"name": "fsdd", "root": "/d"}, "folds": "all",
+            "models": [{"name": "dcase21net", "train": {"epochs": 3}}],
+            "variants": {"full": {"dataset": {"name": "tau2020", "root": "/t"}, "folds": None,
+                                  "models": [{"name": "dcase21net",
+                                              "train": {"epochs": 200}}]}}}
+    plain, full = parse_recipe(base), parse_recipe(base, variant="full")
+    assert plain.name == "r" and plain.models[0].train.epochs == 3 and plain.folds == "all"
+    assert full.name == "r-full" and full.dataset.name == "tau2020" and full.folds is None
+    assert full.models[0].train.epochs == 200
+    with pytest.raises(UserError, match="no variant 'paper'; its variants: full"):
+        parse_recipe(base, variant="paper")
+    broken = copy.deepcopy(base)
+    broken["variants"]["full"]["models"] = [{"name": "dcase21net", "train": {"epochs": -1}}]
+    with pytest.raises(UserError, match=r"\(variant full\)"):  # the base run is refused too
+        parse_recipe(broken)

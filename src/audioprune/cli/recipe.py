@@ -14,6 +14,8 @@ def register(sub: Any) -> None:
                        "-> profile -> report (resumable)")
     p.add_argument("recipe", help="recipe file (see recipes/) or a built-in name, e.g. demo")
     p.add_argument("--out", help="output directory (default runs/<recipe name>)")
+    p.add_argument("--variant", help="run the recipe's variant of this name (its `variants:` "
+                   "block), e.g. full: the paper's own data; runs go to runs/<name>-<variant>")
     p.add_argument("--dataset", help="replace the recipe's dataset section with this dataset")
     p.add_argument("--data-root", help="where the dataset lives (overrides dataset.root)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (overrides the recipe's device)")
@@ -40,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from audioprune.pipeline.recipe import resolve_recipe
     from audioprune.pipeline.runner import run_recipe, summary, with_overrides
 
-    recipe = with_overrides(resolve_recipe(args.recipe), dataset=args.dataset,
+    recipe = with_overrides(resolve_recipe(args.recipe, args.variant), dataset=args.dataset,
                             data_root=args.data_root, device=args.device)
     out = Path(args.out) if args.out else None
     if args.status:

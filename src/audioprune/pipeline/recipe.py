@@ -332,11 +332,34 @@ def _message(err: dict[str, Any]) -> str:
     return f"{where}: {msg}{shown}"
 
 
-def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
-    """Validate a recipe given as a dict (e.g. parsed YAML); UserError lists every problem."""
+def apply_variant(data: dict[str, Any], variant: str | None, source: str = "recipe"
+                  ) -> dict[str, Any]:
+    """The recipe `data` without its `variants:` block, or with variant `variant` applied: a
+    variant replaces whole top-level sections (dataset:, folds:, models:, ...), e.g. `full:`
+    for the paper's own data on a GPU beside the small FSDD run; its runs get their own name
+    (`<name>-<variant>`, unless the variant sets `name:`), so they never mix with the base's."""
+    variants = data.get("variants") or {}
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+        raise UserError(f"{source}: `variants` maps variant names to sections that replace the "
+                        f"recipe's, e.g. variants: {{full: {{dataset: {{name: esc50}}}}}}")
+    base = {k: v for k, v in data.items() if k != "variants"}
+    if variant is None:
+        return base
+    if variant not in variants:
+        raise UserError(f"{source} has no variant {variant!r}; its variants: "
+                        f"{', '.join(variants) or 'none'}")
+    return {**base, "name": f"{base.get('name', 'recipe')}-{variant}", **variants[variant]}
+
+
+def parse_recipe(data: Any, source: str = "recipe", variant: str | None = None) -> Recipe:
+    """Validate a recipe given as a dict (e.g. parsed YAML); UserError lists every problem.
+    With `variant`, that entry of its `variants:` applied (each variant is validated too)."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: a recipe is a YAML mapping (name:, dataset:, models:, ...), "
                         f"got {type(data).__name__}")
+    for name in (data.get("variants") or {}) if variant is None else ():
+        parse_recipe(apply_variant(data, name, source), f"{source} (variant {name})")
+    data = apply_variant(data, variant, source)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -347,8 +370,8 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
     return recipe
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a YAML recipe file."""
+def load_recipe(path: str | Path, variant: str | None = None) -> Recipe:
+    """Read and validate a YAML recipe file (with `variant`: that variant of it)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe {path} not found; give a YAML file (see recipes/) or a "
@@ -357,7 +380,7 @@ def load_recipe(path: str | Path) -> Recipe:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise UserError(f"{path} is not valid YAML: {exc}") from None
-    return parse_recipe(data, str(path))
+    return parse_recipe(data, str(path), variant)
 
 
 BUILTIN_DIR = Path(__file__).with_name("recipes")
@@ -367,12 +390,12 @@ def builtin_recipes() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
-def resolve_recipe(spec: str | Path) -> Recipe:
+def resolve_recipe(spec: str | Path, variant: str | None = None) -> Recipe:
     """A recipe file, or the name of a built-in recipe (e.g. "demo")."""
     path = Path(spec)
     if not path.exists() and str(spec) in builtin_recipes():
         path = BUILTIN_DIR / f"{spec}.yaml"
-    return load_recipe(path)
+    return load_recipe(path, variant)
 
 
 # ------------------------------------------------------------------------------ cross-checks

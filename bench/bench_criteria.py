@@ -78,8 +78,9 @@ from audioprune.pruning.calibration import (DEFAULT_BATCHES, accumulate_gradient
 from audioprune.pruning.plan import PlanSpec
 from audioprune.pruning.pruner import default_loss as calibration_loss
 from audioprune.pruning.criteria import select_prune
+from audioprune.distill.distiller import DistillConfig
 from audioprune.pruning.run import (PruneConfig, finetune_config, model_pruner,
-                                  parent_data_spec, prune_model)
+                                  parent_data_spec, prune_model, prune_run)
 from audioprune.report.stats import mean_ci, paired_difference
 from audioprune.train.experiment import DataBundle, DataSpec, prepare_data
 from audioprune.train.fit import TrainConfig, evaluate, fit
@@ -94,8 +95,14 @@ import benchlib  # noqa: E402
 # batches drawn by the seed); NAME+group: the criterion in group scope (the root filter, its BN
 # and the next layers' input slices). tp-magnitude+sens is Torch-Pruning's group magnitude (our
 # registered tp-magnitude criterion) under our sensitivity allocation.
+# Schedules (issue 18, heavy budgets): NAME+ft3x one-shot with 3x the fine-tuning epochs;
+# NAME+kd one-shot, fine-tuned by distillation from the unpruned parent; NAME+iter3kd three
+# rounds of prune + distil (the epochs each round, so 3x in all), through the library's
+# prune_run (audioprune prune --iterative 3 --distill-from parent).
+SCHEDULES = {"ft3x": (1, False, 3), "kd": (1, True, 1), "iter3kd": (3, True, 3)}
 OURS = ("wdc", "betweenness", "betweenness-index", "similarity", "similarity-nystrom", "opnorm",
-        "l1", "fpgm", "random", "l1+sens", "tp-magnitude+sens", "wdc+group", "betweenness+group")
+        "l1", "fpgm", "random", "l1+sens", "tp-magnitude+sens", "wdc+group", "betweenness+group",
+        "tp-magnitude+ft3x", "tp-magnitude+kd", "tp-magnitude+iter3kd")
 # name -> (importance factory, global ranking)
 PEERS: dict[str, tuple[Callable[[], tp.importance.Importance], bool]] = {
     "tp-magnitude": (lambda: tp.importance.GroupMagnitudeImportance(p=2), False),
@@ -202,16 +209,22 @@ def parent_for(args: argparse.Namespace, seed: int, pinned: dict[str, str],
 # ------------------------------------------------------------------------------ pruning
 
 
+def criterion_of(method: str, seed: int) -> tuple[str, dict[str, Any], str]:
+    """(criterion, its options, variant) of one of OURS."""
+    criterion, _, variant = method.partition("+")
+    options: dict[str, Any] = {}
+    if criterion == "betweenness-index":
+        criterion, options = "betweenness", {"tie_break": "index"}
+    elif criterion == "random":
+        options = {"seed": seed}
+    elif criterion == "similarity-nystrom":
+        options = {"m": NYSTROM_LANDMARKS, "seed": seed}
+    return criterion, options, variant
+
+
 def prune_ours(model: AudioClassifier, method: str, target: int, seed: int,
                bundle: DataBundle, batch_size: int) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    criterion, _, variant = method.partition("+")
-    if method == "betweenness-index":
-        criterion, options = "betweenness", {"tie_break": "index"}
-    elif method == "random":
-        options = {"seed": seed}
-    elif method == "similarity-nystrom":
-        options = {"m": NYSTROM_LANDMARKS, "seed": seed}
+    criterion, options, variant = criterion_of(method, seed)
     plan = PlanSpec(target_macs=target, allocation="sensitivity" if variant == "sens" else "uniform")
     batches = (calibration_batches(bundle.train, DEFAULT_BATCHES, batch_size, seed)
                if variant == "sens" else None)
@@ -315,6 +328,12 @@ def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, see
     model, info = load_model(parent)
     cfg = finetune_config(parent, epochs=epochs, seed=seed, progress=False, device=device)
     target = int(budget * parent_macs)
+    variant = method.partition("+")[2]
+    if variant in ("kd", "iter3kd"):
+        return run_schedule(parent, method, budget, seed, cfg, parent_macs, scratch, fold,
+                            info["arch"])
+    if variant == "ft3x":
+        cfg.epochs = 3 * epochs
     t0 = time.perf_counter()
     if method in PEERS:
         model, how = prune_peer(model, method, target, seed, bundle, cfg.batch_size)
@@ -335,7 +354,7 @@ def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, see
     return {"parent": run_id(parent), "arch": info["arch"], "method": method,
             "family": "torch-pruning" if method in PEERS else "audioprune", "budget": budget,
             "seed": seed, **({"fold": fold} if fold is not None else {}),
-            "finetune_epochs": epochs, "finetune_lr": cfg.lr,
+            "finetune_epochs": epochs, "finetune_epochs_total": cfg.epochs, "finetune_lr": cfg.lr,
             "target_macs": target, "macs": macs, "macs_ratio": round(macs / parent_macs, 4),
             "missed_budget": macs < (1 - BUDGET_TOLERANCE) * target,
             "params": params, "widths": model.layer_widths(), "how": how,
@@ -343,6 +362,41 @@ def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, see
             "best_val_accuracy": (summary["best_val"] or {}).get("accuracy"),
             "best_epoch": summary["best_epoch"] + 1, "prune_s": round(prune_s, 2),
             "finetune_s": round(finetune_s, 1)}
+
+
+def run_schedule(parent: Path, method: str, budget: float, seed: int, cfg: TrainConfig,
+                 parent_macs: int, scratch: Path, fold: int | None, arch: str) -> dict[str, Any]:
+    """A SCHEDULES variant through the library's prune_run (a run directory in `scratch`,
+    deleted after): K rounds of prune + fine-tune, with distillation from the parent."""
+    criterion, options, variant = criterion_of(method, seed)
+    rounds, distil, _ = SCHEDULES[variant]
+    target = int(budget * parent_macs)
+    epochs = cfg.epochs
+    work = scratch / f"{parent.name}-{method}-{budget}-s{seed}"
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.perf_counter()
+    m = prune_run(parent, work, PruneConfig(criterion, PlanSpec(target_macs=target), options,
+                                            iterative=rounds),
+                  cfg, parent_data_spec(parent), distill=DistillConfig("parent") if distil else None)
+    wall = time.perf_counter() - t0
+    model, _ = load_model(work)
+    widths = model.layer_widths()
+    shutil.rmtree(work, ignore_errors=True)
+    first = m["pruning"]["rounds"][0]["after_prune"]
+    return {"parent": run_id(parent), "arch": arch, "method": method, "family": "audioprune",
+            "budget": budget, "seed": seed, **({"fold": fold} if fold is not None else {}),
+            "finetune_epochs": epochs, "finetune_epochs_total": rounds * epochs,
+            "finetune_lr": cfg.lr, "target_macs": target, "macs": m["macs"],
+            "macs_ratio": round(m["macs"] / parent_macs, 4),
+            "missed_budget": m["macs"] < (1 - BUDGET_TOLERANCE) * target,
+            "params": m["params"], "widths": widths,
+            "how": {"rounds": rounds, "distill": m.get("distill"),
+                    "level": m["pruning"]["plan"]["resolved"]["level"]},
+            "accuracy_before": first["accuracy"],  # after the first round's pruning
+            "accuracy_after": m["accuracy"], "best_val_accuracy": (m.get("val") or {}).get("accuracy"),
+            "best_epoch": m["best_epoch"],
+            "prune_s": round(wall - m["train_seconds"], 2),  # wall minus training: pruning, evals
+            "finetune_s": round(m["train_seconds"], 1)}
 
 
 # ------------------------------------------------------------------------------ summary + plot

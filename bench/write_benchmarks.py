@@ -34,7 +34,8 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def _missing(path: Path, command: str) -> str:
-    return f"_No results yet ({path.relative_to(benchlib.ROOT)} missing): run `{command}`._"
+    shown = path.relative_to(benchlib.ROOT) if path.is_relative_to(benchlib.ROOT) else path
+    return f"_No results yet ({shown} missing): run `{command}`._"
 
 
 def _when(meta: dict[str, Any]) -> str:
@@ -98,10 +99,13 @@ def criteria_units(data: dict[str, Any]) -> str:
                          _pct_ci(r, "accuracy_after", "accuracy_after_ci", signed=False)
                          if r["n"] else "missed the budget",
                          _pct_ci(r.get("vs_parent")), _pct_ci(vs_base),
-                         "-" if p is None else f"{p:.3f}"])
+                         "-" if p is None else f"{p:.3f}",
+                         f"{r['prune_s']:.1f}" if "prune_s" in r else "-",
+                         f"{r['finetune_s']:.0f}" if "finetune_s" in r else "-"])
         lines.append(table(["method", "tool", "MACs / parent", "params", "units",
                             "acc. after FT % [95% CI]", "vs parent (points)",
-                            f"vs {baseline} (points)", "Wilcoxon p"], body))
+                            f"vs {baseline} (points)", "Wilcoxon p", "prune s", "fine-tune s"],
+                           body))
         lines.append("")
     return "\n".join(lines)
 
@@ -393,12 +397,29 @@ def quantize(path: Path, command: str) -> str:
         "", _when(meta)])
 
 
+def sweeps(path: Path, command: str) -> str:
+    data = _load(path)
+    if not data:
+        return _missing(path, command)
+    first = next(iter(data["summary"]))
+    rows = [[e, f"{s['wall_s']:.1f}", f"{s['speed_up']:.2f}",
+             "yes" if s[f"identical_to_{first}"] else "**no**"] for e, s in data["summary"].items()]
+    meta = {**data["machine"], "threads": data["threads_per_job"]}
+    return "\n".join([
+        f"{data['recipe']}: {len(next(iter(data['runs'].values())))} runs, parents "
+        f"{data['epochs']} epochs, fine-tuning {data['finetune_epochs']} epochs; parallel executors "
+        f"with {data['jobs']} jobs of {data['threads_per_job']} torch thread each\n",
+        table(["executor", "wall s", f"speed-up vs {first}", f"metrics identical to {first}"],
+              rows), "", _when(meta)])
+
+
 def claims(path: Path, command: str) -> str:
     return claims_table.render(path)
 
 
 SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),
+    "sweeps": (sweeps, R / "sweeps.json", "python bench/bench_sweeps.py"),
     "quantize": (quantize, R / "quantize_fsdd.json", "python bench/bench_quantize.py"),
     "criteria": (criteria, R / "criteria_fsdd.json", "python bench/bench_criteria.py"),
     "criteria-cnn6": (criteria, R / "criteria_fsdd_cnn6.json",

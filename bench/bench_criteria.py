@@ -433,6 +433,9 @@ def summarise(runs: dict[str, dict[str, Any]], parents: dict[str, Any],
         base = kept.get((baseline, budget), {})
         vs = (paired_difference(after, {u: r["accuracy_after"] for u, r in base.items()}, method=ci)
               if method != baseline and base else None)
+        plain = kept.get((method.partition("+")[0], budget), {}) if "+" in method else {}
+        vs_plain = (paired_difference(after, {u: r["accuracy_after"] for u, r in plain.items()},
+                                      method=ci) if plain else None)
         rows.append({
             "method": method, "family": recs[0]["family"], "budget": budget,
             "units": sorted(ok), "n": len(ok), "missed": sorted(unit_of(r) for r in recs if _missed(r)),
@@ -446,6 +449,8 @@ def summarise(runs: dict[str, dict[str, Any]], parents: dict[str, Any],
             "parent_accuracy": statistics.mean(parent_acc.values()) if parent_acc else None,
             "vs_parent": _diff(drop), "baseline": baseline if vs is not None else None,
             "vs_baseline": _diff(vs) if vs is not None else None, "ci": ci,
+            # NAME+variant against NAME itself (its plain form: root scope, uniform, one shot)
+            "vs_plain": _diff(vs_plain) if vs_plain is not None else None,
             "finetune_s": statistics.mean(r["finetune_s"] for r in recs),
             "prune_s": statistics.mean(r["prune_s"] for r in recs)})
     return rows

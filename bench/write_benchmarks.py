@@ -99,12 +99,13 @@ def criteria_units(data: dict[str, Any]) -> str:
                          _pct_ci(r, "accuracy_after", "accuracy_after_ci", signed=False)
                          if r["n"] else "missed the budget",
                          _pct_ci(r.get("vs_parent")), _pct_ci(vs_base),
-                         "-" if p is None else f"{p:.3f}",
+                         "-" if p is None else f"{p:.3f}", _pct_ci(r.get("vs_plain")),
                          f"{r['prune_s']:.1f}" if "prune_s" in r else "-",
                          f"{r['finetune_s']:.0f}" if "finetune_s" in r else "-"])
         lines.append(table(["method", "tool", "MACs / parent", "params", "units",
                             "acc. after FT % [95% CI]", "vs parent (points)",
-                            f"vs {baseline} (points)", "Wilcoxon p", "prune s", "fine-tune s"],
+                            f"vs {baseline} (points)", "Wilcoxon p",
+                            "NAME+variant vs NAME (points)", "prune s", "fine-tune s"],
                            body))
         lines.append("")
     return "\n".join(lines)
@@ -421,10 +422,6 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),
     "sweeps": (sweeps, R / "sweeps.json", "python bench/bench_sweeps.py"),
     "quantize": (quantize, R / "quantize_fsdd.json", "python bench/bench_quantize.py"),
-    "criteria": (criteria, R / "criteria_fsdd.json", "python bench/bench_criteria.py"),
-    "criteria-cnn6": (criteria, R / "criteria_fsdd_cnn6.json",
-                      "python bench/bench_criteria.py --model cnn6 --width 0.25 --seeds 0 "
-                      "--out bench/results/criteria_fsdd_cnn6.json"),
     "criteria-loso": (criteria, R / "criteria_fsdd_loso.json",
                       "python bench/bench_criteria.py --folds all --seeds 0 --methods wdc "
                       "betweenness similarity l1 opnorm fpgm random tp-magnitude tp-taylor "

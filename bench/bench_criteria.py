@@ -102,7 +102,7 @@ import benchlib  # noqa: E402
 SCHEDULES = {"ft3x": (1, False, 3), "kd": (1, True, 1), "iter3kd": (3, True, 3)}
 OURS = ("wdc", "betweenness", "betweenness-index", "similarity", "similarity-nystrom", "opnorm",
         "l1", "fpgm", "random", "l1+sens", "tp-magnitude+sens", "wdc+group", "betweenness+group",
-        "tp-magnitude+ft3x", "tp-magnitude+kd", "tp-magnitude+iter3kd")
+        "tp-magnitude+ft3x", "tp-magnitude+kd", "tp-magnitude+iter3kd", "betweenness+ft3x")
 # name -> (importance factory, global ranking)
 PEERS: dict[str, tuple[Callable[[], tp.importance.Importance], bool]] = {
     "tp-magnitude": (lambda: tp.importance.GroupMagnitudeImportance(p=2), False),

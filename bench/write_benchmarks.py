@@ -430,7 +430,8 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
                       "tp-magnitude+sens l1+sens wdc+group betweenness+group --out "
                       "bench/results/criteria_fsdd_loso.json; python bench/bench_criteria.py "
                       "--folds all --seeds 0 --budgets 0.15 --methods tp-magnitude+iter3kd "
-                      "tp-magnitude+ft3x --out bench/results/criteria_fsdd_loso.json"),
+                      "tp-magnitude+ft3x --out bench/results/criteria_fsdd_loso.json; the same "
+                      "with --methods betweenness+ft3x"),
     "criteria-cnn6-loso": (criteria, R / "criteria_fsdd_cnn6_loso.json",
                            "python bench/bench_criteria.py --model cnn6 --width 0.25 --folds all "
                            "--seeds 0 --budgets 0.3 0.15 --methods tp-magnitude tp-magnitude+sens "

@@ -99,6 +99,7 @@ import benchlib  # noqa: E402
 # NAME+kd one-shot, fine-tuned by distillation from the unpruned parent; NAME+iter3kd three
 # rounds of prune + distil (the epochs each round, so 3x in all), through the library's
 # prune_run (audioprune prune --iterative 3 --distill-from parent).
+# variant -> (rounds, distil from the parent, fine-tuning epochs as a multiple of the protocol's)
 SCHEDULES = {"ft3x": (1, False, 3), "kd": (1, True, 1), "iter3kd": (3, True, 3)}
 OURS = ("wdc", "betweenness", "betweenness-index", "similarity", "similarity-nystrom", "opnorm",
         "l1", "fpgm", "random", "l1+sens", "tp-magnitude+sens", "wdc+group", "betweenness+group",
@@ -332,8 +333,8 @@ def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, see
     if variant in ("kd", "iter3kd"):
         return run_schedule(parent, method, budget, seed, cfg, parent_macs, scratch, fold,
                             info["arch"])
-    if variant == "ft3x":
-        cfg.epochs = 3 * epochs
+    if variant in SCHEDULES:  # one shot, longer fine-tuning (ft3x)
+        cfg.epochs = SCHEDULES[variant][2] * epochs
     t0 = time.perf_counter()
     if method in PEERS:
         model, how = prune_peer(model, method, target, seed, bundle, cfg.batch_size)
@@ -351,17 +352,25 @@ def run_config(parent: Path, bundle: DataBundle, method: str, budget: float, see
     finetune_s = time.perf_counter() - t0
     after = accuracy(model, bundle, cfg)
     shutil.rmtree(work, ignore_errors=True)
-    return {"parent": run_id(parent), "arch": info["arch"], "method": method,
-            "family": "torch-pruning" if method in PEERS else "audioprune", "budget": budget,
-            "seed": seed, **({"fold": fold} if fold is not None else {}),
-            "finetune_epochs": epochs, "finetune_epochs_total": cfg.epochs, "finetune_lr": cfg.lr,
-            "target_macs": target, "macs": macs, "macs_ratio": round(macs / parent_macs, 4),
-            "missed_budget": macs < (1 - BUDGET_TOLERANCE) * target,
-            "params": params, "widths": model.layer_widths(), "how": how,
-            "accuracy_before": before, "accuracy_after": after,
+    return {**_cell(parent, info["arch"], method, budget, seed, fold, epochs, cfg.epochs, cfg.lr,
+                    target, parent_macs, macs, params, model.layer_widths()),
+            "how": how, "accuracy_before": before, "accuracy_after": after,
             "best_val_accuracy": (summary["best_val"] or {}).get("accuracy"),
             "best_epoch": summary["best_epoch"] + 1, "prune_s": round(prune_s, 2),
             "finetune_s": round(finetune_s, 1)}
+
+
+def _cell(parent: Path, arch: str, method: str, budget: float, seed: int, fold: int | None,
+          epochs: int, total_epochs: int, lr: float, target: int, parent_macs: int, macs: int,
+          params: int, widths: dict[str, int]) -> dict[str, Any]:
+    """What every result cell records about its unit, method, budget and pruned size."""
+    return {"parent": run_id(parent), "arch": arch, "method": method,
+            "family": "torch-pruning" if method in PEERS else "audioprune", "budget": budget,
+            "seed": seed, **({"fold": fold} if fold is not None else {}),
+            "finetune_epochs": epochs, "finetune_epochs_total": total_epochs, "finetune_lr": lr,
+            "target_macs": target, "macs": macs, "macs_ratio": round(macs / parent_macs, 4),
+            "missed_budget": macs < (1 - BUDGET_TOLERANCE) * target,
+            "params": params, "widths": widths}
 
 
 def run_schedule(parent: Path, method: str, budget: float, seed: int, cfg: TrainConfig,
@@ -383,13 +392,8 @@ def run_schedule(parent: Path, method: str, budget: float, seed: int, cfg: Train
     widths = model.layer_widths()
     shutil.rmtree(work, ignore_errors=True)
     first = m["pruning"]["rounds"][0]["after_prune"]
-    return {"parent": run_id(parent), "arch": arch, "method": method, "family": "audioprune",
-            "budget": budget, "seed": seed, **({"fold": fold} if fold is not None else {}),
-            "finetune_epochs": epochs, "finetune_epochs_total": rounds * epochs,
-            "finetune_lr": cfg.lr, "target_macs": target, "macs": m["macs"],
-            "macs_ratio": round(m["macs"] / parent_macs, 4),
-            "missed_budget": m["macs"] < (1 - BUDGET_TOLERANCE) * target,
-            "params": m["params"], "widths": widths,
+    return {**_cell(parent, arch, method, budget, seed, fold, epochs, rounds * epochs, cfg.lr,
+                    target, parent_macs, m["macs"], m["params"], widths),
             "how": {"rounds": rounds, "distill": m.get("distill"),
                     "level": m["pruning"]["plan"]["resolved"]["level"]},
             "accuracy_before": first["accuracy"],  # after the first round's pruning

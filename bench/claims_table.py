@@ -63,21 +63,18 @@ def claim1(data: dict[str, Any] | None) -> list[str]:
             "centrality criteria at least as good as norm and similarity ones"
     if data is None:
         return ["1", paper, "not measured yet", "cannot say yet", _command(CLAIM1)]
-    parts, verdicts = [], []
-    for m in sorted(_pruned(data), key=lambda m: m["criterion"]):
-        d = m.get("vs_parent_bootstrap")
-        parts.append(f"{m['criterion']} {_pts(d)} ({len(m['values'])} units)")
-        verdicts.append(_side(d, -TOLERANCE))
-    first = _pruned(data)[0] if _pruned(data) else None
+    pruned = sorted(_pruned(data), key=lambda m: m["criterion"])
+    verdicts = [_side(m.get("vs_parent_bootstrap"), -TOLERANCE) for m in pruned]
+    parts = [f"{m['criterion']} {_pts(m.get('vs_parent_bootstrap'))} ({len(m['values'])} units)"
+             for m in pruned]
+    first = pruned[0] if pruned else None  # one plan: every criterion has the same counts
     counts = (f"MACs {-100 * (1 - first['macs_ratio']):.1f}%, params "
               f"{-100 * (1 - first['params_ratio']):.1f}%; " if first and first["macs_ratio"] else "")
-    central = [m for m in _pruned(data) if m["criterion"] in ("wdc", "betweenness")]
-    vs_l1 = [f"{m['criterion']} - l1 {_pts(m.get('vs_l1_bootstrap'))}" for m in central]
+    vs_l1 = [f"{m['criterion']} - l1 {_pts(m.get('vs_l1_bootstrap'))}" for m in pruned
+             if m["criterion"] in ("wdc", "betweenness")]
     verdict = ("holds" if verdicts and all(v == "holds" for v in verdicts) else
                "does not hold" if verdicts and all(v == "does not hold" for v in verdicts) else
-               "mixed: " + ", ".join(f"{m['criterion']} {v}" for m, v in
-                                     zip(sorted(_pruned(data), key=lambda m: m["criterion"]),
-                                         verdicts)))
+               "mixed: " + ", ".join(f"{m['criterion']} {v}" for m, v in zip(pruned, verdicts)))
     ours = (f"{counts}points vs the parent: " + "; ".join(parts) +
             (f"; vs l1: {'; '.join(vs_l1)}" if vs_l1 else "") + _coverage(data))
     provisional = "provisional, " if _coverage(data) else ""

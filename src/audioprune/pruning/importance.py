@@ -46,6 +46,7 @@ from audioprune.pruning import calibration
 from audioprune.pruning.criteria import CriterionInfo, describe_criterion, get_criterion
 from audioprune.pruning.criteria.representatives import representatives
 from audioprune.pruning.engine import group_unit, is_weight_layer
+from audioprune.pruning.plan import normalise_scores
 
 if TYPE_CHECKING:  # pragma: no cover
     from audioprune.pruning.engine import PruningGraph
@@ -229,9 +230,8 @@ def _to_importance(units: np.ndarray, group: Any, unit: int, normalize: str | No
     """Torch-Pruning importances (lower = pruned first) of the group's root channels from per-unit
     scores in our convention; channel q + c*(W/unit) belongs to unit q."""
     imp = -np.asarray(units, dtype=np.float64)
-    if normalize == "minmax":
-        span = imp.max() - imp.min()
-        imp = (imp - imp.min()) / span if span > 0 else np.full_like(imp, 0.5)
+    if normalize is not None:
+        imp = normalise_scores(imp, normalize)
     per_channel = np.tile(imp, unit)
     idxs = list(group[0].idxs) if len(group[0].idxs) else range(per_channel.size)
     return torch.as_tensor(per_channel[list(idxs)], dtype=torch.float64)
@@ -481,9 +481,8 @@ class TorchPruningImportance(tp.importance.Importance):
             raise ArgumentError(f"{self.name}: Torch-Pruning scored nothing in the group of a "
                                 f"{type(root).__name__}")
         imp = imp.detach().double().cpu()
-        if self.normalize == "minmax":
-            span = imp.max() - imp.min()
-            imp = (imp - imp.min()) / span if span > 0 else torch.full_like(imp, 0.5)
+        if self.normalize is not None:
+            imp = torch.as_tensor(normalise_scores(imp.numpy(), self.normalize))
         return imp
 
 

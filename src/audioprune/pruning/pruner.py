@@ -183,10 +183,9 @@ class Pruner:
             PruningGraph(clone, self.example_inputs, self.forward_fn, ignored,
                          **self.protect).prune({name: idxs})
 
-        with torch.no_grad():
-            return layer_sensitivity(self.model, scores, {n: layers[n].n_units for n in names},
-                                     prune_copy, self._batches, self.loss_fn or default_loss,
-                                     self.calibration_forward or self.graph.forward)
+        return layer_sensitivity(self.model, scores, {n: layers[n].n_units for n in names},
+                                 prune_copy, self._batches, self.loss_fn or default_loss,
+                                 self.calibration_forward or self.graph.forward)
 
     def scores(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Per-unit scores (higher = pruned first) of the named layers, as the model is now."""

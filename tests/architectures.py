@@ -284,3 +284,18 @@ def outputs_of(model: nn.Module, inputs: torch.Tensor) -> dict[str, torch.Tensor
     with torch.no_grad():
         out = model(inputs)
     return out if isinstance(out, dict) else {"out": out}
+
+
+def small_cnn() -> tuple[nn.Module, torch.Tensor]:
+    """Three conv+BN layers and a head, seeded; BN scales that disagree with the conv norms,
+    so a group importance (conv + BN + next input) differs from the root conv's norm."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.Conv2d(16, 24, 3, padding=1), nn.BatchNorm2d(24), nn.ReLU(),
+                          nn.Conv2d(24, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5)).eval()
+    with torch.no_grad():  # BN scales that disagree with the conv norms: the group sum matters
+        for bn in (model[1], model[4], model[7]):
+            bn.weight.copy_(torch.rand(bn.num_features) * 2)
+            bn.bias.normal_()
+    return model, torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(3))

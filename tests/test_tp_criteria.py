@@ -12,26 +12,14 @@ from torch import nn
 import audioprune as ap
 from audioprune.errors import ArgumentError
 from audioprune.pruning.criteria import get_criterion
-
-
-def _cnn() -> tuple[nn.Module, torch.Tensor]:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                          nn.Conv2d(16, 24, 3, padding=1), nn.BatchNorm2d(24), nn.ReLU(),
-                          nn.Conv2d(24, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5)).eval()
-    with torch.no_grad():  # BN scales that disagree with the conv norms: the group sum matters
-        for bn in (model[1], model[4], model[7]):
-            bn.weight.copy_(torch.rand(bn.num_features) * 2)
-            bn.bias.normal_()
-    return model, torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+from architectures import small_cnn
 
 
 @pytest.mark.parametrize("name, tp_cls", [("tp-magnitude", tp.importance.GroupMagnitudeImportance),
                                           ("tp-fpgm", tp.importance.FPGMImportance)])
 def test_same_filters_as_torch_pruning_own_pruner(name: str, tp_cls: type) -> None:
-    ours, x = _cnn()
-    theirs, _ = _cnn()
+    ours, x = small_cnn()
+    theirs, _ = small_cnn()
     result = ap.prune(ours, x, name, ratio=0.5)
     tp.pruner.BasePruner(theirs, x, importance=tp_cls(p=2), pruning_ratio=0.5,
                          ignored_layers=[theirs[11]]).step()
@@ -45,15 +33,15 @@ def test_same_filters_as_torch_pruning_own_pruner(name: str, tp_cls: type) -> No
 def test_magnitude_is_not_the_root_l2_ranking() -> None:
     """The group sum (conv filter + BN scale and shift + the next conv's input slices) must
     choose differently from the root filter's l2 norm here, or the test above proves nothing."""
-    a, x = _cnn()
-    b, _ = _cnn()
+    a, x = small_cnn()
+    b, _ = small_cnn()
     ap.prune(a, x, "tp-magnitude", ratio=0.5)
     ap.prune(b, x, "l2", ratio=0.5, scope="root")
     assert not torch.equal(a[3].weight, b[3].weight)
 
 
 def test_lamp_global_ranking_meets_a_mac_budget() -> None:
-    model, x = _cnn()
+    model, x = small_cnn()
     result = ap.prune(model, x, "tp-lamp", target_macs=0.3, global_ranking=True)
     assert result.macs_after <= 0.3 * result.macs_before
     assert result.macs_after >= 0.3 * 0.9 * result.macs_before
@@ -67,7 +55,7 @@ def test_what_torch_pruning_cannot_score_is_refused_clearly() -> None:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
     with pytest.raises(ArgumentError, match="QConv2d.*scope 'group'"):
         ap.prune(qcnn, torch.randn(1, 4, 8, 8), "tp-magnitude", ratio=0.5)
-    model, x = _cnn()
+    model, x = small_cnn()
     with pytest.raises(ArgumentError, match="no option q"):
         ap.prune(model, x, "tp-magnitude", ratio=0.5, q=3)
     with pytest.raises(ArgumentError, match="scope"):

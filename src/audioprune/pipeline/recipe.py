@@ -405,6 +405,7 @@ def check_names(recipe: Recipe, source: str = "recipe") -> None:
     """What pydantic cannot see: registry names, references between sections, clashing runs."""
     from audioprune.data.registry import get_dataset_info
     from audioprune.models.registry import list_models
+    from audioprune.pruning.auto import AUTO
     from audioprune.pruning.criteria import list_criteria
 
     def fail(where: str, msg: str) -> None:
@@ -428,6 +429,11 @@ def check_names(recipe: Recipe, source: str = "recipe") -> None:
                 fail(f"prune[{g}].models", f"{name!r} is not a model of this recipe "
                      f"({', '.join(names)})")
         for c, crit in enumerate(group.criteria):
+            if crit.name == AUTO:  # resolved per run from its budget (audioprune.pruning.auto)
+                if crit.options:
+                    fail(f"prune[{g}].criteria[{c}]", "auto takes no options: it picks a "
+                         "criterion with its defaults")
+                continue
             if crit.name not in criteria:
                 close = difflib.get_close_matches(crit.name, criteria, n=1)
                 fail(f"prune[{g}].criteria[{c}]", f"unknown criterion {crit.name!r}"

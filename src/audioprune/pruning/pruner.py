@@ -31,6 +31,7 @@ from audioprune.pruning.criteria import describe_criterion, list_criteria, selec
 from audioprune.pruning.engine import PrunableLayer, PruningGraph, out_width
 from audioprune.pruning.importance import ActiveImportance, make_importance
 from audioprune.pruning import calibration
+from audioprune.pruning.auto import AUTO, choose_criterion
 from audioprune.pruning.plan import PlanSpec, ResolvedPlan, resolve_plan, schedule_counts
 from audioprune.pruning.sensitivity import SensitivityCurve, layer_sensitivity
 
@@ -256,7 +257,10 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
     criterion        a name from ``audioprune.list_criteria()``: graph centralities (wdc,
                      betweenness, ...), similarity, norms (l1, opnorm, fpgm, ...), random,
                      Torch-Pruning's group importances (tp-magnitude, tp-lamp, tp-fpgm), or
-                     active ones (hrank, activation, taylor) that need `calibration_data`
+                     active ones (hrank, activation, taylor) that need `calibration_data`; or
+                     "auto": what our cross-validated measurements support at this budget
+                     (taylor keeping >= 40% of the MACs, tp-magnitude below or without
+                     `calibration_data`; see audioprune.pruning.auto), recorded in plan["auto"]
     ratio            the fraction of the filters (units) removed from every selected layer, or
     ratios           {layer name / glob pattern / C<k> alias: fraction}, or
     target_macs      a MAC budget: a count (30_000_000, "30M") or a fraction (0.5) of the
@@ -308,6 +312,13 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
                     layers=list(layers) if layers is not None and not isinstance(layers, str)
                     else layers, global_ranking=global_ranking, normalise=normalise,
                     allocation=allocation).validate()
+    auto = None
+    if criterion == AUTO:
+        auto = choose_criterion(model, example_inputs, spec, calibration=calibration_data is not None,
+                                forward_fn=forward_fn, ignored_layers=ignored_layers,
+                                protect_outputs=protect_outputs, protect_frozen=protect_frozen)
+        log.info("criterion auto -> %s (%s)", auto.criterion, auto.reason)
+        criterion = auto.criterion
     if calibration_data is None and allocation == "sensitivity":
         raise ArgumentError("`allocation` 'sensitivity' measures the loss: pass "
                             "`calibration_data` (an iterable of (inputs, targets) batches)")
@@ -345,7 +356,8 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
                        macs_after=after.macs, params_before=before.params,
                        params_after=after.params, widths_before=widths_before,
                        widths_after=widths_after, removed=removed, units=units,
-                       plan={**plan.to_dict(), "criterion": pruner.importance.describe()},
+                       plan={**plan.to_dict(), "criterion": pruner.importance.describe(),
+                             **({"auto": auto.to_dict()} if auto else {})},
                        rounds=rounds)
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from audioprune.fileio import read_json, read_tensors, write_json
 from audioprune.model_inputs import call_model
 from audioprune.models.base import AudioClassifier
 from audioprune.pruning.calibration import DEFAULT_BATCHES, Batch, calibration_batches
+from audioprune.pruning.auto import AUTO, choose_criterion
 from audioprune.pruning.criteria import describe_criterion
 from audioprune.pruning.importance import ActiveImportance, CriterionImportance, make_importance
 from audioprune.pruning.plan import PlanSpec, ResolvedPlan, schedule_counts
@@ -97,6 +98,7 @@ class PruneConfig:
     quaternion_mode: str = "aggregate"
     scope: str | None = None  # None: the criterion's default (root; taylor: group)
     group_reduction: str = "mean"
+    auto: dict[str, Any] | None = None  # criterion "auto": what it chose and why (pruning.auto)
 
     @property
     def active(self) -> bool:
@@ -231,6 +233,14 @@ def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, dat
     if parent.resolve() == out.resolve():
         raise ArgumentError("`out` must differ from the parent run")
     model, info = load_model(parent, train.device)
+    if cfg.criterion == AUTO:  # the calibration batches taylor needs are drawn below
+        if cfg.criterion_options:
+            raise ArgumentError(f"`criterion` auto takes no criterion options, got "
+                                f"{', '.join(sorted(cfg.criterion_options))}")
+        choice = choose_criterion(model, model.example_features(), cfg.plan, calibration=True,
+                                  forward_fn="classify")
+        log.info("criterion auto -> %s (%s)", choice.criterion, choice.reason)
+        cfg = replace(cfg, criterion=choice.criterion, auto=choice.to_dict())
     # errors in the plan surface before anything is written; an active criterion ranking
     # globally, and a sensitivity allocation, need data to plan, so they plan once it is loaded
     needs_data = (cfg.active and cfg.plan.global_ranking) or cfg.plan.allocation == "sensitivity"
@@ -337,6 +347,7 @@ def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any]
         "before_finetune": after_prune,
         "pruning": {
             **importance.describe(),
+            **({"auto": cfg.auto} if cfg.auto else {}),
             "plan": {"requested": cfg.plan.to_dict(), "resolved": plan.to_dict()},
             "schedule": {"rounds": cfg.iterative, "finetune_epochs_per_round": train.epochs,
                          "counts": schedule},

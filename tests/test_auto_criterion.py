@@ -1,0 +1,101 @@
+"""`criterion="auto"` (issue 18): the measured rule (taylor at moderate budgets, tp-magnitude at
+heavy ones or without calibration data), read from the budget of the request, and wired through
+ap.prune, `audioprune prune` and recipes so that it prunes exactly what the chosen criterion
+prunes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import audioprune as ap
+from audioprune.cli import main
+from audioprune.errors import ArgumentError, UserError
+from audioprune.pipeline.recipe import parse_recipe
+from audioprune.pruning.auto import KEEP_SWITCH, rule
+from audioprune.train.experiment import DataSpec, train_run
+from audioprune.train.fit import TrainConfig
+from architectures import small_cnn
+
+
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(5)
+    return [(torch.randn(4, 1, 12, 12, generator=g), torch.randint(0, 5, (4,), generator=g))
+            for _ in range(3)]
+
+
+def test_the_rule_switches_at_the_measured_budgets() -> None:
+    assert rule(0.5, calibration=True)[0] == "taylor"  # measured at 50%: taylor led
+    assert rule(KEEP_SWITCH, calibration=True)[0] == "taylor"
+    assert rule(0.3, calibration=True)[0] == "tp-magnitude"  # measured at 30% and 15%
+    assert rule(0.15, calibration=True)[0] == "tp-magnitude"
+    assert rule(0.5, calibration=False)[0] == "tp-magnitude"  # taylor needs batches
+
+
+def test_heavy_budget_prunes_what_tp_magnitude_prunes() -> None:
+    model, x = small_cnn()
+    twin = copy.deepcopy(model)
+    auto = ap.prune(model, x, "auto", target_macs=0.3)
+    explicit = ap.prune(twin, x, "tp-magnitude", target_macs=0.3)
+    assert auto.criterion == "tp-magnitude"
+    assert auto.removed == explicit.removed and auto.macs_after == explicit.macs_after
+    choice = auto.plan["auto"]
+    assert choice["chosen"] == "tp-magnitude" and abs(choice["kept_macs"] - 0.3) < 0.03
+
+
+def test_moderate_budget_with_batches_prunes_what_taylor_prunes() -> None:
+    model, x = small_cnn()
+    twin = copy.deepcopy(model)
+    auto = ap.prune(model, x, "auto", ratio=0.3, calibration_data=_batches())
+    explicit = ap.prune(twin, x, "taylor", ratio=0.3, calibration_data=_batches())
+    assert auto.criterion == "taylor" and auto.plan["auto"]["kept_macs"] >= KEEP_SWITCH
+    assert auto.removed == explicit.removed
+    # the same request without batches: taylor cannot score, so tp-magnitude
+    assert ap.prune(copy.deepcopy(twin), x, "auto", ratio=0.3).criterion == "tp-magnitude"
+
+
+def test_quaternion_layers_are_refused_with_a_pointer() -> None:
+    qcnn = nn.Sequential(ap.nn.QConv2d(4, 16, 3, padding=1), nn.ReLU(),
+                         ap.nn.QConv2d(16, 16, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+    with pytest.raises(ArgumentError, match="auto.*quaternion.*l1"):
+        ap.prune(qcnn, torch.randn(1, 4, 8, 8), "auto", ratio=0.5)
+
+
+def _recipe(criteria: list) -> dict:
+    return {"name": "auto", "dataset": {"name": "fsdd", "root": "x"},
+            "models": [{"name": "dcase21net", "train": {"epochs": 1}}],
+            "prune": {"criteria": criteria, "target_macs": [0.3]}}
+
+
+def test_recipes_accept_auto_but_not_its_options() -> None:
+    recipe = parse_recipe(_recipe(["auto"]), "r.yaml")
+    assert [c.name for c in recipe.prune[0].criteria] == ["auto"]
+    with pytest.raises(UserError, match="auto takes no options"):
+        parse_recipe(_recipe([{"name": "auto", "options": {"seed": 1}}]), "r.yaml")
+
+
+def test_cli_records_the_choice(fsdd_small: Path, tmp_path: Path,
+                                capsys: pytest.CaptureFixture) -> None:
+    parent = tmp_path / "parent"
+    spec = DataSpec("fsdd", str(fsdd_small), frontend={"clip_seconds": 0.5})
+    train_run("dcase21net", {}, spec, TrainConfig(epochs=1, batch_size=8, progress=False), parent)
+    out = tmp_path / "auto"
+    assert main(["prune", str(parent), "--criterion", "auto", "--target-macs", "0.3",
+                 "--finetune-epochs", "0", "--out", str(out), "--no-progress"]) == 0
+    pruning = json.loads((out / "metrics.json").read_text())["pruning"]
+    assert pruning["criterion"] == "tp-magnitude"
+    assert pruning["auto"]["chosen"] == "tp-magnitude" and pruning["auto"]["asked"] == "auto"
+    config = json.loads((out / "config.json").read_text())
+    assert config["prune"]["criterion"] == "tp-magnitude"  # a resume re-runs the same criterion
+    capsys.readouterr()
+    assert main(["prune", str(parent), "--criterion", "auto", "--ratio", "0.5",
+                 "--criterion-arg", "seed=1", "--out", str(tmp_path / "bad"),
+                 "--no-progress"]) != 0
+    assert "auto takes no criterion options, got seed" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

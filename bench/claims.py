@@ -27,7 +27,7 @@ from audioprune.pipeline.runner import recipe_folds, run_recipe
 from audioprune.pipeline.steps import plan_steps
 from audioprune.report.aggregate import MethodSummary, aggregate
 from audioprune.report.collect import collect_rows
-from audioprune.report.stats import PairedDifference
+from audioprune.report.stats import PairedDifference, paired_difference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
@@ -52,7 +52,9 @@ def _method(s: MethodSummary, by_ci: dict[str, dict[str, MethodSummary]],
         "parent_params": s.parent_params, "parent_macs": s.parent_macs,
         "params_ratio": s.params / s.parent_params if s.parent_params else None,
         "macs_ratio": s.macs / s.parent_macs if s.parent_macs else None,
-        "train_seconds": sum((r.compute_s or 0.0) for r in s.rows)}
+        "train_seconds": sum((r.compute_s or 0.0) for r in s.rows),
+        # with every run upstream (parent, teacher) counted once per unit
+        "total_seconds": sum((r.total_compute_s or r.compute_s or 0.0) for r in s.rows)}
     for ci, summaries in by_ci.items():
         twin = summaries["parent"]
         iv = twin.interval
@@ -78,12 +80,21 @@ def record(recipe_path: Path, out: Path | None, baselines: list[str],
             for s in aggregate(rows, baseline=base, ci=ci):
                 per.setdefault(s.label, {}).setdefault(ci, {})[base] = s
     first = {label: d["t"]["parent"] for label, d in per.items()}
+    methods = [_method(first[label], per[label], baselines) for label in first]
+    # across kinds (a pruned QCNN vs the unpruned CNN, pruning vs a distilled student), which
+    # report's baselines do not pair: every method against every method that is not pruned
+    references = [s for s in first.values() if s.kind != "pruned"]
+    for entry, s in zip(methods, first.values()):
+        entry["vs_methods"] = {ref.label: {ci: _diff(paired_difference(s.values, ref.values,
+                                                                     method=ci))
+                                         for ci in ("t", "bootstrap")}
+                             for ref in references if ref is not s}
     result = {
         "benchmark": "claim", "recipe": str(recipe_path), "name": recipe.name,
         "description": recipe.description, "dataset": recipe.dataset.name,
         "folds": recipe_folds(recipe), "seed": recipe.seed,
         "steps": len(steps), "finished": len(runs), "baselines": baselines,
-        "methods": [_method(first[label], per[label], baselines) for label in first],
+        "methods": methods,
         "wall_seconds_this_call": wall_seconds, "machine": benchlib.machine(),
         "command": f"python bench/claims.py {recipe_path}"}
     path = out or RESULTS / f"{recipe.name}.json"

@@ -95,6 +95,16 @@ def claim2(data: dict[str, Any] | None) -> list[str]:
             "`python bench/claims.py --cnn14-counts`"]
 
 
+# claim 3's "about -50% computation, about -80% parameters", read as at most these fractions of
+# the CNN's (5 points of slack each way on "about")
+CLAIM3_MACS, CLAIM3_PARAMS = 0.55, 0.25
+
+
+def _against(m: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any] | None:
+    """m - reference over the units both have (claims.py's cross-kind pairing)."""
+    return (m.get("vs_methods", {}).get(reference["label"]) or {}).get("bootstrap")
+
+
 def claim3(data: dict[str, Any] | None) -> list[str]:
     paper = "pruned QCNN vs the real CNN: about -50% computation and -80% parameters at " \
             "comparable performance"
@@ -102,17 +112,24 @@ def claim3(data: dict[str, Any] | None) -> list[str]:
         return ["3", paper, "not measured yet", "cannot say yet", _command(CLAIM3)]
     cnn = next((m for m in data["methods"] if m["kind"] == "unpruned" and m["model"] and
                 m["model"].startswith("cnn")), None)
-    parts = []
-    for m in sorted(_pruned(data), key=lambda m: m["label"]):
-        if cnn is None or not cnn.get("params"):
-            continue
-        diff = m.get(f"vs_{cnn['model'].split()[0]}_bootstrap")
-        parts.append(f"{m['plan']}: MACs {-100 * (1 - m['macs'] / cnn['macs']):.0f}%, params "
-                     f"{-100 * (1 - m['params'] / cnn['params']):.0f}%, accuracy vs CNN "
-                     f"{_pts(diff)} ({len(m['values'])} units)")
-    return ["3", paper, "; ".join(parts) + _coverage(data) if parts else "no pruned run yet",
-            "see the figures (comparable = interval of the difference including 0)",
-            _command(CLAIM3)]
+    if cnn is None or not cnn.get("params"):
+        return ["3", paper, "no CNN run yet" + _coverage(data), "cannot say yet", _command(CLAIM3)]
+    parts, verdicts = [], []
+    for m in [x for x in data["methods"] if x is not cnn and x["model"] != cnn["model"]]:
+        diff = _against(m, cnn)
+        macs, params = m["macs"] / cnn["macs"], m["params"] / cnn["params"]
+        name = m["plan"] or "unpruned"
+        parts.append(f"{name}: MACs {-100 * (1 - macs):+.0f}%, params {-100 * (1 - params):+.0f}%, "
+                     f"accuracy vs CNN {_pts(diff)} ({len(m['values'])} units)")
+        if m["kind"] == "pruned":
+            cost = macs <= CLAIM3_MACS and params <= CLAIM3_PARAMS
+            accuracy = _side(diff, -TOLERANCE)
+            verdicts.append(f"{name} {accuracy if cost else 'does not hold (cost)'}")
+    provisional = "provisional, " if _coverage(data) else ""
+    verdict = (f"at most {CLAIM3_MACS:.2f} of the CNN's MACs and {CLAIM3_PARAMS:.2f} of its "
+               f"params, and within 2 points ({provisional}per level): " +
+               ("; ".join(verdicts) if verdicts else "no pruned run yet"))
+    return ["3", paper, "; ".join(parts) + _coverage(data), verdict, _command(CLAIM3)]
 
 
 def claim4(data: dict[str, Any] | None) -> list[str]:
@@ -120,14 +137,28 @@ def claim4(data: dict[str, Any] | None) -> list[str]:
             "training cost"
     if data is None:
         return ["4", paper, "not measured yet", "cannot say yet", _command(CLAIM4)]
+    methods = data["methods"]
+    pruned = next((m for m in methods if m["kind"] == "pruned"), None)
+    kd = next((m for m in methods if m["kind"] == "distilled"), None)
     parts = []
-    for m in data["methods"]:
-        if m["kind"] in ("pruned", "distilled") or "labels" in m["label"]:
-            iv = m.get("mean_ci_bootstrap") or {}
-            parts.append(f"{m['label']}: {100 * iv.get('mean', float('nan')):.1f}% "
-                         f"[{100 * iv.get('low', float('nan')):.1f}, "
-                         f"{100 * iv.get('high', float('nan')):.1f}], {m['train_seconds']:.0f} s")
-    return ["4", paper, "; ".join(parts) + _coverage(data), "see the figures", _command(CLAIM4)]
+    for m in methods:
+        iv = m.get("mean_ci_bootstrap") or {}
+        parts.append(f"{m['label']}: {100 * iv.get('mean', float('nan')):.1f}% "
+                     f"[{100 * iv.get('low', float('nan')):.1f}, "
+                     f"{100 * iv.get('high', float('nan')):.1f}], own training "
+                     f"{m['train_seconds']:.0f} s, with the teacher {m['total_seconds']:.0f} s")
+    if pruned is None or kd is None:
+        return ["4", paper, "; ".join(parts) + _coverage(data), "cannot say yet",
+                _command(CLAIM4)]
+    diff = _against(pruned, kd)
+    parts.append(f"pruned - distilled {_pts(diff)} points")
+    accuracy = _side(diff, -TOLERANCE)
+    cheaper = pruned["train_seconds"] < kd["train_seconds"]
+    provisional = "provisional, " if _coverage(data) else ""
+    verdict = (f"matches (within 2 points) or beats: {provisional}{accuracy}; lower training "
+               f"cost: {'holds' if cheaper else 'does not hold'} ({pruned['train_seconds']:.0f} "
+               f"vs {kd['train_seconds']:.0f} s over the units, the shared teacher aside)")
+    return ["4", paper, "; ".join(parts) + _coverage(data), verdict, _command(CLAIM4)]
 
 
 def render(results: Path) -> str:

@@ -127,3 +127,41 @@ def test_claims_table_verdicts_follow_the_intervals_and_flag_partial_runs() -> N
     assert "partial: 3 of 7 runs" in row[2] and "MACs -72.0%" in row[2]
     assert row[3] == "< 2 points (provisional, per criterion): holds"
     assert claims_table.claim3(None)[2] == "not measured yet"
+
+
+def _claim_method(label: str, kind: str, model: str, macs: float, params: float,
+                  vs: dict[str, tuple[float, float, float]], seconds: float = 100.0,
+                  plan: str | None = None) -> dict:
+    return {"label": label, "kind": kind, "model": model, "plan": plan, "macs": macs,
+            "params": params, "values": {"fold1": 0.7, "fold2": 0.8}, "train_seconds": seconds,
+            "total_seconds": seconds + 500, "mean_ci_bootstrap": {"mean": 0.75, "low": 0.7,
+                                                                "high": 0.8, "n": 2},
+            "vs_methods": {k: {"bootstrap": {"mean": m, "low": lo, "high": hi, "n": 2}}
+                           for k, (m, lo, hi) in vs.items()}}
+
+
+def test_claims_3_and_4_verdicts_pair_across_kinds_and_check_the_costs() -> None:
+    claims_table = _bench_module("claims_table")
+    cnn = _claim_method("cnn6 e20", "unpruned", "cnn6 e20", 100.0, 1000.0, {})
+    light = _claim_method("q/25%", "pruned", "qcnn6 e20", 80.0, 200.0, {"cnn6 e20": (0.0, -0.01, 0.01)},
+                          plan="C3-C4=25%")
+    half = _claim_method("q/50%", "pruned", "qcnn6 e20", 50.0, 150.0, {"cnn6 e20": (0.0, -0.01, 0.01)},
+                         plan="C3-C4=50%")
+    worse = _claim_method("q/75%", "pruned", "qcnn6 e20", 30.0, 100.0, {"cnn6 e20": (-0.1, -0.15, -0.05)},
+                          plan="C3-C4=75%")
+    row = claims_table.claim3({"methods": [cnn, light, half, worse], "finished": 4, "steps": 4})
+    assert "C3-C4=50%: MACs -50%, params -85%, accuracy vs CNN +0.0 [-1.0, +1.0]" in row[2]
+    # 25%: too many MACs left whatever the accuracy; 50%: holds; 75%: cheap but 10 points worse
+    assert row[3].endswith("C3-C4=25% does not hold (cost); C3-C4=50% holds; "
+                           "C3-C4=75% does not hold")
+    teacher = _claim_method("qcnn6 e20", "unpruned", "qcnn6 e20", 100.0, 100.0, {})
+    kd = _claim_method("kd", "distilled", "qcnn6 small", 50.0, 50.0, {}, seconds=300.0)
+    pruned = _claim_method("pruned", "pruned", "qcnn6 e20", 50.0, 50.0, {"kd": (0.01, -0.005, 0.03)},
+                           seconds=100.0)
+    row = claims_table.claim4({"methods": [teacher, pruned, kd], "finished": 3, "steps": 3})
+    assert "pruned - distilled +1.0 [-0.5, +3.0] points" in row[2]
+    assert row[3].startswith("matches (within 2 points) or beats: holds; lower training cost: "
+                             "holds (100 vs 300 s")
+    kd["train_seconds"] = 50.0
+    assert "lower training cost: does not hold" in claims_table.claim4(
+        {"methods": [teacher, pruned, kd], "finished": 3, "steps": 3})[3]

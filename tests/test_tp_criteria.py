@@ -63,3 +63,14 @@ def test_what_torch_pruning_cannot_score_is_refused_clearly() -> None:
     with pytest.raises(ValueError, match="whole dependency group"):
         get_criterion("tp-fpgm")
     assert {"tp-magnitude", "tp-lamp", "tp-fpgm"} <= set(ap.list_criteria("weights"))
+
+
+def test_a_criterion_is_a_scoring_function_or_a_torch_pruning_importance() -> None:
+    from audioprune.pruning.criteria import register_criterion
+
+    with pytest.raises(ValueError, match="not both or neither"):
+        register_criterion("neither-fn-nor-tp", None)
+    with pytest.raises(ValueError, match="not both or neither"):
+        register_criterion("both-fn-and-tp", lambda w: w, torch_pruning="GroupMagnitudeImportance")
+    with pytest.raises(ValueError, match="scores a whole dependency group"):
+        get_criterion("tp-magnitude")

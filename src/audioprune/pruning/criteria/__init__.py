@@ -76,7 +76,7 @@ class CriterionInfo:
     """A registered criterion: the function, the arguments bound by the name, the options allowed."""
 
     name: str
-    fn: Callable[..., np.ndarray]
+    fn: Callable[..., np.ndarray] | None  # None: Torch-Pruning's group importances (below)
     options: tuple[str, ...]
     summary: str
     fixed: Mapping[str, Any] = field(default_factory=dict)
@@ -85,7 +85,7 @@ class CriterionInfo:
     norm_layers: bool = False  # group scope: a batch norm's scale counts as a slice (norm-type)
     map_dims: int | None = None  # activation criteria: the feature maps' spatial dims (hrank: 2)
     # Torch-Pruning's own group importances: the class name in torch_pruning.importance (built
-    # by pruning/importance.py, so this package never imports Torch-Pruning); `fn` is unused
+    # by pruning/importance.py, so this package never imports Torch-Pruning); they have no `fn`
     torch_pruning: str | None = None
 
 
@@ -94,7 +94,7 @@ _REGISTRY: dict[str, CriterionInfo] = {}
 
 def register_criterion(
     name: str,
-    fn: Callable[..., np.ndarray],
+    fn: Callable[..., np.ndarray] | None,
     *,
     options: tuple[str, ...] = (),
     summary: str = "",
@@ -114,6 +114,9 @@ def register_criterion(
     criterion needs (2 for hrank: (H, W) maps; None: any)."""
     if name in _REGISTRY:
         raise ValueError(f"criterion {name!r} is already registered")
+    if (fn is None) != (torch_pruning is not None):
+        raise ValueError(f"criterion {name!r}: give a scoring function or a Torch-Pruning "
+                         f"importance class, not both or neither")
     if inputs not in ("weights", "activations", "gradients"):
         raise ValueError(f"unknown criterion inputs {inputs!r}")
     if scope not in ("root", "group"):
@@ -212,10 +215,6 @@ register_criterion("random", norms.random_scores, options=("seed",), summary="se
 
 
 
-def _group_importance_only(*_: Any, **__: Any) -> np.ndarray:  # pragma: no cover - never called
-    raise ValueError("a Torch-Pruning group importance has no per-layer form")
-
-
 # Torch-Pruning's group importances as criteria of their own (issue 18): the method that led at
 # heavy budgets in bench/bench_criteria.py, selectable without code. Scored by Torch-Pruning on
 # the dependency group (root filters, coupled BN, next layers' input slices), `p` and
@@ -228,7 +227,7 @@ _TP_CRITERIA = {
     "tp-fpgm": ("FPGMImportance", "geometric-median distance over the group (Torch-Pruning)"),
 }
 for _name, (_cls, _summary) in _TP_CRITERIA.items():
-    register_criterion(_name, _group_importance_only, options=("p", "normalizer"),
+    register_criterion(_name, None, options=("p", "normalizer"),
                        summary=f"{_summary}, smallest pruned first", scope="group",
                        torch_pruning=_cls)
 

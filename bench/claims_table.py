@@ -90,8 +90,9 @@ def claim2(data: dict[str, Any] | None) -> list[str]:
     rows = [f"{name}: MACs {-100 * s['macs_reduction']:.1f}%, params "
             f"{-100 * s['params_reduction']:.1f}%" for name, s in data["settings"].items()]
     return ["2", paper, "by arithmetic (527 classes, 10 s at 32 kHz): " + "; ".join(rows),
-            "counts: reproduced by C6 at 12.5% + C7-C12 at 25%; mAP: cannot be tested here "
-            "(needs AudioSet and a GPU: `audioprune run recipes/panns_transfer.yaml`)",
+            "counts: reproduced by C6 at 12.5% + C7-C12 at 25%; accuracy: cannot be tested here "
+            "(needs the PANNs checkpoint: `audioprune run recipes/claims/cnn14_fsdd_loso.yaml`, "
+            "its `full` variant on AudioSet with a GPU)",
             "`python bench/claims.py --cnn14-counts`"]
 
 

@@ -127,12 +127,32 @@ def claim3(data: dict[str, Any] | None) -> list[str]:
             verdicts.append(f"{name}: cost {'met' if cost else 'not met'}, accuracy "
                             f"{_side(diff, -TOLERANCE)}")
     provisional = "provisional, " if _coverage(data) else ""
-    holds = any(v.endswith("cost met, accuracy holds") for v in verdicts)
-    verdict = (f"{'holds' if holds else 'not shown'} ({provisional}at some level: at most "
-               f"{CLAIM3_MACS:.2f} of the CNN's MACs and {CLAIM3_PARAMS:.2f} of its params, and "
-               f"accuracy within 2 points by the interval): " +
+    at_cost = [v.rsplit("accuracy ", 1)[1] for v in verdicts if "cost met" in v]
+    overall = ("holds" if "holds" in at_cost else
+               "does not hold" if at_cost and all(a == "does not hold" for a in at_cost) else
+               "inconclusive")
+    verdict = (f"{overall} ({provisional}it needs one level at most {CLAIM3_MACS:.2f} of the "
+               f"CNN's MACs and {CLAIM3_PARAMS:.2f} of its params whose accuracy is within 2 "
+               f"points by the interval): " +
                ("; ".join(verdicts) if verdicts else "no pruned run yet"))
     return ["3", paper, "; ".join(parts) + _coverage(data), verdict, _command(CLAIM3)]
+
+
+def _roles(methods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Claim 4's methods by role: the pruned teacher, its KD student, the teacher itself (the
+    unpruned model the pruned one is cut from) and the student trained from labels alone."""
+    roles: dict[str, dict[str, Any]] = {}
+    for m in methods:
+        if m["kind"] == "pruned":
+            roles.setdefault("pruned", m)
+        elif m["kind"] == "distilled":
+            roles.setdefault("KD student", m)
+    pruned = roles.get("pruned")
+    for m in methods:
+        if m["kind"] == "unpruned":
+            teacher = pruned is not None and pruned["label"].startswith(m["label"] + " /")
+            roles.setdefault("teacher" if teacher else "labels-only student", m)
+    return roles
 
 
 def claim4(data: dict[str, Any] | None) -> list[str]:
@@ -140,21 +160,25 @@ def claim4(data: dict[str, Any] | None) -> list[str]:
             "training cost"
     if data is None:
         return ["4", paper, "not measured yet", "cannot say yet", _command(CLAIM4)]
-    methods = data["methods"]
-    pruned = next((m for m in methods if m["kind"] == "pruned"), None)
-    kd = next((m for m in methods if m["kind"] == "distilled"), None)
+    roles = _roles(data["methods"])
     parts = []
-    for m in methods:
+    for role in ("teacher", "pruned", "KD student", "labels-only student"):
+        m = roles.get(role)
+        if m is None:
+            continue
         iv = m.get("mean_ci_bootstrap") or {}
-        parts.append(f"{m['label']}: {100 * iv.get('mean', float('nan')):.1f}% "
+        cost = f"{m['train_seconds']:.0f} s" + (
+            f", {m['total_seconds']:.0f} s with the teacher"
+            if m["total_seconds"] > m["train_seconds"] else "")
+        parts.append(f"{role} ({m['params']:,.0f} params) {100 * iv.get('mean', float('nan')):.1f}% "
                      f"[{100 * iv.get('low', float('nan')):.1f}, "
-                     f"{100 * iv.get('high', float('nan')):.1f}], own training "
-                     f"{m['train_seconds']:.0f} s, with the teacher {m['total_seconds']:.0f} s")
+                     f"{100 * iv.get('high', float('nan')):.1f}] ({cost})")
+    pruned, kd = roles.get("pruned"), roles.get("KD student")
     if pruned is None or kd is None:
         return ["4", paper, "; ".join(parts) + _coverage(data), "cannot say yet",
                 _command(CLAIM4)]
     diff = _against(pruned, kd)
-    parts.append(f"pruned - distilled {_pts(diff)} points")
+    parts.append(f"pruned - KD student {_pts(diff)} points")
     accuracy = _side(diff, -TOLERANCE)
     cheaper = pruned["train_seconds"] < kd["train_seconds"]
     provisional = "provisional, " if _coverage(data) else ""

@@ -152,20 +152,28 @@ def test_claims_3_and_4_verdicts_pair_across_kinds_and_check_the_costs() -> None
     row = claims_table.claim3({"methods": [cnn, light, half, worse], "finished": 4, "steps": 4})
     assert "C3-C4=50%: MACs -50%, params -85%, accuracy vs CNN +0.0 [-1.0, +1.0]" in row[2]
     # 25%: too many MACs left whatever the accuracy; 50%: holds; 75%: cheap but 10 points worse
-    assert row[3].startswith("holds (at some level")
+    assert row[3].startswith("holds (it needs one level")
     assert row[3].endswith("C3-C4=25%: cost not met, accuracy holds; C3-C4=50%: cost met, "
                            "accuracy holds; C3-C4=75%: cost met, accuracy does not hold")
     half["vs_methods"]["cnn6 e20"]["bootstrap"]["low"] = -0.05  # now inconclusive
     assert claims_table.claim3({"methods": [cnn, light, half, worse], "finished": 4,
-                                "steps": 4})[3].startswith("not shown")
+                                "steps": 4})[3].startswith("inconclusive")
+    # every level that meets the cost loses accuracy: the claim does not hold
+    assert claims_table.claim3({"methods": [cnn, light, worse], "finished": 3,
+                                "steps": 3})[3].startswith("does not hold")
+    labels = _claim_method("qcnn6(widths=..) e20", "unpruned", "qcnn6(widths=..) e20", 50.0,
+                           50.0, {})
     teacher = _claim_method("qcnn6 e20", "unpruned", "qcnn6 e20", 100.0, 100.0, {})
     kd = _claim_method("kd", "distilled", "qcnn6 small", 50.0, 50.0, {}, seconds=300.0)
-    pruned = _claim_method("pruned", "pruned", "qcnn6 e20", 50.0, 50.0, {"kd": (0.01, -0.005, 0.03)},
-                           seconds=100.0)
-    row = claims_table.claim4({"methods": [teacher, pruned, kd], "finished": 3, "steps": 3})
-    assert "pruned - distilled +1.0 [-0.5, +3.0] points" in row[2]
+    pruned = _claim_method("qcnn6 e20 / l1", "pruned", "qcnn6 e20", 50.0, 50.0,
+                           {"kd": (0.01, -0.005, 0.03)}, seconds=100.0)
+    row = claims_table.claim4({"methods": [labels, teacher, pruned, kd], "finished": 4, "steps": 4})
+    assert row[2].startswith("teacher (100 params) 75.0% [70.0, 80.0] (100 s, 600 s with the "
+                             "teacher); pruned (50 params)")
+    assert "labels-only student (50 params)" in row[2]
+    assert "pruned - KD student +1.0 [-0.5, +3.0] points" in row[2]
     assert row[3].startswith("matches (within 2 points) or beats: holds; lower training cost: "
                              "holds (100 vs 300 s")
     kd["train_seconds"] = 50.0
     assert "lower training cost: does not hold" in claims_table.claim4(
-        {"methods": [teacher, pruned, kd], "finished": 3, "steps": 3})[3]
+        {"methods": [labels, teacher, pruned, kd], "finished": 4, "steps": 4})[3]

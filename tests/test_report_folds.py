@@ -96,3 +96,24 @@ def test_report_command_prints_the_summary(tmp_path: Path, capsys: pytest.Captur
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r"), "--ci", "t"]) == 0
     out = capsys.readouterr().out
     assert "over folds and seeds" in out and "summary:" in out
+
+
+def test_a_narrower_twin_is_its_own_method(tmp_path: Path) -> None:
+    """A model trained with explicit widths (a student's size, trained from labels) shares its
+    architecture and kwargs with the full-width model: it must not be averaged with it."""
+    root = tmp_path / "runs"
+    for k, (full, small) in zip(FOLDS, [(0.70, 0.40), (0.66, 0.50), (0.81, 0.60), (0.75, 0.45)]):
+        m = {"task": "single-label", "params": 73_674, "macs": 44_369_664, "size_bytes": 1,
+             "dataset": "fsdd", "split": f"fold:{k}/6", "fold": k, "folds": 6}
+        train = {"seed": 0, "epochs": 20}
+        _run(root, f"qcnn6-fold{k}", {**m, "accuracy": full},
+             {"train": train, "model_kwargs": {"width": 0.25}}, "qcnn6")
+        _run(root, f"qcnn6-small-fold{k}", {**m, "accuracy": small, "params": 26_634},
+             {"train": train, "model_kwargs": {"width": 0.25, "widths": {"block4.conv1": 64,
+                                                                          "block3.conv1": 32}}},
+             "qcnn6")
+    report = write_report([root], tmp_path / "report")
+    means = {s.model: s.interval.mean for s in report.summaries}
+    assert means == {"qcnn6(width=0.25) e20": pytest.approx(0.73),
+                     "qcnn6(width=0.25,widths=block3.conv1:32/block4.conv1:64) e20":
+                         pytest.approx(0.4875)}

@@ -282,7 +282,12 @@ def _describe_method(row: Row, run: Path, metrics: dict[str, Any], config: dict[
     train = config.get("train") or {}
     row.seed = train.get("seed")
     info = _read(run / "model.json") if (run / "model.json").is_file() else {}
-    kwargs = info.get("kwargs") or config.get("model_kwargs") or {}
+    kwargs = dict(info.get("kwargs") or config.get("model_kwargs") or {})
+    # widths given explicitly (a student, a small twin) live in model.json's `widths`, not its
+    # kwargs: without them a narrower model would be grouped with its full-width namesake
+    widths = (config.get("model_kwargs") or {}).get("widths")
+    if widths:
+        kwargs["widths"] = "/".join(f"{k}:{v}" for k, v in sorted(widths.items()))
     opts = ",".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
     row.model_label = row.model + (f"({opts})" if opts else "")
     epochs = f" e{train['epochs']}" if train.get("epochs") is not None else ""

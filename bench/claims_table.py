@@ -115,7 +115,8 @@ def claim3(data: dict[str, Any] | None) -> list[str]:
                 m["model"].startswith("cnn")), None)
     if cnn is None or not cnn.get("params"):
         return ["3", paper, "no CNN run yet" + _coverage(data), "cannot say yet", _command(CLAIM3)]
-    parts, verdicts = [], []
+    parts = []
+    levels: list[tuple[str, bool, str]] = []  # pruned: (plan, cost met, accuracy verdict)
     for m in [x for x in data["methods"] if x is not cnn and x["model"] != cnn["model"]]:
         diff = _against(m, cnn)
         macs, params = m["macs"] / cnn["macs"], m["params"] / cnn["params"]
@@ -123,18 +124,19 @@ def claim3(data: dict[str, Any] | None) -> list[str]:
         parts.append(f"{name}: MACs {-100 * (1 - macs):+.0f}%, params {-100 * (1 - params):+.0f}%, "
                      f"accuracy vs CNN {_pts(diff)} ({len(m['values'])} units)")
         if m["kind"] == "pruned":
-            cost = macs <= CLAIM3_MACS and params <= CLAIM3_PARAMS
-            verdicts.append(f"{name}: cost {'met' if cost else 'not met'}, accuracy "
-                            f"{_side(diff, -TOLERANCE)}")
+            levels.append((name, macs <= CLAIM3_MACS and params <= CLAIM3_PARAMS,
+                           _side(diff, -TOLERANCE)))
     provisional = "provisional, " if _coverage(data) else ""
-    at_cost = [v.rsplit("accuracy ", 1)[1] for v in verdicts if "cost met" in v]
+    at_cost = [accuracy for _, cost, accuracy in levels if cost]
     overall = ("holds" if "holds" in at_cost else
                "does not hold" if at_cost and all(a == "does not hold" for a in at_cost) else
                "inconclusive")
+    per_level = [f"{name}: cost {'met' if cost else 'not met'}, accuracy {accuracy}"
+                 for name, cost, accuracy in levels]
     verdict = (f"{overall} ({provisional}it needs one level at most {CLAIM3_MACS:.2f} of the "
                f"CNN's MACs and {CLAIM3_PARAMS:.2f} of its params whose accuracy is within 2 "
                f"points by the interval): " +
-               ("; ".join(verdicts) if verdicts else "no pruned run yet"))
+               ("; ".join(per_level) if per_level else "no pruned run yet"))
     return ["3", paper, "; ".join(parts) + _coverage(data), verdict, _command(CLAIM3)]
 
 

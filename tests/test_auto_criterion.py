@@ -76,7 +76,8 @@ def _recipe(criteria: list) -> dict:
 def test_recipes_accept_auto_but_not_its_options() -> None:
     recipe = parse_recipe(_recipe(["auto"]), "r.yaml")
     assert [c.name for c in recipe.prune[0].criteria] == ["auto"]
-    with pytest.raises(UserError, match="auto takes no options"):
+    with pytest.raises(UserError, match=r"prune\[0\]\.criteria\[0\]: criterion auto takes no "
+                                        r"criterion options, got seed"):
         parse_recipe(_recipe([{"name": "auto", "options": {"seed": 1}}]), "r.yaml")
 
 
@@ -99,3 +100,9 @@ def test_cli_records_the_choice(fsdd_small: Path, tmp_path: Path,
                  "--no-progress"]) != 0
     assert "auto takes no criterion options, got seed" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_api_refuses_options_meant_for_another_criterion() -> None:
+    model, x = small_cnn()
+    with pytest.raises(ArgumentError, match="auto takes no criterion options, got p"):
+        ap.prune(model, x, "auto", ratio=0.3, p=1)

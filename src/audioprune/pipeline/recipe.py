@@ -32,7 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from audioprune.data.registry import SPLIT_OPTIONS
-from audioprune.errors import UserError
+from audioprune.errors import ArgumentError, UserError
 
 
 class _Section(BaseModel):
@@ -405,7 +405,7 @@ def check_names(recipe: Recipe, source: str = "recipe") -> None:
     """What pydantic cannot see: registry names, references between sections, clashing runs."""
     from audioprune.data.registry import get_dataset_info
     from audioprune.models.registry import list_models
-    from audioprune.pruning.auto import AUTO
+    from audioprune.pruning.auto import AUTO, check_no_options
     from audioprune.pruning.criteria import list_criteria
 
     def fail(where: str, msg: str) -> None:
@@ -430,9 +430,10 @@ def check_names(recipe: Recipe, source: str = "recipe") -> None:
                      f"({', '.join(names)})")
         for c, crit in enumerate(group.criteria):
             if crit.name == AUTO:  # resolved per run from its budget (audioprune.pruning.auto)
-                if crit.options:
-                    fail(f"prune[{g}].criteria[{c}]", "auto takes no options: it picks a "
-                         "criterion with its defaults")
+                try:
+                    check_no_options(crit.options)
+                except ArgumentError as exc:
+                    fail(f"prune[{g}].criteria[{c}]", str(exc))
                 continue
             if crit.name not in criteria:
                 close = difflib.get_close_matches(crit.name, criteria, n=1)

@@ -18,8 +18,9 @@ score them), so `auto` refuses them and says what to pick instead.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from collections.abc import Iterable
 from typing import Any
 
 from torch import nn
@@ -33,6 +34,7 @@ from audioprune.pruning.plan import PlanSpec, resolve_plan
 AUTO = "auto"
 KEEP_SWITCH = 0.4  # keep at least this fraction of the MACs: taylor; below: tp-magnitude
 MODERATE, HEAVY = "taylor", "tp-magnitude"
+log = logging.getLogger("audioprune.prune")
 EVIDENCE = ("BENCHMARKS.md section 1: FSDD leave-one-speaker-out, dcase21net and cnn6 w0.25 "
             "at 50/30/15% of the MACs")
 
@@ -60,6 +62,14 @@ def rule(kept_macs: float, calibration: bool) -> tuple[str, str]:
     return HEAVY, f"keeps {kept_macs:.2f} of the MACs (< {KEEP_SWITCH}): heavy budget"
 
 
+def check_no_options(options: Mapping[str, Any] | None) -> None:
+    """`auto` picks a criterion with its defaults: options meant for one criterion would reach
+    another, so they are refused (by ap.prune, prune runs and recipes alike)."""
+    if options:
+        raise ArgumentError(f"`criterion` auto takes no criterion options, got "
+                            f"{', '.join(sorted(options))}")
+
+
 def choose_criterion(model: nn.Module, example_inputs: Any, spec: PlanSpec, *,
                      calibration: bool, forward_fn: ForwardFn | str | None = None,
                      ignored_layers: Iterable[str | nn.Module] = (),
@@ -80,4 +90,5 @@ def choose_criterion(model: nn.Module, example_inputs: Any, spec: PlanSpec, *,
     uniform = replace(spec, allocation="uniform", global_ranking=False)
     kept = resolve_plan(uniform, graph).predicted["macs"] / base if base else 1.0
     criterion, reason = rule(kept, calibration)
+    log.info("criterion auto -> %s (%s)", criterion, reason)
     return AutoChoice(criterion, round(float(kept), 4), reason)

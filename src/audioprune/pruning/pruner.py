@@ -31,7 +31,7 @@ from audioprune.pruning.criteria import describe_criterion, list_criteria, selec
 from audioprune.pruning.engine import PrunableLayer, PruningGraph, out_width
 from audioprune.pruning.importance import ActiveImportance, make_importance
 from audioprune.pruning import calibration
-from audioprune.pruning.auto import AUTO, choose_criterion
+from audioprune.pruning.auto import AUTO, check_no_options, choose_criterion
 from audioprune.pruning.plan import PlanSpec, ResolvedPlan, resolve_plan, schedule_counts
 from audioprune.pruning.sensitivity import SensitivityCurve, layer_sensitivity
 
@@ -314,10 +314,10 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
                     allocation=allocation).validate()
     auto = None
     if criterion == AUTO:
+        check_no_options(criterion_options)
         auto = choose_criterion(model, example_inputs, spec, calibration=calibration_data is not None,
                                 forward_fn=forward_fn, ignored_layers=ignored_layers,
                                 protect_outputs=protect_outputs, protect_frozen=protect_frozen)
-        log.info("criterion auto -> %s (%s)", auto.criterion, auto.reason)
         criterion = auto.criterion
     if calibration_data is None and allocation == "sensitivity":
         raise ArgumentError("`allocation` 'sensitivity' measures the loss: pass "

@@ -54,7 +54,7 @@ from audioprune.fileio import read_json, read_tensors, write_json
 from audioprune.model_inputs import call_model
 from audioprune.models.base import AudioClassifier
 from audioprune.pruning.calibration import DEFAULT_BATCHES, Batch, calibration_batches
-from audioprune.pruning.auto import AUTO, choose_criterion
+from audioprune.pruning.auto import AUTO, check_no_options, choose_criterion
 from audioprune.pruning.criteria import describe_criterion
 from audioprune.pruning.importance import ActiveImportance, CriterionImportance, make_importance
 from audioprune.pruning.plan import PlanSpec, ResolvedPlan, schedule_counts
@@ -234,12 +234,9 @@ def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, dat
         raise ArgumentError("`out` must differ from the parent run")
     model, info = load_model(parent, train.device)
     if cfg.criterion == AUTO:  # the calibration batches taylor needs are drawn below
-        if cfg.criterion_options:
-            raise ArgumentError(f"`criterion` auto takes no criterion options, got "
-                                f"{', '.join(sorted(cfg.criterion_options))}")
+        check_no_options(cfg.criterion_options)
         choice = choose_criterion(model, model.example_features(), cfg.plan, calibration=True,
                                   forward_fn="classify")
-        log.info("criterion auto -> %s (%s)", choice.criterion, choice.reason)
         cfg = replace(cfg, criterion=choice.criterion, auto=choice.to_dict())
     # errors in the plan surface before anything is written; an active criterion ranking
     # globally, and a sensitivity allocation, need data to plan, so they plan once it is loaded

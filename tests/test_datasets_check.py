@@ -43,12 +43,13 @@ def test_check_names_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(argv) == 1  # problems are reported, and the exit status says so
     out = capsys.readouterr().out
     assert "files: 71 listed, 69 decode, 2 undecodable" in out
-    assert "problems (4):" in out
+    assert "problems (4):" in out and "  undecodable (2):" in out
     assert "3_anna_9.wav: truncated: the header declares 16,000 bytes" in out
     assert "4_anna_9.wav: the file holds NaN or Inf samples" in out
-    assert ("identical audio: recordings/5_anna_0.wav, recordings/5_anna_8.wav (in test and "
-            "train: the same audio is trained and tested on)") in out
-    assert "1 class(es) without a usable training clip: 9" in out
+    assert ("  identical audio (1):\n    recordings/5_anna_0.wav, recordings/5_anna_8.wav: in "
+            "test and train (the same audio is trained and tested on)") in out
+    assert ("  class without training clip (1):\n    1 class(es) without a usable training clip: "
+            "9 (their 5 test clip(s) can only be misclassified)") in out
     assert main([*argv, "--strict"]) == 1
 
 
@@ -99,16 +100,17 @@ def test_check_reports_every_class_of_problem_in_one_pass(tmp_path: Path,
     argv = ["datasets", "check", "esc50", "--data-root", str(tmp_path), "--no-progress"]
     assert main(argv) == 1
     out = capsys.readouterr().out
-    assert "missing: audio/1-900-A-0.wav is listed but not on disk" in out
-    assert ("missing: audio/2-2-A-0 wav is listed but not on disk (audio/2-2-A-0.wav is on "
+    assert "  missing (2):\n" in out and "    audio/1-900-A-0.wav is listed but not on disk" in out
+    assert ("    audio/2-2-A-0 wav is listed but not on disk (audio/2-2-A-0.wav is on "
             "disk: a renamed or mistyped entry?)") in out
-    assert ("unlisted: audio/2-2-A-0.wav is on disk but not in the metadata; closest listed "
-            "name: audio/2-2-A-0 wav") in out
-    assert "unlisted: audio/3-555-A-1.wav is on disk but not in the metadata" in out
+    assert ("  unlisted (2):\n    audio/2-2-A-0.wav is on disk but not in the metadata; closest "
+            "listed name: audio/2-2-A-0 wav") in out
+    assert "    audio/3-555-A-1.wav is on disk but not in the metadata" in out
     assert "4-4-A-0.wav: the file holds no samples" in out and "4-4-B-0.wav: the file" in out
-    assert "identical audio: audio/1-1-A-0.wav, audio/5-5-A-0.wav" in out
+    assert "    audio/1-1-A-0.wav, audio/5-5-A-0.wav: in test and train" in out
     assert f"sample rates differ: {SR} Hz x" in out and "48000 Hz x 1" in out
     assert "problems (8):" in out  # 2 missing, 2 unlisted (incl. the mistyped), 2 empty, copy, rates
+    assert "  fold 3: test 3; validation a part of the training groups" in out
     # training refuses the missing files, or trains on what is there and names what it left out
     spec = DataSpec("esc50", str(tmp_path), frontend={"clip_seconds": 0.5, "sample_rate": 8000,
                                                      "n_fft": 256, "hop_length": 80,

@@ -179,3 +179,21 @@ def test_per_group_accuracy_by_hand() -> None:
     m = single_label_metrics(logits, targets, 3, groups=["a", "a", "b", "b", "b", "b"])
     assert m["accuracy_per_group"] == pytest.approx({"a": 1.0, "b": 0.5})
     assert "accuracy_per_group" not in single_label_metrics(logits, targets, 3, groups=["a"] * 6)
+
+
+def test_unweighted_average_recall_by_hand() -> None:
+    """UAR weighs every class alike: a model that always answers the majority class scores
+    1/classes, whatever its accuracy on an unbalanced set (RAVDESS: neutral has half the clips)."""
+    import numpy as np
+
+    from audioprune.train.metrics import single_label_metrics
+
+    targets = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])  # class 0 is the majority
+    always_0 = np.eye(3)[np.zeros(10, dtype=int)]
+    m = single_label_metrics(always_0, targets, 3)
+    assert m["accuracy"] == pytest.approx(0.6) and m["uar"] == pytest.approx(1 / 3)
+    pred = np.eye(3)[[0, 0, 0, 1, 1, 1, 1, 2, 2, 0]]  # recalls 3/6, 1/2, 1/2
+    m = single_label_metrics(pred, targets, 3)
+    assert m["uar"] == pytest.approx((3 / 6 + 1 / 2 + 1 / 2) / 3)
+    # a class absent from the targets is not averaged in (its recall is undefined)
+    assert single_label_metrics(np.eye(3)[[0, 1]], np.array([0, 1]), 3)["uar"] == 1.0

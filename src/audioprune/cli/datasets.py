@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ def register(sub: Any) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of the validation hold-out")
     g.add_argument("--strict", action="store_true", help="(kept for old scripts: the exit status "
                    "is 1 whenever problems are found)")
+    g.add_argument("--json", action="store_true", help="print the report as one JSON object "
+                   "(every problem with its kind) instead of text")
     g.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_datasets)
 
@@ -51,7 +54,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_check(args: argparse.Namespace) -> int:
-    """`audioprune datasets check NAME --data-root DIR`: report; 1 with problems and --strict."""
+    """`audioprune datasets check NAME --data-root DIR`: the report; exit 1 with problems."""
     from audioprune.data.check import check_dataset
 
     if not args.name:
@@ -59,5 +62,5 @@ def cmd_datasets_check(args: argparse.Namespace) -> int:
                         "`audioprune datasets check fsdd --data-root DIR`")
     report = check_dataset(args.name, args.data_root, split_options(args), seed=args.seed,
                            progress=not args.no_progress)
-    print(report.render())
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.render())
     return 1 if report.problems else 0

@@ -24,11 +24,8 @@ from tqdm import tqdm
 
 from audioprune.audio.io import load_audio
 from audioprune.data.registry import get_dataset_info, load_dataset
-from audioprune.data.types import DatasetIndex
-from audioprune.errors import AudioDecodeError
-
-SHOWN = 10  # problem lines listed before "... and N more"
-
+from audioprune.data.types import DatasetIndex, Problem
+from audioprune.errors import AudioDecodeError, UserError
 
 @dataclass
 class DatasetReport:
@@ -44,15 +41,46 @@ class DatasetReport:
     sample_rates: Counter = field(default_factory=Counter)
     channels: Counter = field(default_factory=Counter)
     durations: list[float] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    folds: list[dict[str, Any]] = field(default_factory=list)  # per fold: k, test and val groups
 
     @property
     def files(self) -> int:
         return sum(len(v) for v in self.index.splits.values())
 
+    def problems_by_kind(self) -> dict[str, list[str]]:
+        """Problem texts grouped by kind, kinds in the order first met."""
+        grouped: dict[str, list[str]] = {}
+        for p in self.problems:
+            grouped.setdefault(p.kind, []).append(p.text)
+        return grouped
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as `datasets check --json` prints it."""
+        ix = self.index
+        counts = {k: Counter(t for c in v for t in c.targets) for k, v in ix.splits.items()}
+        d = self.durations
+        return {
+            "dataset": ix.name, "split": ix.split_name, "task": ix.task, "root": self.root,
+            "files": self.files, "decoded": self.files - len(self.undecodable),
+            "undecodable": len(self.undecodable),
+            "sample_rates": {str(k): v for k, v in sorted(self.sample_rates.items())},
+            "channels": {str(k): v for k, v in sorted(self.channels.items())},
+            "duration_seconds": ({"min": min(d), "median": statistics.median(d), "max": max(d)}
+                                 if d else None),
+            "clip_seconds": self.clip_seconds,
+            "splits": {k: len(v) for k, v in ix.splits.items()},
+            "classes": {name: {k: counts[k][i] for k in ix.splits}
+                        for i, name in enumerate(ix.class_names)},
+            "groups": dict(sorted(Counter(c.group for v in ix.splits.values() for c in v
+                                          if c.group).items(), key=lambda kv: _natural(kv[0]))),
+            "folds": self.folds, "notes": self.notes,
+            "problems": [{"kind": p.kind, "text": p.text} for p in self.problems],
+        }
+
     def render(self) -> str:
-        """The report as printed by the CLI."""
+        """The report as printed by the CLI: every problem, grouped by kind with counts."""
         ix = self.index
         lines = [f"{ix.name} [{ix.split_name}] {ix.task}, {ix.num_classes} classes"
                  + (f", data root {self.root}" if self.root else "")]
@@ -87,13 +115,18 @@ class DatasetReport:
         if groups:
             lines.append(f"groups ({len(groups)}): " + ", ".join(
                 f"{g} {n}" for g, n in sorted(groups.items(), key=lambda kv: _natural(kv[0]))))
+        if self.folds:
+            lines.append(f"cross-validation ({len(self.folds)} folds, split fold:K):")
+            lines += [f"  fold {f['fold']}: test {', '.join(f['test'])}; validation "
+                      f"{', '.join(f['val']) or 'a part of the training groups'}"
+                      for f in self.folds]
         for note in self.notes:
             lines.append(f"note: {note}")
         if self.problems:
             lines.append(f"problems ({len(self.problems)}):")
-            lines += [f"  {p}" for p in self.problems[:SHOWN]]
-            if len(self.problems) > SHOWN:
-                lines.append(f"  ... and {len(self.problems) - SHOWN} more")
+            for kind, texts in self.problems_by_kind().items():
+                lines.append(f"  {kind} ({len(texts)}):")
+                lines += [f"    {t}" for t in texts]
             lines.append("training skips undecodable files with a warning (--strict: an error)")
         else:
             lines.append("problems: none")
@@ -101,8 +134,9 @@ class DatasetReport:
 
 
 def check_dataset(name: str, root: str | Path | None, options: dict[str, Any] | None = None,
-                  seed: int = 0, progress: bool = True) -> DatasetReport:
-    """Resolve dataset `name` under `root` with loader `options` and inspect every file."""
+                  seed: int = 0, progress: bool = True, folds: bool = True) -> DatasetReport:
+    """Resolve dataset `name` under `root` with loader `options` and inspect every file; with
+    `folds`, also list each cross-validation fold's test and validation groups."""
     index = load_dataset(name, root, seed=seed, skip_missing=True, **(options or {}))
     report = DatasetReport(index, str(root) if root is not None else None,
                            get_dataset_info(name).frontend.clip_seconds,
@@ -110,6 +144,7 @@ def check_dataset(name: str, root: str | Path | None, options: dict[str, Any] | 
                            missing=list(index.missing))
     if root is not None and index.render is None:
         report.unlisted = _unlisted(index, Path(root))
+    report.folds = _fold_groups(name, root, options or {}, seed) if folds else []
     by_content: dict[str, list[str]] = defaultdict(list)
     split_of = {c.key: split for split, clips in index.splits.items() for c in clips}
     clips = [c for v in index.splits.values() for c in v]
@@ -140,7 +175,8 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".au", ".mp3"}
 def _unlisted(index: DatasetIndex, root: Path) -> dict[str, str | None]:
     """Audio files in the folders that hold the listed clips but that the metadata does not list,
     each with the closest listed name (a typo such as "2-102-A-2 wav" for "2-102-A-2.wav")."""
-    listed = {c.key for v in index.splits.values() for c in v} | set(index.missing)
+    listed = {c.key for v in index.splits.values() for c in v} | set(index.missing) | \
+        {p.key for p in index.problems if p.key}  # the loader's own findings name these
     folders = {str(Path(k).parent) for k in listed}
     names = sorted(listed)
     missing = sorted(index.missing)  # a file on disk near a missing entry: most likely its typo
@@ -159,39 +195,74 @@ def _unlisted(index: DatasetIndex, root: Path) -> dict[str, str | None]:
 
 
 def _judge(report: DatasetReport, split_of: dict[str, str]) -> None:
-    """Turn the findings into problem and note lines."""
+    """Turn the findings into problems (what training would trip over or silently get wrong)
+    and notes (worth knowing, harmless)."""
     ix = report.index
+    add = report.problems.append
+    report.problems.extend(ix.problems)  # what the loader itself found and left out
     for key in report.missing:
         near = [f for f, c in report.unlisted.items() if c == key]
         hint = f" ({near[0]} is on disk: a renamed or mistyped entry?)" if near else ""
-        report.problems.append(f"missing: {key} is listed but not on disk{hint}")
+        add(Problem("missing", f"{key} is listed but not on disk{hint}", key))
     for key, close in report.unlisted.items():
         hint = f"; closest listed name: {close}" if close else ""
-        report.problems.append(f"unlisted: {key} is on disk but not in the metadata{hint}")
+        add(Problem("unlisted", f"{key} is on disk but not in the metadata{hint}", key))
     if len(report.sample_rates) > 1:
         rates = ", ".join(f"{sr} Hz x {n}" for sr, n in sorted(report.sample_rates.items(),
                                                              key=lambda kv: -kv[1]))
-        report.problems.append(f"sample rates differ: {rates} (all are resampled to the model's "
-                               f"rate; odd ones out may be other recordings or bad conversions)")
+        add(Problem("sample rates", f"sample rates differ: {rates} (all are resampled to the "
+                    f"model's rate; odd ones out may be other recordings or bad conversions)"))
     for key, reason in report.undecodable.items():
-        report.problems.append(f"undecodable: {reason}")
+        add(Problem("undecodable", reason, key))
     for keys in report.duplicates:
         where = sorted({split_of[k] for k in keys})
-        leak = f" (in {' and '.join(where)}: the same audio is trained and tested on)" \
-            if len(where) > 1 and "test" in where else ""
-        report.problems.append(f"identical audio: {', '.join(keys)}{leak}")
+        if len(where) > 1:
+            leak = " (the same audio is trained and tested on)" if "test" in where else ""
+            add(Problem("identical audio", f"{', '.join(keys)}: in {' and '.join(where)}{leak}"))
+        else:  # one split: counted twice, nothing leaks between splits
+            report.notes.append(f"identical audio within the {where[0]} split (counted twice, "
+                                f"no leak between splits): {', '.join(keys)}")
     usable = {k: [c for c in v if c.key not in report.undecodable] for k, v in ix.splits.items()}
     for split in ("train", "test"):
         if not usable.get(split):
-            report.problems.append(f"the {split} split holds no usable clip")
+            add(Problem("empty split", f"the {split} split holds no usable clip"))
     if not usable.get("val"):
         report.notes.append("the validation split is empty: the best epoch is chosen by "
                             "training loss")
     trained = Counter(t for c in usable.get("train", []) for t in c.targets)
     absent = [n for i, n in enumerate(ix.class_names) if trained[i] == 0]
     if absent and usable.get("train"):
-        report.problems.append(f"{len(absent)} class(es) without a usable training clip: "
-                               f"{', '.join(absent[:SHOWN])}")
+        tested = Counter(t for c in usable.get("test", []) for t in c.targets)
+        add(Problem("class without training clip", f"{len(absent)} class(es) without a usable "
+                    f"training clip: {', '.join(absent)}"
+                    + (f" (their {lost} test clip(s) can only be misclassified)"
+                       if (lost := sum(tested[ix.class_names.index(n)] for n in absent)) else "")))
+
+
+def _fold_groups(name: str, root: str | Path | None, options: dict[str, Any],
+                 seed: int) -> list[dict[str, Any]]:
+    """Each fold's test and validation groups (speakers, actors, folds) for a dataset with
+    cross-validation folds whose clips carry groups; [] otherwise."""
+    base = {k: v for k, v in options.items() if k not in ("split", "test_fold", "val_fold")}
+    folds: list[dict[str, Any]] = []
+    k, n = 1, 1
+    while k <= n:
+        try:
+            ix = load_dataset(name, root, seed=seed, skip_missing=True, split=f"fold:{k}", **base)
+        except UserError:
+            return []
+        if ix.fold is None:
+            return []
+        n = ix.fold[1]
+        test = sorted({c.group for c in ix.splits["test"] if c.group}, key=_natural)
+        if not test:
+            return []
+        val = sorted({c.group for c in ix.splits.get("val", []) if c.group}, key=_natural)
+        if set(val) & {c.group for c in ix.splits["train"]}:
+            val = []  # a held-out part of the training groups, not groups of its own
+        folds.append({"fold": k, "test": test, "val": val})
+        k += 1
+    return folds
 
 
 def _channels(n: int) -> str:

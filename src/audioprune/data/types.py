@@ -24,6 +24,17 @@ class Clip:
     group: str = ""
 
 
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with a dataset tree: its `kind` groups it in `audioprune datasets check`
+    ("missing", "misnamed", "wrong folder", "identical audio", ...); `text` names the file or
+    option and what to do."""
+
+    kind: str
+    text: str
+    key: str | None = None  # the file it is about, as a clip key (relative to the data root)
+
+
 @dataclass
 class DatasetIndex:
     """A dataset as laid out on disk, resolved to clips per split.
@@ -42,6 +53,9 @@ class DatasetIndex:
     notes: list[str] = field(default_factory=list)  # e.g. "12 clips listed but missing on disk"
     fold: tuple[int, int] | None = None  # (k, n): fold k of an n-fold cross-validation
     missing: list[str] = field(default_factory=list)  # listed but missing on disk (skip_missing)
+    # what the loader found wrong with the tree and left out (misnamed files, files in the wrong
+    # folder, an absent speaker); training warns about each, `datasets check` reports them
+    problems: list[Problem] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:

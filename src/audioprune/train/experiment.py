@@ -92,6 +92,9 @@ def prepare_data(spec: DataSpec, seed: int = 0, progress: bool = True) -> DataBu
         log.warning("left out (missing on disk): %s", key)
     for note in index.notes:
         log.warning("%s: %s", spec.dataset, note)
+    for problem in index.problems:  # files the loader left out, and why
+        log.warning("%s: %s (left out; `audioprune datasets check` lists every problem)",
+                    spec.dataset, problem.text)
     clips = [c for part in index.splits.values() for c in part]
     channels = 2 if fe.channels == "stereo" else 1  # (mid, side, left, right) needs both channels
     if spec.cache:
@@ -165,7 +168,7 @@ def test_metrics(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig,
 
 def headline_block(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The headline numbers of a metrics.json (metric, examples, costs), as other runs quote them."""
-    keys = ("accuracy", "mAP", "macro_f1", "num_examples", "params", "macs", "size_bytes")
+    keys = ("accuracy", "uar", "mAP", "macro_f1", "num_examples", "params", "macs", "size_bytes")
     return {k: metrics[k] for k in keys if k in metrics}
 
 

@@ -1,4 +1,5 @@
-"""Task metrics: accuracy, macro-F1 and the confusion matrix (single-label); mAP and AUC
+"""Task metrics: accuracy, unweighted average recall, macro-F1 and the confusion matrix
+(single-label); mAP and AUC
 (multi-label, as PANNs reports AudioSet: the mean over classes of sklearn's average precision)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ def single_label_metrics(logits: np.ndarray, targets: np.ndarray, num_classes: i
     pred = logits.argmax(axis=1)
     out: dict[str, Any] = {
         "accuracy": float((pred == targets).mean()) if len(targets) else float("nan"),
+        "uar": unweighted_average_recall(pred, targets),
         "macro_f1": float(f1_score(targets, pred, labels=list(range(num_classes)), average="macro",
                                    zero_division=0)),
         "confusion_matrix": confusion_matrix(targets, pred, labels=list(range(num_classes))).tolist(),
@@ -26,6 +28,16 @@ def single_label_metrics(logits: np.ndarray, targets: np.ndarray, num_classes: i
             hits[g].append(bool(ok))
         out["accuracy_per_group"] = {g: float(np.mean(v)) for g, v in sorted(hits.items())}
     return out
+
+
+def unweighted_average_recall(pred: np.ndarray, targets: np.ndarray) -> float:
+    """The mean over the classes present in `targets` of each one's recall (balanced accuracy):
+    speech emotion's usual metric, as a classifier that always answers the largest class scores
+    1/classes here however unbalanced the test set (RAVDESS: neutral has half the clips)."""
+    present = np.unique(targets)
+    if not len(present):
+        return float("nan")
+    return float(np.mean([(pred[targets == c] == c).mean() for c in present]))
 
 
 def multi_label_metrics(logits: np.ndarray, targets: np.ndarray) -> dict[str, Any]:

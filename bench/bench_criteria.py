@@ -6,7 +6,7 @@ saturate) is pruned to MAC budgets (default 50 %, 30 %, 15 % of the parent) by
 
   ours   wdc, betweenness, betweenness-index (ties in index order), similarity,
          similarity-nystrom, opnorm, l1, fpgm, random:
-         `audioprune.pruning.run.prune_model` with `PlanSpec(target_macs=...)` (the smallest uniform
+         `audioprune.runs.prune.prune_model` with `PlanSpec(target_macs=...)` (the smallest uniform
          ratio over every prunable layer, the classifier excepted, that meets the budget, then
          filters given back while the budget holds);
   peer   Torch-Pruning's GroupMagnitudeImportance, FPGMImportance, RandomImportance and
@@ -69,22 +69,26 @@ from typing import Any
 import torch
 import torch_pruning as tp
 
+from audioprune.distill.config import DistillConfig
 from audioprune.errors import UserError
 from audioprune.fileio import atomic_write, read_json, read_tensors
 from audioprune.measure.counting import count_macs, count_params
 from audioprune.models.base import AudioClassifier
-from audioprune.pruning.calibration import (DEFAULT_BATCHES, accumulate_gradients,
-                                          calibration_batches, clear_gradients)
+from audioprune.pruning.calibration import (
+    DEFAULT_BATCHES,
+    accumulate_gradients,
+    calibration_batches,
+    clear_gradients,
+)
+from audioprune.pruning.criteria import select_prune
 from audioprune.pruning.plan import PlanSpec
 from audioprune.pruning.pruner import default_loss as calibration_loss
-from audioprune.pruning.criteria import select_prune
-from audioprune.distill.distiller import DistillConfig
-from audioprune.pruning.run import (PruneConfig, finetune_config, model_pruner,
-                                  parent_data_spec, prune_model, prune_run)
 from audioprune.report.stats import mean_ci, paired_difference
-from audioprune.train.experiment import DataBundle, DataSpec, prepare_data
+from audioprune.runs.data import DataBundle, DataSpec, prepare_data
+from audioprune.runs.parents import finetune_config, parent_data_spec
+from audioprune.runs.prune import PruneConfig, model_pruner, prune_model, prune_run
+from audioprune.runs.run_dir import MODEL_WEIGHTS, load_model
 from audioprune.train.fit import TrainConfig, evaluate, fit
-from audioprune.train.run_dir import MODEL_WEIGHTS, load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402

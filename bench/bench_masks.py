@@ -42,8 +42,8 @@ from audioprune.measure.counting import count_macs, count_params
 from audioprune.measure.latency import torch_threads
 from audioprune.models.registry import create_model
 from audioprune.pruning.plan import PlanSpec
-from audioprune.pruning.run import PruneConfig, prune_model
-from audioprune.train.run_dir import load_model
+from audioprune.runs.prune import PruneConfig, prune_model
+from audioprune.runs.run_dir import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402

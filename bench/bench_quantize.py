@@ -2,7 +2,7 @@
 
 For every unit - FSDD's official split x --seeds, and leave-one-speaker-out folds x --loso-seeds -
 the fp32 dcase21net parent (trained by the recipe runner, 20 epochs, when missing) is quantized
-with `audioprune quantize`'s library call (measure.quantize_run), for each --methods
+with `audioprune quantize`'s library call (runs.quantize), for each --methods
 (static: QDQ per-channel, 8 calibration batches of training clips; dynamic). Accuracy is what
 each run's metrics.json says: the int8 model's own accuracy measured by ONNX Runtime on the test
 split, beside the fp32 ONNX model's on the same clips. Latency: the fp32 and int8 ONNX files
@@ -46,7 +46,7 @@ def parent(workdir: Path, split: str, seed: int, data_root: Path) -> Path:
 
 def quantized(run: Path, method: str, workdir: Path) -> Path:
     """`audioprune quantize RUN --out RUN-int8-METHOD --method METHOD` (the library call)."""
-    from audioprune.measure.quantize_run import quantize_run
+    from audioprune.runs.quantize import quantize_run
 
     out = workdir / f"{run.name}-int8-{method}"
     if not (out / "metrics.json").is_file():
@@ -63,7 +63,7 @@ def latency(runs: dict[str, Path], model_run: Path, threads: int,
     `model_run`'s; {label: {"b1": ms, ...}}."""
     import torch
 
-    from audioprune.train.run_dir import load_model
+    from audioprune.runs.run_dir import load_model
 
     model, _ = load_model(model_run)
     x1 = model.example_features().numpy()

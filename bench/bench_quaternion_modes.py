@@ -32,10 +32,12 @@ from pathlib import Path
 import torch
 
 from audioprune.pruning.plan import PlanSpec
-from audioprune.pruning.run import PruneConfig, parent_data_spec, prune_model
-from audioprune.train.experiment import prepare_data, test_metrics
+from audioprune.runs.data import prepare_data
+from audioprune.runs.parents import parent_data_spec
+from audioprune.runs.prune import PruneConfig, prune_model
+from audioprune.runs.results import test_metrics
+from audioprune.runs.run_dir import load_model
 from audioprune.train.fit import TrainConfig
-from audioprune.train.run_dir import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = [ROOT / "runs" / "fsdd-study" / f"qdcase21net-official-e40-s{s}" for s in range(3)]

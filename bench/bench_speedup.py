@@ -43,8 +43,8 @@ from audioprune.measure.onnx_export import clip_samples, export_onnx, inference_
 from audioprune.models.base import AudioClassifier
 from audioprune.models.registry import create_model, model_config, model_from_config
 from audioprune.pruning.plan import PlanSpec
-from audioprune.pruning.run import PruneConfig, prune_model
-from audioprune.train.run_dir import load_model
+from audioprune.runs.prune import PruneConfig, prune_model
+from audioprune.runs.run_dir import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402

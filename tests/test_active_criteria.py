@@ -15,9 +15,13 @@ from audioprune.audio.frontend import FrontEndConfig
 from audioprune.cli import main
 from audioprune.models.registry import create_model
 from audioprune.pruning.calibration import feature_taps, record_feature_scores
-from audioprune.pruning.criteria.active import activation_scores, hrank_scores, taylor_scores
+from audioprune.pruning.criteria.active import (
+    activation_scores,
+    hrank_scores,
+    taylor_scores,
+)
 from audioprune.pruning.plan import PlanSpec
-from audioprune.pruning.run import PruneConfig, prune_model
+from audioprune.runs.prune import PruneConfig, prune_model
 
 FE = FrontEndConfig(sample_rate=8000, clip_seconds=0.5, n_mels=40, fmax=4000, n_fft=256,
                     win_length=256, hop_length=80)
@@ -110,7 +114,8 @@ def test_active_criterion_errors_are_clear() -> None:
 
 @pytest.mark.slow
 def test_prune_cli_with_an_active_criterion_iterative(fsdd_small: Path, tmp_path: Path) -> None:
-    from audioprune.train.experiment import DataSpec, train_run
+    from audioprune.runs.data import DataSpec
+    from audioprune.runs.train import train_run
     from audioprune.train.fit import TrainConfig
 
     parent = tmp_path / "parent"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from architectures import small_cnn
 from torch import nn
 
 import audioprune as ap
@@ -18,9 +19,9 @@ from audioprune.cli import main
 from audioprune.errors import ArgumentError, UserError
 from audioprune.pipeline.recipe import parse_recipe
 from audioprune.pruning.auto import KEEP_SWITCH, rule
-from audioprune.train.experiment import DataSpec, train_run
+from audioprune.runs.data import DataSpec
+from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
-from architectures import small_cnn
 
 
 def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -19,7 +19,7 @@ from audioprune.cli import main
 from audioprune.data.cache import AudioCache, AudioSource
 from audioprune.data.registry import load_dataset
 from audioprune.errors import AudioDecodeError, UserError
-from audioprune.train.experiment import DataSpec, prepare_data
+from audioprune.runs.data import DataSpec, prepare_data
 
 FE = {"clip_seconds": 0.5}
 

@@ -8,13 +8,22 @@ from pathlib import Path
 
 import pytest
 from fixtures_audio import write_audio, write_table
-from test_datasets_layouts import (ESC_HEADER, ESC_ROWS, TAU_META, US8K_HEADER, US8K_ROWS,
-                                   _tau_rows, TAU_EVAL, TAU_TRAIN, write_audioset_tree)
+from test_datasets_layouts import (
+    ESC_HEADER,
+    ESC_ROWS,
+    TAU_EVAL,
+    TAU_META,
+    TAU_TRAIN,
+    US8K_HEADER,
+    US8K_ROWS,
+    _tau_rows,
+    write_audioset_tree,
+)
 
 from audioprune.data.registry import load_dataset
 from audioprune.data.tables import read_table, stays_inside
 from audioprune.errors import UserError
-from audioprune.train.experiment import DataSpec, prepare_data
+from audioprune.runs.data import DataSpec, prepare_data
 
 
 def _esc50(root: Path, rows: list[tuple], header: list[str] = ESC_HEADER) -> Path:

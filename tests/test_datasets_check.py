@@ -74,7 +74,8 @@ def test_check_reports_every_class_of_problem_in_one_pass(tmp_path: Path,
     import soundfile as sf
     from fixtures_audio import write_table
 
-    from audioprune.train.experiment import DataSpec, train_run
+    from audioprune.runs.data import DataSpec
+    from audioprune.runs.train import train_run
     from audioprune.train.fit import TrainConfig
 
     header = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]

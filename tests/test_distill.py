@@ -15,15 +15,18 @@ import torch
 import torch.nn.functional as F
 
 from audioprune.cli import main
-from audioprune.distill import DistillConfig, Distiller, KDLoss, distill_run, make_loss
+from audioprune.distill import DistillConfig, KDLoss, make_loss
 from audioprune.distill.losses import resolve_recipe
 from audioprune.distill.teacher import OnlineTeacher, choose_mode
 from audioprune.errors import UserError
 from audioprune.fileio import read_tensors, write_json, write_tensors
 from audioprune.measure.counting import count_params
-from audioprune.train.experiment import DataSpec, prepare_data, train_run
+from audioprune.runs.data import DataSpec, prepare_data
+from audioprune.runs.distill import distill_run
+from audioprune.runs.kd import Distiller
+from audioprune.runs.run_dir import load_model
+from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
-from audioprune.train.run_dir import load_model
 
 # 8 kHz synthetic clips: fast, and exactly the 1 s clip length (so the teacher is cached)
 FRONTEND = {"n_mels": 40, "sample_rate": 8000, "fmax": 4000.0}

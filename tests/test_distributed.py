@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from audioprune.train.experiment import DataSpec, train_run
+from audioprune.runs.data import DataSpec
+from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
 
 

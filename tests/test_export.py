@@ -19,14 +19,15 @@ from audioprune.cli import main
 from audioprune.errors import UserError
 from audioprune.measure.counting import count_params
 from audioprune.measure.latency import ort_session
-from audioprune.measure.onnx_export import (check_parity, export_run, inference_model,
-                                            sample_inputs)
+from audioprune.measure.onnx_export import check_parity, inference_model
 from audioprune.models.registry import create_model
 from audioprune.pruning.plan import PlanSpec
-from audioprune.pruning.run import PruneConfig, prune_model
-from audioprune.train.experiment import DataSpec, train_run
+from audioprune.runs.data import DataSpec
+from audioprune.runs.export import export_run, sample_inputs
+from audioprune.runs.prune import PruneConfig, prune_model
+from audioprune.runs.run_dir import load_model, save_model
+from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
-from audioprune.train.run_dir import load_model, save_model
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,19 @@ import torch
 import audioprune.measure.latency as latency
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.cli import main
-from audioprune.measure.counting import (count_macs, count_params, frontend_macs, layer_macs,
-                                         layer_params)
+from audioprune.measure.counting import (
+    count_macs,
+    count_params,
+    frontend_macs,
+    layer_macs,
+    layer_params,
+)
 from audioprune.measure.latency import Timing, time_call, torch_threads
-from audioprune.measure.profile import PROFILE_JSON, profile_run
 from audioprune.models.dcase21net import DCASE21_FRONTEND
 from audioprune.models.registry import create_model
-from audioprune.train.experiment import DataSpec, train_run
+from audioprune.runs.data import DataSpec
+from audioprune.runs.profile import PROFILE_JSON, profile_run
+from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
 
 

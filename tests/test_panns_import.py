@@ -24,7 +24,7 @@ import torch
 from audioprune.audio.io import load_audio
 from audioprune.cli import main
 from audioprune.models.panns_checkpoint import audioset_class_names
-from audioprune.train.run_dir import load_model, read_metrics
+from audioprune.runs.run_dir import load_model, read_metrics
 
 pytest.importorskip("torchlibrosa")
 import panns_reference  # noqa: E402  (needs torchlibrosa)

@@ -12,8 +12,9 @@ import soundfile as sf
 import torch
 
 from audioprune.cli import main
-from audioprune.predict import predict_wave, window_starts
-from audioprune.train.experiment import DataSpec, train_run
+from audioprune.runs.data import DataSpec
+from audioprune.runs.predict import predict_wave, window_starts
+from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
 
 

@@ -19,9 +19,9 @@ from audioprune.data.registry import get_dataset_info
 from audioprune.measure.counting import count_macs, count_params
 from audioprune.models.base import AudioClassifier
 from audioprune.models.registry import create_model
+from audioprune.nn.layer_support import layer_support
 from audioprune.nn.quaternion import QBatchNorm2d, QConv2d, QLinear
 from audioprune.pruning.criteria import get_criterion, select_prune
-from audioprune.nn.layer_support import layer_support
 from audioprune.pruning.engine import PruningGraph
 from audioprune.pruning.importance import CriterionImportance, aggregate_components
 from audioprune.pruning.plan import (
@@ -35,8 +35,8 @@ from audioprune.pruning.plan import (
     resolve_plan,
     schedule_counts,
 )
-from audioprune.pruning.run import PruneConfig, plan_pruning, prune_model
-from audioprune.train.run_dir import load_model, save_model
+from audioprune.runs.prune import PruneConfig, plan_pruning, prune_model
+from audioprune.runs.run_dir import load_model, save_model
 
 FSDD_FE = get_dataset_info("fsdd").frontend  # 8 kHz, 1 s clips, hop 80, 40 mels: 101 x 40
 

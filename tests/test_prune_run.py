@@ -7,16 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import audioprune.runs.prune as run_module
 import pytest
 import torch
 
-import audioprune.pruning.run as run_module
 from audioprune.cli import main
 from audioprune.measure.counting import count_macs, count_params
 from audioprune.pruning.criteria import get_criterion, select_prune
-from audioprune.train.experiment import DataSpec, prepare_data, train_run
+from audioprune.runs.data import DataSpec, prepare_data
+from audioprune.runs.run_dir import load_model
+from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig, evaluate
-from audioprune.train.run_dir import load_model
 
 
 @pytest.fixture(scope="module")

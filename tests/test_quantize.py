@@ -11,8 +11,16 @@ import pytest
 
 from audioprune.cli import main
 from audioprune.errors import UserError
-from audioprune.measure.budget import BUDGETS, check_budget, complexity, parse_budget, targets_for
-from audioprune.train.experiment import DataSpec, TrainConfig, train_run
+from audioprune.measure.budget import (
+    BUDGETS,
+    check_budget,
+    complexity,
+    parse_budget,
+    targets_for,
+)
+from audioprune.runs.data import DataSpec
+from audioprune.runs.train import train_run
+from audioprune.train.fit import TrainConfig
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -59,7 +67,7 @@ def _int8_accuracy(run: Path, fsdd_small: Path) -> float:
     import torch
 
     from audioprune.audio.clip import fit_length
-    from audioprune.train.run_dir import load_model
+    from audioprune.runs.run_dir import load_model
 
     model, _ = load_model(run)
     session = ort.InferenceSession(str(run / "model.int8.onnx"), providers=["CPUExecutionProvider"])

@@ -13,7 +13,6 @@ import pytest
 from fixtures_audio import write_audio
 
 from audioprune.cli import main
-from audioprune.data.check import check_dataset
 from audioprune.data.datasets.ravdess import fold_actors
 from audioprune.data.registry import load_dataset
 

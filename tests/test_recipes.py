@@ -13,15 +13,20 @@ import types
 from pathlib import Path
 from typing import Any
 
+import audioprune.runs.train as experiment
 import pytest
 import yaml
 
-import audioprune.train.experiment as experiment
 import audioprune.train.fit as fit_module
 from audioprune.cli import main
 from audioprune.errors import UserError
 from audioprune.fileio import write_json
-from audioprune.pipeline.recipe import builtin_recipes, load_recipe, parse_recipe, resolve_recipe
+from audioprune.pipeline.recipe import (
+    builtin_recipes,
+    load_recipe,
+    parse_recipe,
+    resolve_recipe,
+)
 from audioprune.pipeline.runner import run_recipe, with_overrides
 from audioprune.pipeline.steps import plan_steps
 
@@ -196,7 +201,7 @@ def test_fsdd_prune_vs_kd_compares_at_matched_parameters() -> None:
     from audioprune.measure.counting import count_params
     from audioprune.models.registry import create_model
     from audioprune.pruning.plan import PlanSpec
-    from audioprune.pruning.run import PruneConfig, prune_model
+    from audioprune.runs.prune import PruneConfig, prune_model
 
     recipe = load_recipe(REPO / "recipes" / "fsdd_prune_vs_kd.yaml")
     assert recipe.dataset.name == "fsdd" and recipe.dataset.split == "speaker:nicolas"
@@ -329,8 +334,9 @@ def test_second_run_skips_every_finished_step(finished: tuple[Path, Path],
             raise AssertionError(f"{name} called on a finished step")
         return fn
 
-    import audioprune.distill as distill
-    import audioprune.pruning.run as prune
+    import audioprune.runs.prune as prune
+
+    import audioprune.runs.distill as distill
 
     monkeypatch.setattr(experiment, "train_run", refuse("train_run"))
     monkeypatch.setattr(prune, "prune_run", refuse("prune_run"))
@@ -441,9 +447,9 @@ def test_profile_step_runs_once_per_run(tmp_path: Path, monkeypatch: pytest.Monk
         write_json(Path(run_dir) / "profile.json", prof)
         return prof
 
-    fake = types.ModuleType("audioprune.measure.profile")
+    fake = types.ModuleType("audioprune.runs.profile")
     fake.profile_run = profile_run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "audioprune.measure.profile", fake)
+    monkeypatch.setitem(sys.modules, "audioprune.runs.profile", fake)
     data = {**TINY, "prune": {"criteria": ["l1"], "ratios": [0.5], "finetune": {"epochs": 0}},
             "profile": {"batch_sizes": [1], "threads": 1, "onnx": False}}
     del data["distill"]

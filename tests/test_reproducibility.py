@@ -14,7 +14,8 @@ import audioprune
 from audioprune.data.fingerprint import data_list_hash
 from audioprune.data.registry import load_dataset
 from audioprune.fileio import read_tensors
-from audioprune.train.experiment import DataSpec, train_run
+from audioprune.runs.data import DataSpec
+from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
 
 TIMES = {"train_seconds", "seconds"}

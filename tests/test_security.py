@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from audioprune.cli import main
-from audioprune.train.experiment import DataSpec, train_run
+from audioprune.runs.data import DataSpec
+from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "audioprune"

@@ -12,9 +12,10 @@ import soundfile as sf
 
 from audioprune.data.cache import AudioCache, AudioSource
 from audioprune.data.registry import load_dataset
-from audioprune.train.experiment import DataSpec, prepare_data, train_run
+from audioprune.runs.data import DataSpec, prepare_data
+from audioprune.runs.run_dir import load_model
+from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
-from audioprune.train.run_dir import load_model
 
 SR = 8000
 FRONTEND = {"sample_rate": SR, "n_fft": 256, "win_length": 256, "hop_length": 80, "n_mels": 32,

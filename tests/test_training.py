@@ -14,9 +14,11 @@ from audioprune.cli import main
 from audioprune.errors import UserError
 from audioprune.fileio import read_tensors
 from audioprune.measure.counting import count_macs, count_params
-from audioprune.train.experiment import DataSpec, evaluate_run, resume_run, train_run
+from audioprune.runs.data import DataSpec
+from audioprune.runs.evaluate import evaluate_run
+from audioprune.runs.run_dir import load_model
+from audioprune.runs.train import resume_run, train_run
 from audioprune.train.fit import TrainConfig
-from audioprune.train.run_dir import load_model
 
 FAST = dict(batch_size=8, lr=3e-3, progress=False, seed=0)
 

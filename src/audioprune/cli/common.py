@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from audioprune.errors import UserError
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules only inside the command that needs them
+    from audioprune.runs.data import DataSpec
     from audioprune.train.distributed import DistContext
-    from audioprune.train.experiment import DataSpec
     from audioprune.train.fit import TrainConfig
 
 def parse_kv(pairs: list[str] | None, what: str) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def split_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def data_spec(args: argparse.Namespace) -> "DataSpec":
-    from audioprune.train.experiment import DataSpec
+    from audioprune.runs.data import DataSpec
 
     options = split_options(args)
     if "split_file" in options:
@@ -85,7 +85,7 @@ def data_spec(args: argparse.Namespace) -> "DataSpec":
 def data_spec_from_run(args: argparse.Namespace, run: Path) -> "DataSpec":
     """The data of `run` (its config.json) with the data options given on the command line on
     top; with --dataset, only what was given."""
-    from audioprune.pruning.run import parent_data_spec
+    from audioprune.runs.parents import parent_data_spec
 
     if args.dataset:
         return data_spec(args)
@@ -161,8 +161,8 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
 def training_session(device: str) -> Iterator["DistContext"]:
     """The process group of a training command (one process, or one of torchrun's) with
     console logging on rank 0; the group is shut down however the command ends."""
+    from audioprune.runs.logs import setup_logging
     from audioprune.train.distributed import init_distributed, shutdown
-    from audioprune.train.experiment import setup_logging
 
     ctx = init_distributed(device)
     setup_logging(ctx.is_main)

@@ -65,8 +65,8 @@ def add_distill_args(p: argparse.ArgumentParser, for_prune: bool = False) -> Non
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    """`audioprune distill --teacher RUN --model M --out RUN2`: see audioprune.distill.run."""
-    from audioprune.distill.run import distill_run, resume_distill
+    """`audioprune distill --teacher RUN --model M --out RUN2`: see audioprune.runs.distill."""
+    from audioprune.runs.distill import distill_run, resume_distill
 
     with training_session(args.device) as ctx:
         if args.resume:

@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from audioprune.train.experiment import evaluate_run, setup_logging
+    from audioprune.runs.evaluate import evaluate_run
+    from audioprune.runs.logs import setup_logging
 
     setup_logging()
     metrics, path = evaluate_run(Path(args.run), data_spec(args) if args.dataset else None,

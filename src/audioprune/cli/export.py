@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """`audioprune export RUN --onnx FILE`: see audioprune.measure.onnx_export."""
-    from audioprune.measure.onnx_export import export_run
+    from audioprune.runs.export import export_run
 
     r = export_run(Path(args.run), Path(args.onnx), opset=args.opset,
                    with_frontend=args.with_frontend, data_root=args.data_root)

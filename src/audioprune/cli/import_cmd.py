@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from audioprune.train.imported import import_panns_run
+    from audioprune.runs.imported import import_panns_run
 
     metrics = import_panns_run(Path(args.checkpoint), args.model, Path(args.out))
     src = metrics["source"]

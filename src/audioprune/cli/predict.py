@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from audioprune.predict import predict_files
+    from audioprune.runs.predict import predict_files
 
     done, skipped = predict_files(Path(args.run), args.files, args.top_k, args.pool,
                                   args.hop_seconds, args.device)

@@ -27,10 +27,10 @@ def register(sub: Any) -> None:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    """`audioprune profile RUN`: see audioprune.measure.profile."""
-    from audioprune.measure.profile import PROFILE_JSON, profile_run
-    from audioprune.measure.summary import profile_summary
-    from audioprune.train.experiment import setup_logging
+    """`audioprune profile RUN`: see audioprune.runs.profile."""
+    from audioprune.runs.logs import setup_logging
+    from audioprune.runs.profile import PROFILE_JSON, profile_run
+    from audioprune.runs.profile_text import profile_summary
 
     if not args.json:
         setup_logging()

@@ -94,15 +94,11 @@ def register(sub: Any) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    """`audioprune prune RUN --criterion C --ratio R --out RUN2`: see audioprune.pruning.run."""
+    """`audioprune prune RUN --criterion C --ratio R --out RUN2`: see audioprune.runs.prune."""
     from audioprune.pruning.plan import PlanSpec, parse_layers, parse_ratios
-    from audioprune.pruning.run import (
-        PruneConfig,
-        finetune_config,
-        prune_run,
-        resume_prune,
-    )
-    from audioprune.train.experiment import setup_logging
+    from audioprune.runs.logs import setup_logging
+    from audioprune.runs.parents import finetune_config
+    from audioprune.runs.prune import PruneConfig, prune_run, resume_prune
 
     setup_logging()
     if args.finetune_epochs is not None and args.epochs is not None:
@@ -164,7 +160,7 @@ def print_prune_summary(metrics: dict[str, Any]) -> None:
 
 def prune_distill_config(args: argparse.Namespace) -> Any:
     """`prune --distill-from` as a DistillConfig (None without it)."""
-    from audioprune.distill.distiller import DistillConfig
+    from audioprune.distill.config import DistillConfig
 
     if args.distill_from is None:
         given = [f for f, v in (("--kd-loss", args.kd_loss), ("--temperature", args.temperature),

@@ -30,8 +30,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from audioprune.measure.quantize_run import quantize_run
-    from audioprune.train.experiment import setup_logging
+    from audioprune.runs.logs import setup_logging
+    from audioprune.runs.quantize import quantize_run
 
     setup_logging()
     m = quantize_run(Path(args.run), Path(args.out), method=args.method,

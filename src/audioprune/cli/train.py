@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from audioprune.train.experiment import resume_run, train_run
+    from audioprune.runs.train import resume_run, train_run
 
     with training_session(args.device) as ctx:
         if args.resume:
@@ -68,8 +68,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_folds(args: argparse.Namespace, ctx: Any) -> int:
     """`train --folds all`: every fold in turn into OUT/fold<K> (resumable)."""
     from audioprune.data.folds import fold_list
-    from audioprune.train.experiment import resume_run, train_run
-    from audioprune.train.run_dir import METRICS_JSON
+    from audioprune.runs.run_dir import METRICS_JSON
+    from audioprune.runs.train import resume_run, train_run
 
     if args.fold is not None or args.split or args.test_fold is not None:
         raise UserError("--folds runs every fold itself; drop --fold / --split / --test-fold")

@@ -1,9 +1,9 @@
-"""Knowledge distillation: KD losses (losses.py), teacher logits cached or online (teacher.py),
-the per-run set-up shared by distill and prune (distiller.py) and `distill_run` (run.py)."""
+"""Knowledge distillation, in memory: KD losses as registered, composable terms (losses.py), the
+teacher's logits cached on disk or computed online (teacher.py), and a distillation's settings
+(config.py). The run-directory operations (distill a student into a run, fine-tune a pruned
+model with KD) are in audioprune.runs."""
 
-from audioprune.distill.distiller import DistillConfig, Distiller
+from audioprune.distill.config import DistillConfig
 from audioprune.distill.losses import KDLoss, Recipe, make_loss, register_term
-from audioprune.distill.run import distill_run, resume_distill
 
-__all__ = ["DistillConfig", "Distiller", "KDLoss", "Recipe", "distill_run", "make_loss",
-           "register_term", "resume_distill"]
+__all__ = ["DistillConfig", "KDLoss", "Recipe", "make_loss", "register_term"]

@@ -37,7 +37,6 @@ from audioprune.errors import UserError
 from audioprune.fileio import write_tensors
 from audioprune.train.distributed import DistContext
 from audioprune.train.fit import predict
-from audioprune.train.run_dir import MODEL_WEIGHTS, read_model_info
 
 log = logging.getLogger("audioprune")
 
@@ -109,14 +108,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def teacher_identity(run: Path) -> dict[str, Any]:
-    """What in a teacher run determines its logits: weights hash, architecture, front end."""
-    info = read_model_info(run)
-    return {"weights_sha256": file_sha256(Path(run) / MODEL_WEIGHTS), "arch": info["arch"],
-            "kwargs": info.get("kwargs", {}), "widths": info.get("widths", {}),
-            "num_classes": info["num_classes"], "frontend": info["frontend"]}
 
 
 def cache_key(teacher: dict[str, Any], ds: ClipDataset, dataset: str, split: str,

@@ -30,9 +30,10 @@ from audioprune.pipeline.executors import Outcome
 from audioprune.pipeline.recipe import Recipe, TrainSection
 from audioprune.pipeline.steps import Step, plan_steps
 from audioprune.report import Report, write_report
-from audioprune.train.experiment import DataSpec, setup_logging
+from audioprune.runs.data import DataSpec
+from audioprune.runs.logs import setup_logging
+from audioprune.runs.run_dir import CONFIG_JSON, METRICS_JSON
 from audioprune.train.fit import TrainConfig
-from audioprune.train.run_dir import CONFIG_JSON, METRICS_JSON
 
 log = logging.getLogger("audioprune")
 
@@ -214,9 +215,9 @@ def resolve_init(step: Step, out: Path) -> str | None:
         if not (Path(init) / METRICS_JSON).is_file():
             raise UserError(f"{step.where}.init: {init} is not a finished run directory")
         return init
-    from audioprune.train.imported import import_panns_run
-
     import fcntl
+
+    from audioprune.runs.imported import import_panns_run
 
     run = out / f"{step.model.name}-pretrained"
     lock = out / SWEEP_DIR / f"{run.name}.lock"  # parallel steps share one import
@@ -231,7 +232,7 @@ def resolve_init(step: Step, out: Path) -> str | None:
 
 def run_train(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
               progress: bool) -> None:
-    from audioprune.train.experiment import train_run
+    from audioprune.runs.train import train_run
 
     assert step.model is not None
     resume = state == "partial" and (run / CONFIG_JSON).is_file() and _has_checkpoint(run)
@@ -248,7 +249,8 @@ def run_train(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
 
 def run_prune(step: Step, recipe: Recipe, out: Path, run: Path, state: str, progress: bool) -> None:
     from audioprune.pruning.plan import PlanSpec
-    from audioprune.pruning.run import PruneConfig, finetune_config, prune_run
+    from audioprune.runs.parents import finetune_config
+    from audioprune.runs.prune import PruneConfig, prune_run
 
     g, crit = step.group, step.criterion
     assert g is not None and crit is not None and step.parent is not None
@@ -278,8 +280,8 @@ def run_prune(step: Step, recipe: Recipe, out: Path, run: Path, state: str, prog
 
 def run_quantize(step: Step, recipe: Recipe, out: Path, run: Path, state: str) -> None:
     """int8 sibling of a finished run; an interrupted one is simply made again (minutes)."""
-    from audioprune.measure.quantize_run import quantize_run
     from audioprune.pipeline.recipe import QuantizeSection
+    from audioprune.runs.quantize import quantize_run
 
     q = step.group
     assert isinstance(q, QuantizeSection) and step.parent is not None
@@ -296,8 +298,8 @@ def run_quantize(step: Step, recipe: Recipe, out: Path, run: Path, state: str) -
 
 def run_distill(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
                 progress: bool) -> None:
-    from audioprune.distill import distill_run
     from audioprune.pipeline.recipe import DistillSection
+    from audioprune.runs.distill import distill_run
 
     g, student = step.group, step.model
     assert isinstance(g, DistillSection) and student is not None and step.parent is not None
@@ -316,7 +318,7 @@ def run_distill(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
 
 def profile_available() -> bool:
     try:
-        from audioprune.measure.profile import profile_run  # noqa: F401
+        from audioprune.runs.profile import profile_run  # noqa: F401
     except ImportError:
         return False
     return True
@@ -398,8 +400,12 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
     the cores shared between the jobs; sequential: torch's own). Profiling runs after all steps,
     one run at a time in this process (timings must not share cores with other jobs).
     """
-    from audioprune.pipeline.executors import (Progress, default_threads, make_executor,
-                                               run_graph)
+    from audioprune.pipeline.executors import (
+        Progress,
+        default_threads,
+        make_executor,
+        run_graph,
+    )
 
     setup_logging()
     t0 = time.perf_counter()
@@ -511,10 +517,10 @@ def _cuda_devices(recipe: Recipe) -> list[str]:
 
 def _profile_all(recipe: Recipe, result: PipelineResult, offset: int, total: int) -> None:
     if not profile_available():
-        log.warning("profiling skipped: audioprune.measure.profile is not available in this "
+        log.warning("profiling skipped: audioprune.runs.profile is not available in this "
                     "install; the report shows no latency")
         return
-    from audioprune.measure.profile import profile_run
+    from audioprune.runs.profile import profile_run
 
     prof = recipe.profile
     assert prof is not None

@@ -2,7 +2,7 @@
 
 ``prune(model, example_inputs, "wdc", ratio=0.5)`` is the public entry point
 (``audioprune.prune``); :class:`Pruner` is the same machinery in steps, for callers that fine-tune
-between rounds themselves (the run-directory layer, pruning/run.py, is one). Nothing here knows run
+between rounds themselves (the run-directory layer, audioprune.runs.prune, is one). Nothing here knows run
 directories, datasets, the CLI or the model registry: a model, example inputs, optionally a
 forward function, calibration batches and a loss.
 

@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from audioprune.errors import UserError
 from audioprune.fileio import atomic_write, read_json, read_tensors, write_json, write_tensors
 
 CKPT_DIR = "checkpoint"
+MODEL_WEIGHTS = "model.safetensors"  # the best epoch's weights, beside the checkpoints
+
+
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Weights and persistent buffers; the front end's buffers are rebuilt from settings."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("frontend.")}
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -25,11 +25,15 @@ from audioprune.audio.augment import mixup
 from audioprune.data.loader import ClipDataset, ShardedShuffleSampler
 from audioprune.errors import TrainingDiverged, UserError
 from audioprune.fileio import write_tensors
-from audioprune.train.checkpoint import load_checkpoint, save_checkpoint
-from audioprune.train.distributed import (DistContext, barrier, broadcast_float, gather_objects,
-                                          sum_over_ranks)
+from audioprune.train.checkpoint import MODEL_WEIGHTS, load_checkpoint, model_state, save_checkpoint
+from audioprune.train.distributed import (
+    DistContext,
+    barrier,
+    broadcast_float,
+    gather_objects,
+    sum_over_ranks,
+)
 from audioprune.train.metrics import headline, multi_label_metrics, single_label_metrics
-from audioprune.train.run_dir import MODEL_WEIGHTS, model_state
 
 log = logging.getLogger("audioprune.train")
 

@@ -48,42 +48,34 @@ from typing import Any
 
 import torch
 
-from audioprune.distill.distiller import DistillConfig, Distiller
+from audioprune.distill.config import DistillConfig
 from audioprune.errors import ArgumentError, UserError
 from audioprune.fileio import read_json, read_tensors, write_json
 from audioprune.model_inputs import call_model
 from audioprune.models.base import AudioClassifier
-from audioprune.pruning.calibration import DEFAULT_BATCHES, Batch, calibration_batches
 from audioprune.pruning.auto import AUTO, check_no_options, choose_criterion
+from audioprune.pruning.calibration import DEFAULT_BATCHES, Batch, calibration_batches
 from audioprune.pruning.criteria import describe_criterion
 from audioprune.pruning.importance import ActiveImportance, CriterionImportance, make_importance
 from audioprune.pruning.plan import PlanSpec, ResolvedPlan, schedule_counts
 from audioprune.pruning.pruner import Pruner
-from audioprune.train.experiment import (
-    DataSpec,
-    environment,
-    headline_block,
-    prepare_data,
-    run_log,
-    source_run_block,
-    test_metrics,
-)
-from audioprune.train.fit import TrainConfig, fit
-from audioprune.train.run_dir import (
+from audioprune.runs.data import DataSpec, prepare_data
+from audioprune.runs.kd import Distiller
+from audioprune.runs.logs import environment, run_log
+from audioprune.runs.results import headline_block, source_run_block, test_metrics
+from audioprune.runs.run_dir import (
     CONFIG_JSON,
     MODEL_WEIGHTS,
     load_model,
-    read_model_info,
     read_run_json,
     save_model,
     write_metrics,
 )
+from audioprune.train.fit import TrainConfig, fit
 
 log = logging.getLogger("audioprune")
 
-PRUNED_WEIGHTS = "pruned.safetensors"
-DEFAULT_FINETUNE_EPOCHS = 10
-LR_DIVISOR = 10.0
+PRUNED_WEIGHTS = "pruned.safetensors"  # a round's model right after pruning, before fine-tuning
 
 
 @dataclass
@@ -125,9 +117,6 @@ class PruneConfig:
         return cls(**d)
 
 
-# ------------------------------------------------------------------------------ in memory
-
-
 def model_pruner(model: AudioClassifier, cfg: PruneConfig,
                  batches: list[Batch] | None = None) -> Pruner:
     """A Pruner for an audio model of this package: its body (``classify``) is traced on
@@ -160,52 +149,6 @@ def prune_model(model: AudioClassifier, cfg: PruneConfig,
     return {"plan": plan.to_dict(), "removed": removed}
 
 
-# ------------------------------------------------------------------------------ defaults
-
-
-def parent_config(parent: Path) -> dict[str, Any]:
-    path = Path(parent) / CONFIG_JSON
-    return read_run_json(path) if path.is_file() else {}
-
-
-def parent_data_spec(parent: Path, override: DataSpec | None = None,
-                     options: Mapping[str, Any] | None = None, **fields: Any) -> DataSpec:
-    """The parent's DataSpec (from its config.json), with `override` replacing it wholesale or
-    `options` / `fields` (e.g. data_root, cache_dir) replacing single entries."""
-    read_model_info(parent)  # a clear error when `parent` is not a run directory
-    if override is not None:
-        return override
-    saved = parent_config(parent).get("data")
-    if not saved:
-        raise ArgumentError(f"{parent} has no {CONFIG_JSON} naming its data; pass `dataset` and "
-                            f"`data_root`")
-    spec = DataSpec(**saved)
-    if options:
-        spec.options = {**spec.options, **options}
-    for key, value in fields.items():
-        if value is not None:
-            setattr(spec, key, value)
-    return spec
-
-
-def finetune_config(parent: Path, epochs: int | None = None, **overrides: Any) -> TrainConfig:
-    """The parent's TrainConfig with lr / LR_DIVISOR and `epochs` (default 10); explicit
-    `overrides` (None = keep) win."""
-    saved = dict(parent_config(parent).get("train") or {})
-    base = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
-    base.lr = base.lr / LR_DIVISOR
-    base.epochs = DEFAULT_FINETUNE_EPOCHS if epochs is None else int(epochs)
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(base, key, value)
-    if base.epochs < 0:
-        raise ArgumentError(f"`finetune_epochs` must be >= 0, got {base.epochs}")
-    return base
-
-
-# ------------------------------------------------------------------------------ the run
-
-
 def _check_out(out: Path, resume: bool) -> None:
     if resume:
         if not (out / CONFIG_JSON).is_file():
@@ -223,7 +166,7 @@ def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, dat
               resume: bool = False, distill: DistillConfig | None = None) -> dict[str, Any]:
     """Prune the model of run `parent` into run directory `out`; return its metrics.json.
     With `distill`, fine-tuning distils from its teacher ("parent" = the unpruned parent) and
-    metrics.json gains a `distill` block (audioprune.distill.distiller)."""
+    metrics.json gains a `distill` block (audioprune.runs.kd)."""
     parent, out = Path(parent), Path(out)
     if distill is not None and distill.teacher == "parent":
         distill = DistillConfig(**{**distill.to_dict(), "teacher": str(parent.resolve())})
@@ -389,7 +332,3 @@ def resume_prune(out: Path, **overrides: Any) -> dict[str, Any]:
     distill = DistillConfig.from_dict(saved["distill"]) if saved.get("distill") else None
     return prune_run(Path(saved["parent"]), out, PruneConfig.from_dict(saved["prune"]), train,
                      DataSpec(**saved["data"]), resume=True, distill=distill)
-
-
-__all__ = ["PruneConfig", "finetune_config", "model_pruner", "parent_data_spec", "plan_pruning",
-           "prune_model", "prune_run", "resume_prune"]

@@ -17,18 +17,15 @@ from audioprune.fileio import read_json, read_tensors, write_json, write_tensors
 from audioprune.models.base import AudioClassifier
 from audioprune.models.registry import model_config, model_from_config
 
-MODEL_WEIGHTS = "model.safetensors"
+# fit() leaves the best epoch's weights where a run directory keeps its model
+from audioprune.train.checkpoint import MODEL_WEIGHTS, model_state
+
 MODEL_JSON = "model.json"
 METRICS_JSON = "metrics.json"
 CONFIG_JSON = "config.json"
 LOG_FILE = "log.txt"
 FORMAT = "audioprune-model"
 FORMAT_VERSION = 1
-
-
-def model_state(model: AudioClassifier) -> dict[str, torch.Tensor]:
-    """Weights and persistent buffers; the front end's buffers are rebuilt from settings."""
-    return {k: v for k, v in model.state_dict().items() if not k.startswith("frontend.")}
 
 
 def save_model(run_dir: str | Path, model: AudioClassifier, class_names: list[str], task: str,

@@ -60,15 +60,30 @@ from audioprune.errors import UserError
 from audioprune.fileio import write_json
 from audioprune.measure.blocking import blocked_macs
 from audioprune.measure.budget import Budget, check_budget, complexity, parse_budget
-from audioprune.measure.counting import (count_params, frontend_macs, layer_macs, layer_params,
-                                         size_bytes)
-from audioprune.measure.latency import (Timing, default_threads, eager_latency, ort_latency,
-                                        ort_session)
-from audioprune.measure.onnx_export import (DEFAULT_OPSET, Body, clip_samples, export_onnx,
-                                            inference_model)
+from audioprune.measure.counting import (
+    count_params,
+    frontend_macs,
+    layer_macs,
+    layer_params,
+    size_bytes,
+)
+from audioprune.measure.latency import (
+    Timing,
+    default_threads,
+    eager_latency,
+    ort_latency,
+    ort_session,
+)
+from audioprune.measure.onnx_export import (
+    DEFAULT_OPSET,
+    Body,
+    clip_samples,
+    export_onnx,
+    inference_model,
+)
 from audioprune.measure.quantize import INT8_ONNX
 from audioprune.nn.quaternion import is_quaternion
-from audioprune.train.run_dir import load_model
+from audioprune.runs.run_dir import load_model
 
 __all__ = ["PROFILE_JSON", "profile_run"]
 

@@ -2,7 +2,7 @@
 
 ``distill_run(teacher, model_name, model_kwargs, data, train, out)`` mirrors ``train_run``: the
 run directory is a normal run (model.safetensors, model.json, config.json, log.txt, checkpoint/;
-metrics.json with the same keys as a trained run) plus the ``distill`` block (distiller.py).
+metrics.json with the same keys as a trained run) plus the ``distill`` block (runs/kd.py).
 
 Data default to the teacher's (its config.json: dataset, data root, split options, front-end
 overrides); the student's log-mel standardisation is estimated from its training split, as
@@ -22,17 +22,25 @@ from typing import Any
 
 import torch
 
-from audioprune.distill.distiller import DistillConfig, Distiller
+from audioprune.distill.config import DistillConfig
 from audioprune.errors import UserError
 from audioprune.fileio import read_json, read_tensors, remove_stale_temps, write_json
 from audioprune.models.registry import check_model_args, create_model
+from audioprune.runs.data import DataSpec, estimate_normalisation, prepare_data
+from audioprune.runs.kd import Distiller
+from audioprune.runs.logs import environment, run_log
+from audioprune.runs.results import test_metrics
+from audioprune.runs.run_dir import (
+    CONFIG_JSON,
+    MODEL_WEIGHTS,
+    load_model,
+    read_model_info,
+    save_model,
+    write_metrics,
+)
 from audioprune.train.checkpoint import CKPT_DIR
 from audioprune.train.distributed import DistContext, barrier
-from audioprune.train.experiment import (DataSpec, environment, estimate_normalisation,
-                                         prepare_data, run_log, test_metrics)
 from audioprune.train.fit import TrainConfig
-from audioprune.train.run_dir import (CONFIG_JSON, MODEL_WEIGHTS, load_model, read_model_info,
-                                      save_model, write_metrics)
 
 log = logging.getLogger("audioprune")
 
@@ -61,7 +69,7 @@ def distill_run(teacher: Path, model_name: str, model_kwargs: dict[str, Any],
     """Train a fresh `model_name` student from teacher run `teacher` into `out`; return its
     metrics.json. `loss` None = the task's default recipe (hinton | bce-soft); `temperature` /
     `alpha` None = the recipe's published defaults; `data` None = the teacher's data."""
-    from audioprune.pruning.run import parent_data_spec  # prune.run imports this package
+    from audioprune.runs.parents import parent_data_spec
 
     teacher, out = Path(teacher), Path(out)
     read_model_info(teacher)  # a clear error when it is not a run directory

@@ -35,15 +35,22 @@ import torch
 
 from audioprune.errors import UserError
 from audioprune.fileio import atomic_write, write_json
-from audioprune.measure.onnx_export import export_onnx, inference_model
 from audioprune.measure.counting import count_params
-from audioprune.measure.quantize import (FP32_ONNX, INT8_ONNX, describe_quantized, quantize_onnx,
-                                         strip_fake_quant, with_fake_quant)
+from audioprune.measure.onnx_export import export_onnx, inference_model
+from audioprune.measure.quantize import (
+    FP32_ONNX,
+    INT8_ONNX,
+    describe_quantized,
+    quantize_onnx,
+    strip_fake_quant,
+    with_fake_quant,
+)
 from audioprune.pruning.calibration import calibration_batches
-from audioprune.train.experiment import (environment, headline_block, prepare_data, run_log,
-                                         source_run_block)
+from audioprune.runs.data import prepare_data
+from audioprune.runs.logs import environment, run_log
+from audioprune.runs.results import headline_block, source_run_block
+from audioprune.runs.run_dir import CONFIG_JSON, load_model, save_model, write_metrics
 from audioprune.train.metrics import multi_label_metrics, single_label_metrics
-from audioprune.train.run_dir import CONFIG_JSON, load_model, save_model, write_metrics
 
 log = logging.getLogger("audioprune")
 
@@ -85,8 +92,8 @@ def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
                  calibration_batches_n: int = 8, per_channel: bool = True, qat_epochs: int = 0,
                  data_root: str | None = None, seed: int = 0, batch_size: int = 32) -> dict[str, Any]:
     """Quantize run `run` into run directory `out`; returns its metrics.json."""
-    from audioprune.pruning.run import finetune_config, parent_data_spec
-    from audioprune.train.experiment import DataSpec
+    from audioprune.runs.data import DataSpec
+    from audioprune.runs.parents import finetune_config, parent_data_spec
     from audioprune.train.fit import fit
 
     run, out = Path(run), Path(out)

@@ -17,8 +17,6 @@ fine-tuned with KD), so both record the same `distill` block in metrics.json:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,47 +24,26 @@ import torch
 
 from audioprune.data.cache import default_cache_dir
 from audioprune.data.loader import ClipDataset
-from audioprune.distill.losses import get_recipe, resolve_recipe
-from audioprune.distill.teacher import (MODES, CachedTeacher, OnlineTeacher, TeacherCache,
-                                        cache_key, cached_teacher, choose_mode, teacher_identity)
+from audioprune.distill.config import DistillConfig
+from audioprune.distill.losses import resolve_recipe
+from audioprune.distill.teacher import (
+    CachedTeacher,
+    OnlineTeacher,
+    TeacherCache,
+    cache_key,
+    cached_teacher,
+    choose_mode,
+    file_sha256,
+)
 from audioprune.errors import UserError
 from audioprune.models.base import AudioClassifier
+from audioprune.runs.data import DataBundle, DataSpec
+from audioprune.runs.results import source_run_block
+from audioprune.runs.run_dir import MODEL_WEIGHTS, load_model, read_model_info
 from audioprune.train.distributed import DistContext
-from audioprune.train.experiment import DataBundle, DataSpec, source_run_block
 from audioprune.train.fit import TrainConfig, fit
-from audioprune.train.run_dir import load_model
 
 log = logging.getLogger("audioprune")
-
-
-@dataclass
-class DistillConfig:
-    """Who teaches and how: the teacher run, the loss recipe (None = the task's default) and its
-    temperature / alpha (None = the recipe's published defaults), and the teacher mode."""
-
-    teacher: str
-    loss: str | None = None
-    temperature: float | None = None
-    alpha: float | None = None
-    teacher_mode: str = "auto"
-
-    def validate(self) -> DistillConfig:
-        """Errors that need no data surface before a run directory is written."""
-        if self.loss is not None:
-            get_recipe(self.loss).build(self.temperature, self.alpha)
-        else:
-            get_recipe("hinton").build(self.temperature, self.alpha)  # checks T and alpha
-        if self.teacher_mode not in MODES:
-            raise UserError(f"`teacher_mode` must be one of {', '.join(MODES)}, "
-                            f"got {self.teacher_mode!r}")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DistillConfig:
-        return cls(**d)
 
 
 class Distiller:
@@ -131,3 +108,11 @@ class Distiller:
                 "alpha": self.alpha, "teacher_mode": self.mode, "teacher_mode_reason": self.reason,
                 "teacher_seconds": round(self.source.seconds, 2),
                 "total_seconds": round(train_seconds + extra, 2), **self.source.describe()}
+
+
+def teacher_identity(run: Path) -> dict[str, Any]:
+    """What in a teacher run determines its logits: weights hash, architecture, front end."""
+    info = read_model_info(run)
+    return {"weights_sha256": file_sha256(Path(run) / MODEL_WEIGHTS), "arch": info["arch"],
+            "kwargs": info.get("kwargs", {}), "widths": info.get("widths", {}),
+            "num_classes": info["num_classes"], "frontend": info["frontend"]}

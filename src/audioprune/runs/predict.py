@@ -28,7 +28,7 @@ import torch
 from audioprune.audio.clip import fit_length
 from audioprune.audio.io import load_audio
 from audioprune.errors import ArgumentError, AudioDecodeError
-from audioprune.train.run_dir import load_model
+from audioprune.runs.run_dir import load_model
 
 __all__ = ["Prediction", "predict_files", "predict_wave", "window_starts"]
 

@@ -18,8 +18,9 @@ from typing import Any
 from audioprune.errors import UserError
 from audioprune.fileio import write_json
 from audioprune.models.panns_checkpoint import PANNS_VARIANTS, load_panns
-from audioprune.train.experiment import cost_metrics, environment
-from audioprune.train.run_dir import CONFIG_JSON, save_model, write_metrics
+from audioprune.runs.logs import environment
+from audioprune.runs.results import cost_metrics
+from audioprune.runs.run_dir import CONFIG_JSON, save_model, write_metrics
 
 __all__ = ["import_panns_run"]
 

@@ -102,14 +102,6 @@ def choose_mode(requested: str, ds: ClipDataset, mixup: float) -> tuple[str, str
 # ------------------------------------------------------------------------------ the cache
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_key(teacher: dict[str, Any], ds: ClipDataset, dataset: str, split: str,
               data_root: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """Everything the cached logits depend on (see the module docstring)."""

@@ -117,3 +117,14 @@ def estimate_normalisation(dataset: ClipDataset, fe: FrontEndConfig, max_clips: 
     mean = total / n
     std = max((total_sq / n - mean ** 2) ** 0.5, 1e-6)
     return round(mean, 4), round(std, 4)
+
+
+def standardised_frontend(data: DataSpec, bundle: DataBundle, seed: int) -> FrontEndConfig:
+    """The bundle's front end with the log-mel standardisation estimated on the training split,
+    unless `data.frontend` gives mean or std itself (logged either way)."""
+    fe = bundle.frontend
+    if "mean" in data.frontend or "std" in data.frontend:
+        return fe
+    mean, std = estimate_normalisation(bundle.train, fe, seed=seed)
+    log.info("log-mel standardisation from the training split: mean %.2f dB, std %.2f dB", mean, std)
+    return fe.replace(mean=mean, std=std)

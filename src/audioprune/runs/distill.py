@@ -26,7 +26,7 @@ from audioprune.distill.config import DistillConfig
 from audioprune.errors import UserError
 from audioprune.fileio import read_json, read_tensors, remove_stale_temps, write_json
 from audioprune.models.registry import check_model_args, create_model
-from audioprune.runs.data import DataSpec, estimate_normalisation, prepare_data
+from audioprune.runs.data import DataSpec, prepare_data, standardised_frontend
 from audioprune.runs.kd import Distiller
 from audioprune.runs.logs import environment, run_log
 from audioprune.runs.results import test_metrics
@@ -100,11 +100,7 @@ def _distill(cfg: DistillConfig, model_name: str, model_kwargs: dict[str, Any], 
     bundle = prepare_data(data, train.seed, progress=train.progress and ctx.is_main)
     log.info("%s", bundle.index.describe())
     log.info("data list sha256 %s", bundle.data_list_sha256)
-    fe = bundle.frontend
-    if "mean" not in data.frontend and "std" not in data.frontend:
-        mean, std = estimate_normalisation(bundle.train, fe, seed=train.seed)
-        fe = fe.replace(mean=mean, std=std)
-        log.info("log-mel standardisation from the training split: mean %.2f dB, std %.2f dB", mean, std)
+    fe = standardised_frontend(data, bundle, train.seed)
     kd = Distiller(cfg, data, bundle, train, ctx)
     torch.manual_seed(train.seed)  # as train_run: the same student weights for the same seed
     try:

@@ -10,27 +10,18 @@ is quoted under `source.published` as PANNs' number, not ours).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 from audioprune.errors import UserError
-from audioprune.fileio import write_json
+from audioprune.fileio import file_sha256, write_json
 from audioprune.models.panns_checkpoint import PANNS_VARIANTS, load_panns
 from audioprune.runs.logs import environment
 from audioprune.runs.results import cost_metrics
 from audioprune.runs.run_dir import CONFIG_JSON, save_model, write_metrics
 
 __all__ = ["import_panns_run"]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def import_panns_run(checkpoint: str | Path, variant: str, out: str | Path) -> dict[str, Any]:
@@ -43,7 +34,7 @@ def import_panns_run(checkpoint: str | Path, variant: str, out: str | Path) -> d
     v = PANNS_VARIANTS[variant]
     task = "multi-label"
     source: dict[str, Any] = {"name": "panns", "variant": variant, "checkpoint": str(checkpoint.resolve()),
-                              "sha256": _sha256(checkpoint), "arch": v.arch}
+                              "sha256": file_sha256(checkpoint), "arch": v.arch}
     published = re.search(r"mAP=(0\.\d+)", checkpoint.name)
     if published:
         source["published"] = {"mAP": float(published.group(1)), "what": "PANNs' AudioSet "

@@ -33,9 +33,9 @@ from audioprune.distill.teacher import (
     cache_key,
     cached_teacher,
     choose_mode,
-    file_sha256,
 )
 from audioprune.errors import UserError
+from audioprune.fileio import file_sha256
 from audioprune.models.base import AudioClassifier
 from audioprune.runs.data import DataBundle, DataSpec
 from audioprune.runs.results import source_run_block

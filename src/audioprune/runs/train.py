@@ -16,7 +16,7 @@ from audioprune.errors import UserError
 from audioprune.fileio import read_tensors, remove_stale_temps, write_json
 from audioprune.models.base import AudioClassifier
 from audioprune.models.registry import check_model_args, create_model
-from audioprune.runs.data import DataSpec, estimate_normalisation, prepare_data
+from audioprune.runs.data import DataSpec, prepare_data, standardised_frontend
 from audioprune.runs.logs import environment, run_log
 from audioprune.runs.results import test_metrics
 from audioprune.runs.run_dir import (
@@ -78,11 +78,7 @@ def _train(model_name: str, model_kwargs: dict[str, Any], data: DataSpec, cfg: T
     bundle = prepare_data(data, cfg.seed, progress=cfg.progress and ctx.is_main)
     log.info("%s", bundle.index.describe())
     log.info("data list sha256 %s", bundle.data_list_sha256)
-    fe = bundle.frontend
-    if "mean" not in data.frontend and "std" not in data.frontend:
-        mean, std = estimate_normalisation(bundle.train, fe, seed=cfg.seed)
-        fe = fe.replace(mean=mean, std=std)
-        log.info("log-mel standardisation from the training split: mean %.2f dB, std %.2f dB", mean, std)
+    fe = standardised_frontend(data, bundle, cfg.seed)
     torch.manual_seed(cfg.seed)
     init_block = None
     if init_info is not None:

@@ -32,7 +32,7 @@ def main() -> None:
         model, x = build(name)
         shapes = {k: tuple(v.shape) for k, v in outputs_of(model, x).items()}
         t0 = time.perf_counter()
-        result = ap.prune(model, x, "wdc", target_macs=0.5)
+        result = ap.prune(model, x, "wdc", ap.Plan(target_macs=0.5))
         seconds = time.perf_counter() - t0
         out = outputs_of(model, x)
         rows[name] = {

@@ -55,7 +55,7 @@ def tp_magnitude(model: nn.Module, feats: torch.Tensor, ratio: float) -> nn.Modu
 
 def ours(criterion: str) -> Callable[[nn.Module, torch.Tensor, float], nn.Module]:
     def run(model: nn.Module, feats: torch.Tensor, ratio: float) -> nn.Module:
-        ap.prune(model, feats, criterion, ratio=ratio, forward_fn="classify")
+        ap.prune(model, feats, criterion, ap.Plan(ratio=ratio), forward_fn="classify")
         return model
     return run
 

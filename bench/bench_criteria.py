@@ -6,7 +6,7 @@ saturate) is pruned to MAC budgets (default 50 %, 30 %, 15 % of the parent) by
 
   ours   wdc, betweenness, betweenness-index (ties in index order), similarity,
          similarity-nystrom, opnorm, l1, fpgm, random:
-         `audioprune.runs.prune.prune_model` with `PlanSpec(target_macs=...)` (the smallest uniform
+         `audioprune.pruning.body.prune_body` with `Plan(target_macs=...)` (the smallest uniform
          ratio over every prunable layer, the classifier excepted, that meets the budget, then
          filters given back while the budget holds);
   peer   Torch-Pruning's GroupMagnitudeImportance, FPGMImportance, RandomImportance and
@@ -30,7 +30,7 @@ batches. With `--folds all` (or fold numbers) the protocol is FSDD leave-one-spe
 held out for testing, the next speaker for validation). `--parent RUN` uses one given parent for
 every seed instead.
 
-Equal budgets. Our plans give filters back while the budget holds (PlanSpec.fill), the peers'
+Equal budgets. Our plans give filters back while the budget holds (Plan.fill), the peers'
 pruning_ratio is bisected; a cell whose MACs end more than 2% below its budget (relative:
 < 0.98 x budget) is recorded as missed and left out of every mean and comparison. Statistics
 (summary, BENCHMARKS.md): per method and budget the mean over units with a 95% interval, the
@@ -81,12 +81,14 @@ from audioprune.pruning.calibration import (
     clear_gradients,
 )
 from audioprune.pruning.criteria import select_prune
-from audioprune.pruning.plan import PlanSpec
+from audioprune.pruning.body import body_pruner, prune_body
+from audioprune.pruning.plan import Plan
+from audioprune.pruning.spec import PruneSpec
 from audioprune.pruning.pruner import default_loss as calibration_loss
 from audioprune.report.stats import mean_ci, paired_difference
 from audioprune.runs.data import DataBundle, DataSpec, prepare_data
 from audioprune.runs.parents import finetune_config, parent_data_spec
-from audioprune.runs.prune import PruneConfig, model_pruner, prune_model, prune_run
+from audioprune.runs.prune import prune_run
 from audioprune.runs.run_dir import MODEL_WEIGHTS, load_model
 from audioprune.train.fit import TrainConfig, evaluate, fit
 
@@ -230,11 +232,11 @@ def criterion_of(method: str, seed: int) -> tuple[str, dict[str, Any], str]:
 def prune_ours(model: AudioClassifier, method: str, target: int, seed: int,
                bundle: DataBundle, batch_size: int) -> dict[str, Any]:
     criterion, options, variant = criterion_of(method, seed)
-    plan = PlanSpec(target_macs=target, allocation="sensitivity" if variant == "sens" else "uniform")
+    plan = Plan(target_macs=target, allocation="sensitivity" if variant == "sens" else "uniform")
     batches = (calibration_batches(bundle.train, DEFAULT_BATCHES, batch_size, seed)
                if variant == "sens" else None)
-    info = prune_model(model, PruneConfig(criterion, plan, options,
-                                          scope="group" if variant == "group" else None), batches)
+    info = prune_body(model, PruneSpec(criterion, plan, options,
+                                       scope="group" if variant == "group" else None), batches)
     return {"level": info["plan"]["level"], "options": options,
             **({"sensitivity": info["plan"]["sensitivity"]} if variant == "sens" else {}),
             **({"scope": "group"} if variant == "group" else {})}
@@ -281,8 +283,8 @@ def prune_peer(model: AudioClassifier, method: str, target: int, seed: int,
     factory, global_pruning = PEERS[method]
     if not global_pruning:
         try:
-            pruner = model_pruner(model, PruneConfig("l1", PlanSpec(target_macs=target)))
-            plan = pruner.plan(PlanSpec(target_macs=target))
+            pruner = body_pruner(model, PruneSpec("l1", Plan(target_macs=target)))
+            plan = pruner.plan()
             names = [n for n, c in plan.counts.items() if c]
             torch.manual_seed(seed)  # RandomImportance draws from torch's generator
             scores = pruner.graph.scores(factory(), names)
@@ -388,9 +390,9 @@ def run_schedule(parent: Path, method: str, budget: float, seed: int, cfg: Train
     work = scratch / f"{parent.name}-{method}-{budget}-s{seed}"
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.perf_counter()
-    m = prune_run(parent, work, PruneConfig(criterion, PlanSpec(target_macs=target), options,
-                                            iterative=rounds),
-                  cfg, parent_data_spec(parent), distill=DistillConfig("parent") if distil else None)
+    spec = PruneSpec(criterion, Plan(target_macs=target), options, iterative=rounds,
+                     distill=DistillConfig("parent") if distil else None)
+    m = prune_run(parent, work, spec, cfg, parent_data_spec(parent))
     wall = time.perf_counter() - t0
     model, _ = load_model(work)
     widths = model.layer_widths()

@@ -115,12 +115,12 @@ def variants(arch: str, lanes: int) -> dict[str, nn.Module]:
     out: dict[str, nn.Module] = {"parent": parent}
     if arch == "dcase21net":
         m = copy.deepcopy(parent)
-        ap.prune(m, x, "l1", ratios={"C1": 0.5, "C2": 0.5}, forward_fn="classify")
+        ap.prune(m, x, "l1", ap.Plan(ratios={"C1": 0.5, "C2": 0.5}), forward_fn="classify")
         out["C1+C2 50%"] = m
     for label, kw in (("MACs 50%", {}), (f"MACs 50%, round to {lanes}", {"round_to": lanes})):
         m = copy.deepcopy(parent)
         try:
-            ap.prune(m, x, "l1", target_macs=0.5, forward_fn="classify", **kw)
+            ap.prune(m, x, "l1", ap.Plan(target_macs=0.5), forward_fn="classify", **kw)
         except ValueError as exc:  # a budget the aligned widths cannot reach
             print(f"{arch} {label}: {exc}")
             continue

@@ -41,8 +41,9 @@ from audioprune.data.registry import get_dataset_info
 from audioprune.measure.counting import count_macs, count_params
 from audioprune.measure.latency import torch_threads
 from audioprune.models.registry import create_model
-from audioprune.pruning.plan import PlanSpec
-from audioprune.runs.prune import PruneConfig, prune_model
+from audioprune.pruning.body import prune_body
+from audioprune.pruning.plan import Plan
+from audioprune.pruning.spec import PruneSpec
 from audioprune.runs.run_dir import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -82,7 +83,7 @@ def nonzero_weights(model: nn.Module) -> int:
 
 def variants(model: nn.Module, ratio: float) -> dict[str, nn.Module]:
     ours = copy.deepcopy(model)
-    prune_model(ours, PruneConfig("l1", PlanSpec(ratio=ratio)))
+    prune_body(ours, PruneSpec("l1", Plan(ratio=ratio)))
     ours.eval()
     before, after = maskable(model), maskable(ours)
     l1 = copy.deepcopy(model)

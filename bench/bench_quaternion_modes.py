@@ -31,10 +31,11 @@ from pathlib import Path
 
 import torch
 
-from audioprune.pruning.plan import PlanSpec
+from audioprune.pruning.body import prune_body
+from audioprune.pruning.plan import Plan
+from audioprune.pruning.spec import PruneSpec
 from audioprune.runs.data import prepare_data
 from audioprune.runs.parents import parent_data_spec
-from audioprune.runs.prune import PruneConfig, prune_model
 from audioprune.runs.results import test_metrics
 from audioprune.runs.run_dir import load_model
 from audioprune.train.fit import TrainConfig
@@ -55,7 +56,7 @@ def evaluate_modes(run: Path, criteria: tuple[str, ...], ratios: dict[str, float
         for mode in MODES:
             model = copy.deepcopy(parent)
             t0 = time.perf_counter()
-            result = prune_model(model, PruneConfig(crit, PlanSpec(ratios=ratios).validate(),
+            result = prune_body(model, PruneSpec(crit, Plan(ratios=ratios),
                                                     quaternion_mode=mode))
             seconds = time.perf_counter() - t0
             row[mode] = {"accuracy": test_metrics(model, bundle, cfg)["accuracy"],

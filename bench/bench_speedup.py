@@ -42,8 +42,9 @@ from audioprune.measure.latency import ort_session, torch_threads
 from audioprune.measure.onnx_export import clip_samples, export_onnx, inference_model
 from audioprune.models.base import AudioClassifier
 from audioprune.models.registry import create_model, model_config, model_from_config
-from audioprune.pruning.plan import PlanSpec
-from audioprune.runs.prune import PruneConfig, prune_model
+from audioprune.pruning.body import prune_body
+from audioprune.pruning.plan import Plan
+from audioprune.pruning.spec import PruneSpec
 from audioprune.runs.run_dir import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -113,7 +114,7 @@ def models_to_time(args: argparse.Namespace) -> tuple[dict[str, AudioClassifier]
     for budget in args.budgets:
         m = model_from_config(model_config(parent))  # a copy of the parent, weights included
         m.load_state_dict(parent.state_dict())
-        prune_model(m, PruneConfig(args.criterion, PlanSpec(target_macs=int(budget * base))))
+        prune_body(m, PruneSpec(args.criterion, Plan(target_macs=int(budget * base))))
         name = f"ours ({args.criterion}, uniform) @ {budget:.0%} MACs"
         models[name] = m
         source[name] = f"parent pruned in memory, target_macs {budget:.0%} of the parent, uniform ratio"

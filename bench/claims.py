@@ -70,7 +70,7 @@ def _method(s: MethodSummary, by_ci: dict[str, dict[str, MethodSummary]],
 def record(recipe_path: Path, out: Path | None, baselines: list[str],
            wall_seconds: float | None) -> Path:
     recipe = load_recipe(recipe_path)
-    run_dir = benchlib.ROOT / "runs" / recipe.name
+    run_dir = benchlib.ROOT / recipe.out_dir
     steps = plan_steps(recipe, recipe_folds(recipe))
     runs = [run_dir / s.run_name for s in steps if (run_dir / s.run_name / "metrics.json").is_file()]
     rows = collect_rows(runs)
@@ -117,7 +117,7 @@ def cnn14_counts(out: Path | None = None) -> Path:
     from audioprune.measure.counting import count
     from audioprune.models.registry import create_model
     from audioprune.pruning.engine import PruningGraph
-    from audioprune.pruning.plan import PlanSpec, resolve_plan
+    from audioprune.pruning.plan import Plan, resolve_plan
 
     with torch.device("meta"):
         model = create_model("cnn14", 527, frontend=FrontEndConfig(clip_seconds=10.0))
@@ -126,7 +126,7 @@ def cnn14_counts(out: Path | None = None) -> Path:
     base = count(model, example, graph.forward)
     settings = {}
     for name, ratios in CNN14_SETTINGS.items():
-        after = resolve_plan(PlanSpec(ratios=ratios), graph).predicted
+        after = resolve_plan(Plan(ratios=ratios), graph).predicted
         settings[name] = {"ratios": ratios, **after,
                           "params_reduction": 1 - after["params"] / base.params,
                           "macs_reduction": 1 - after["macs"] / base.macs}
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_run:
             t0 = time.perf_counter()
             recipe = load_recipe(path)
-            run_recipe(recipe, benchlib.ROOT / "runs" / recipe.name, progress=False)
+            run_recipe(recipe, benchlib.ROOT / recipe.out_dir, progress=False)
             wall = round(time.perf_counter() - t0, 1)
         print(f"wrote {record(path, None, args.baselines, wall)}")
     return 0

@@ -98,7 +98,7 @@ def main() -> None:
     example = train[:1][0]  # one waveform: what the model takes
     before = ap.count(model, example)
     model.eval()
-    result = ap.prune(model, example, args.criterion, target_macs=args.target_macs)
+    result = ap.prune(model, example, args.criterion, ap.Plan(target_macs=args.target_macs))
     print(result.summary())
     print(f"right after pruning: test accuracy {accuracy(model, test):.3f}")
     train_epochs(model, train, args.finetune_epochs, lr=1e-4, seed=1)

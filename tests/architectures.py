@@ -299,3 +299,100 @@ def small_cnn() -> tuple[nn.Module, torch.Tensor]:
             bn.weight.copy_(torch.rand(bn.num_features) * 2)
             bn.bias.normal_()
     return model, torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+
+
+# ------------------------------------------------------------ full-size nets (planning benchmark)
+
+
+def _divisible(v: float, by: int = 8) -> int:
+    """Round a width to a multiple of `by`, never below 90% of it (MobileNets' rule)."""
+    out = max(by, int(v + by / 2) // by * by)
+    return out + by if out < 0.9 * v else out
+
+
+class _MBConv(nn.Module):
+    """A MobileNet inverted residual: 1x1 expand (when t > 1), k x k depthwise, optional
+    squeeze-excitation, 1x1 linear projection, identity add when shapes allow."""
+
+    def __init__(self, c_in: int, hidden: int, c_out: int, k: int, stride: int, se: bool,
+                 act: type[nn.Module]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        if hidden != c_in:
+            layers += [nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), act()]
+        layers += [nn.Conv2d(hidden, hidden, k, stride, k // 2, groups=hidden, bias=False),
+                   nn.BatchNorm2d(hidden), act()]
+        if se:
+            layers.append(SqueezeExcite(hidden))
+        layers += [nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class MobileNetV2Audio(nn.Module):
+    """The MobileNetV2 of PANNs' comparison (Sandler et al.'s widths: 32-stem, 17 inverted
+    residuals of expansion 6 from 16 to 320 channels, a 1280-channel 1x1 head) on log-mels,
+    with PANNs' 1024-unit embedding and 527 AudioSet outputs."""
+
+    SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+               (6, 160, 3, 2), (6, 320, 1, 1)]  # expansion t, channels c, repeats n, stride s
+
+    def __init__(self, classes: int = 527) -> None:
+        super().__init__()
+        c = 32
+        blocks: list[nn.Module] = [conv_bn(1, c, 3, 2)]
+        for t, out, n, s in self.SETTING:
+            for i in range(n):
+                blocks.append(_MBConv(c, c * t, out, 3, s if i == 0 else 1, False, nn.ReLU6))
+                c = out
+        blocks.append(nn.Sequential(nn.Conv2d(c, 1280, 1, bias=False), nn.BatchNorm2d(1280),
+                                    nn.ReLU6()))
+        self.features = nn.Sequential(*blocks)
+        self.fc1 = nn.Linear(1280, 1024)
+        self.fc_audioset = nn.Linear(1024, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x).mean(dim=(2, 3))
+        return self.fc_audioset(F.relu(self.fc1(x)))
+
+
+class MobileNetV3Audio(nn.Module):
+    """EfficientAT's mn04-like net: MobileNetV3-Large (Howard et al.; 15 inverted residuals, SE
+    in 8 of them, hard-swish in the later half) at width 0.4 on log-mels, 527 outputs."""
+
+    SETTING = [  # kernel, expanded, out, SE, hard-swish, stride
+        (3, 16, 16, False, False, 1), (3, 64, 24, False, False, 2), (3, 72, 24, False, False, 1),
+        (5, 72, 40, True, False, 2), (5, 120, 40, True, False, 1), (5, 120, 40, True, False, 1),
+        (3, 240, 80, False, True, 2), (3, 200, 80, False, True, 1), (3, 184, 80, False, True, 1),
+        (3, 184, 80, False, True, 1), (3, 480, 112, True, True, 1), (3, 672, 112, True, True, 1),
+        (5, 672, 160, True, True, 2), (5, 960, 160, True, True, 1), (5, 960, 160, True, True, 1)]
+
+    def __init__(self, width: float = 0.4, classes: int = 527) -> None:
+        super().__init__()
+        c = _divisible(16 * width)
+        blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(1, c, 3, 2, 1, bias=False),
+                                                 nn.BatchNorm2d(c), nn.Hardswish())]
+        for k, hidden, out, se, hs, s in self.SETTING:
+            out_c = _divisible(out * width)
+            blocks.append(_MBConv(c, _divisible(hidden * width), out_c, k, s, se,
+                                  nn.Hardswish if hs else nn.ReLU))
+            c = out_c
+        last = _divisible(960 * width)
+        blocks.append(nn.Sequential(nn.Conv2d(c, last, 1, bias=False), nn.BatchNorm2d(last),
+                                    nn.Hardswish()))
+        self.features = nn.Sequential(*blocks)
+        self.classifier = nn.Sequential(nn.Linear(last, 1280), nn.Hardswish(),
+                                        nn.Linear(1280, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).mean(dim=(2, 3)))
+
+
+FULL_SIZE = {  # name -> (model factory, example inputs: 10 s of 64-mel log-mels, 100 frames/s)
+    "mobilenetv2": (MobileNetV2Audio, lambda: logmel_input(batch=1, frames=1001, mels=64)),
+    "mn04-like": (MobileNetV3Audio, lambda: logmel_input(batch=1, frames=1001, mels=64)),
+}

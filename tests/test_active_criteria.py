@@ -14,14 +14,15 @@ import torch
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.cli import main
 from audioprune.models.registry import create_model
+from audioprune.pruning.body import prune_body
 from audioprune.pruning.calibration import feature_taps, record_feature_scores
 from audioprune.pruning.criteria.active import (
     activation_scores,
     hrank_scores,
     taylor_scores,
 )
-from audioprune.pruning.plan import PlanSpec
-from audioprune.runs.prune import PruneConfig, prune_model
+from audioprune.pruning.plan import Plan
+from audioprune.pruning.spec import PruneSpec
 
 FE = FrontEndConfig(sample_rate=8000, clip_seconds=0.5, n_mels=40, fmax=4000, n_fft=256,
                     win_length=256, hop_length=80)
@@ -81,7 +82,7 @@ def test_a_dead_filter_is_pruned_first(criterion: str) -> None:
     model = create_model("dcase21net", num_classes=10, frontend=FE).eval()
     with torch.no_grad():  # filter 5 of conv1 never fires: its BN shift drives ReLU to zero
         model.bn1.bias[5] = -1e4
-    result = prune_model(model, PruneConfig(criterion, PlanSpec(ratios={"conv1": 1 / 16}).validate()),
+    result = prune_body(model, PruneSpec(criterion, Plan(ratios={"conv1": 1 / 16})),
                          _batches())
     assert result["removed"] == {"conv1": [5]}
     assert model.conv1.out_channels == 15
@@ -98,8 +99,8 @@ def test_taylor_prunes_a_zeroed_filter_first_real_and_quaternion(model_name: str
                 comp[1].zero_()  # quaternion 1: all of r, i, j, k
         else:
             conv.weight[1].zero_()
-    plan = PlanSpec(ratios={layer: 0.25}).validate()
-    result = prune_model(model, PruneConfig("taylor", plan), _batches())
+    plan = Plan(ratios={layer: 0.25})
+    result = prune_body(model, PruneSpec("taylor", plan), _batches())
     assert 1 in result["removed"][layer]
     assert all(p.grad is None for p in model.parameters())  # calibration leaves no gradients
 
@@ -107,9 +108,9 @@ def test_taylor_prunes_a_zeroed_filter_first_real_and_quaternion(model_name: str
 def test_active_criterion_errors_are_clear() -> None:
     model = create_model("dcase21net", num_classes=10, frontend=FE)
     with pytest.raises(Exception, match="calibration"):
-        prune_model(model, PruneConfig("activation", PlanSpec(ratio=0.5).validate()))
+        prune_body(model, PruneSpec("activation", Plan(ratio=0.5)))
     with pytest.raises(Exception, match="fc1 does not produce them"):
-        prune_model(model, PruneConfig("hrank", PlanSpec(ratio=0.5).validate()), _batches())
+        prune_body(model, PruneSpec("hrank", Plan(ratio=0.5)), _batches())
 
 
 @pytest.mark.slow

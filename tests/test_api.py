@@ -121,18 +121,17 @@ def test_active_criteria_with_user_batches_and_loss() -> None:
     g = torch.Generator().manual_seed(5)
     batches = [(torch.randn(4, 1, 32, 24, generator=g), torch.randint(0, 10, (4,), generator=g))
                for _ in range(3)]
-    result = ap.prune(copy.deepcopy(model), x, "taylor", ratio=0.25, calibration_data=batches)
+    result = ap.prune(copy.deepcopy(model), x, "taylor", ap.Plan(ratio=0.25), calibration_data=batches)
     assert result.macs_after < result.macs_before
-    result = ap.prune(copy.deepcopy(model), x, "activation", ratio=0.25,
-                      calibration_data=[b for b, _ in batches])  # inputs alone suffice
+    result = ap.prune(copy.deepcopy(model), x, "activation", ap.Plan(ratio=0.25), calibration_data=[b for b, _ in batches])  # inputs alone suffice
     assert result.macs_after < result.macs_before
     with pytest.raises(ValueError, match="calibration_data"):
-        ap.prune(copy.deepcopy(model), x, "hrank", ratio=0.25)
+        ap.prune(copy.deepcopy(model), x, "hrank", ap.Plan(ratio=0.25))
     dict_model, xd = build("dict-output")
     with pytest.raises(ValueError, match="loss_fn"):
-        ap.prune(copy.deepcopy(dict_model), xd, "taylor", ratio=0.25, calibration_data=batches)
+        ap.prune(copy.deepcopy(dict_model), xd, "taylor", ap.Plan(ratio=0.25), calibration_data=batches)
     loss = lambda out, y: nn.functional.cross_entropy(torch.logit(out["clipwise_output"]), y)  # noqa: E731
-    result = ap.prune(dict_model, xd, "taylor", ratio=0.25, calibration_data=batches, loss_fn=loss)
+    result = ap.prune(dict_model, xd, "taylor", ap.Plan(ratio=0.25), calibration_data=batches, loss_fn=loss)
     assert result.removed["block1.0"]
 
 
@@ -145,7 +144,7 @@ def test_a_new_gradient_criterion_is_its_own_not_taylor() -> None:
         ref = copy.deepcopy(model)
         nn.functional.cross_entropy(ref(batches[0][0]), batches[0][1]).backward()
         expect = select_prune(-ref[0].weight.grad.abs().flatten(1).sum(1).numpy(), 4).tolist()
-        result = ap.prune(model, x, "test-grad-l1", ratios={"0": 0.25}, calibration_data=batches)
+        result = ap.prune(model, x, "test-grad-l1", ap.Plan(ratios={"0": 0.25}), calibration_data=batches)
         assert result.removed["0"] == expect
     finally:
         del _REGISTRY["test-grad-l1"]
@@ -157,8 +156,7 @@ def test_a_new_gradient_criterion_is_its_own_not_taylor() -> None:
 def test_iterative_pruning_calls_the_users_finetuning_between_rounds(tmp_path) -> None:
     model, x = build("wave1d")
     calls = []
-    result = ap.prune(model, x, "l1", ratio=0.5, iterative=3,
-                      finetune=lambda m, k: calls.append((k, m.features[0].out_channels)))
+    result = ap.prune(model, x, "l1", ap.Plan(ratio=0.5), iterative=3, finetune=lambda m, k: calls.append((k, m.features[0].out_channels)))
     assert [k for k, _ in calls] == [1, 2] and calls[0][1] > calls[1][1] > 16
     assert model.features[0].out_channels == 16 and len(result.rounds) == 3
     # removed indices are numbered as in the model given, and match the widths
@@ -171,7 +169,7 @@ def test_iterative_pruning_calls_the_users_finetuning_between_rounds(tmp_path) -
 
 def test_loading_refuses_another_model_and_pickles(tmp_path) -> None:
     model, x = build("resnet")
-    ap.prune(model, x, "l1", ratio=0.5)
+    ap.prune(model, x, "l1", ap.Plan(ratio=0.5))
     path = ap.save_pruned(model, tmp_path / "m.safetensors")
     other, _ = build("grouped")
     with pytest.raises(ValueError, match="does not match the record"):
@@ -197,43 +195,57 @@ def test_loading_refuses_another_model_and_pickles(tmp_path) -> None:
 # ------------------------------------------------------------------------ errors, helpers
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({}, "give exactly one of ratio, ratios, target_macs, target_params"),
-    ({"ratio": 1.5}, r"ratio must be in \[0, 1\)"),
-    ({"ratios": {"conv9": 0.5}}, "layers: 'conv9' matches no prunable layer"),
-    ({"ratio": 0.5, "criterion": "nope"}, "criterion: unknown criterion 'nope'"),
-    ({"ratio": 0.5, "paper_compt": True}, "criterion 'wdc' has no option paper_compt"),
-    ({"target_macs": "lots"}, "target_macs 'lots' is not a number"),
-    ({"target_macs": 10}, r"target_macs cannot be met by pruning 0, 3: macs 10 \(smallest "
-                          "achievable"),
-    ({"ratio": 0.5, "ignored_layers": ["nope"]}, "ignored_layers: no layer named 'nope'"),
-    ({"ratio": 0.5, "iterative": 0}, "iterative needs at least 1 round"),
-    ({"ratio": 0.5, "quaternion": "yes"}, "unknown quaternion 'yes'"),
-    ({"ratio": 0.5, "scope": "everything"}, "unknown scope 'everything'"),
+@pytest.mark.parametrize("plan, kwargs, message", [
+    (None, {}, r"give a plan, e.g. ap.Plan\(ratio=0.5\)"),
+    ({}, {}, "give exactly one of ratio, ratios, target_macs, target_params"),
+    ({"ratio": 1.5}, {}, r"ratio must be in \[0, 1\)"),
+    ({"ratios": {"conv9": 0.5}}, {}, "layers: 'conv9' matches no prunable layer"),
+    ({"ratio": 0.5}, {"criterion": "nope"}, "criterion: unknown criterion 'nope'"),
+    ({"ratio": 0.5}, {"criterion": "wdcc"}, r"unknown criterion 'wdcc' \(did you mean 'wdc'\?\)"),
+    ({"ratio": 0.5}, {"paper_compt": True}, "criterion 'wdc' has no option paper_compt"),
+    ({"target_macs": "lots"}, {}, "target_macs 'lots': not a number; give a fraction"),
+    ({"target_macs": 10}, {}, r"target_macs cannot be met by pruning 0, 3: macs 10 \(smallest "
+                              "achievable"),
+    ({"ratio": 0.5}, {"ignored_layers": ["nope"]}, "ignored_layers: no layer named 'nope'"),
+    ({"ratio": 0.5}, {"iterative": 0}, "iterative needs at least 1 round"),
+    ({"ratio": 0.5}, {"quaternion": "yes"}, "unknown quaternion 'yes'"),
+    ({"ratio": 0.5}, {"scope": "everything"}, "unknown scope 'everything'"),
+    ({"ratio": 0.5}, {"ratio": 0.5}, "give the plan once: plan or ratio"),
 ])
-def test_errors_name_the_api_argument(kwargs: dict, message: str) -> None:
+def test_errors_name_the_api_argument(plan: dict | None, kwargs: dict, message: str) -> None:
     model, x = _plain_cnn()
     criterion = kwargs.pop("criterion", "wdc")
     with pytest.raises(ValueError, match=message):
-        ap.prune(model, x, criterion, **kwargs)
+        ap.prune(model, x, criterion, None if plan is None else ap.Plan(**plan), **kwargs)
+
+
+def test_the_old_plan_keywords_still_work_and_warn() -> None:
+    """ratio=, target_macs=, layers= ... as keywords of ap.prune are the plan as before (same
+    filters removed), with a DeprecationWarning that shows the new spelling."""
+    model, x = _plain_cnn()
+    twin = copy.deepcopy(model)
+    with pytest.warns(DeprecationWarning, match=r"pass plan=ap.Plan\(target_macs=0.6"):
+        old = ap.prune(model, x, "l1", target_macs=0.6, layers=["0", "3"])
+    new = ap.prune(twin, x, "l1", ap.Plan(target_macs=0.6, layers=["0", "3"]))
+    assert old.removed == new.removed and old.macs_after == new.macs_after
 
 
 def test_bad_example_inputs_and_models_are_named() -> None:
     model, _ = _plain_cnn()
     with pytest.raises(ValueError, match="example_inputs"):
-        ap.prune(model, torch.randn(2, 3, 12, 12), "l1", ratio=0.5)
+        ap.prune(model, torch.randn(2, 3, 12, 12), "l1", ap.Plan(ratio=0.5))
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
-        ap.prune("model", torch.randn(1), "l1", ratio=0.5)
+        ap.prune("model", torch.randn(1), "l1", ap.Plan(ratio=0.5))
 
 
 def test_target_as_a_fraction_or_a_count() -> None:
     model, x = _plain_cnn()
     before = ap.count(model, x).macs
-    result = ap.prune(copy.deepcopy(model), x, "l1", target_macs=0.6)
+    result = ap.prune(copy.deepcopy(model), x, "l1", ap.Plan(target_macs=0.6))
     assert result.macs_after <= 0.6 * before
-    result = ap.prune(copy.deepcopy(model), x, "l1", target_macs=int(0.6 * before))
+    result = ap.prune(copy.deepcopy(model), x, "l1", ap.Plan(target_macs=int(0.6 * before)))
     assert result.macs_after <= 0.6 * before
-    result = ap.prune(copy.deepcopy(model), x, "l1", target_params="1.5k")
+    result = ap.prune(copy.deepcopy(model), x, "l1", ap.Plan(target_params="1.5k"))
     assert result.params_after <= 1500
 
 

@@ -32,7 +32,7 @@ def test_ratio_zero_leaves_the_outputs_identical(name: str) -> None:
     model, x = build(name)
     before = outputs_of(model, x)
     state = copy.deepcopy(model.state_dict())
-    result = ap.prune(model, x, "wdc", ratio=0.0)
+    result = ap.prune(model, x, "wdc", ap.Plan(ratio=0.0))
     after = outputs_of(model, x)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
@@ -44,7 +44,7 @@ def test_ratio_zero_leaves_the_outputs_identical(name: str) -> None:
 def test_half_the_macs_keeps_outputs_counts_and_reloads(name: str, tmp_path) -> None:
     model, x = build(name)
     shapes = {k: v.shape for k, v in outputs_of(model, x).items()}
-    result = ap.prune(model, x, "wdc", target_macs=0.5)
+    result = ap.prune(model, x, "wdc", ap.Plan(target_macs=0.5))
     # the budget is met, and not overshot by more than 5% of it
     assert 0.475 <= result.macs_after / result.macs_before <= 0.5, result.summary()
     assert result.params_after < result.params_before
@@ -68,24 +68,24 @@ def test_half_the_macs_keeps_outputs_counts_and_reloads(name: str, tmp_path) -> 
 def test_frozen_layers_and_outputs_are_left_alone() -> None:
     model, x = build("frozen-frontend")
     stft = model.stft_real.weight.clone()
-    result = ap.prune(model, x, "l1", ratio=0.5)
+    result = ap.prune(model, x, "l1", ap.Plan(ratio=0.5))
     assert torch.equal(model.stft_real.weight, stft)  # frozen: untouched, not even listed
     assert "stft_real" not in result.widths_before and "fc" not in result.widths_before
     model, x = build("dict-output")
-    result = ap.prune(model, x, "l1", ratio=0.5)
+    result = ap.prune(model, x, "l1", ap.Plan(ratio=0.5))
     assert set(result.widths_before) == {"block1.0", "block2.0"}  # fc1 makes the embedding
     assert model.fc1.out_features == 64 and model.fc_audioset.out_features == 10
     with pytest.raises(ValueError, match="fc1 is left alone because its channels reach a model "
                                          "output"):
-        ap.prune(model, x, "l1", ratio=0.5, layers=["fc1"])
+        ap.prune(model, x, "l1", ap.Plan(ratio=0.5, layers=["fc1"]))
 
 
 def test_grouped_and_quaternion_layers_are_pruned_in_whole_units() -> None:
     model, x = build("grouped")
-    result = ap.prune(model, x, "l2", ratio=0.5)
+    result = ap.prune(model, x, "l2", ap.Plan(ratio=0.5))
     assert result.units["conv2.0"] == 4  # groups=4: one channel of each group goes at a time
     assert model.conv2[0].out_channels % 4 == 0 and model.conv3[0].in_channels % 4 == 0
     model, x = build("quaternion")
-    result = ap.prune(model, x, "fpgm", ratio=0.25)
+    result = ap.prune(model, x, "fpgm", ap.Plan(ratio=0.25))
     assert result.units == {"conv1": 4, "conv2": 4}
     assert (model.conv1.out_channels, model.conv2.out_channels) == (48, 96)

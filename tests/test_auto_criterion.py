@@ -41,8 +41,8 @@ def test_the_rule_switches_at_the_measured_budgets() -> None:
 def test_heavy_budget_prunes_what_tp_magnitude_prunes() -> None:
     model, x = small_cnn()
     twin = copy.deepcopy(model)
-    auto = ap.prune(model, x, "auto", target_macs=0.3)
-    explicit = ap.prune(twin, x, "tp-magnitude", target_macs=0.3)
+    auto = ap.prune(model, x, "auto", ap.Plan(target_macs=0.3))
+    explicit = ap.prune(twin, x, "tp-magnitude", ap.Plan(target_macs=0.3))
     assert auto.criterion == "tp-magnitude"
     assert auto.removed == explicit.removed and auto.macs_after == explicit.macs_after
     choice = auto.plan["auto"]
@@ -52,12 +52,12 @@ def test_heavy_budget_prunes_what_tp_magnitude_prunes() -> None:
 def test_moderate_budget_with_batches_prunes_what_taylor_prunes() -> None:
     model, x = small_cnn()
     twin = copy.deepcopy(model)
-    auto = ap.prune(model, x, "auto", ratio=0.3, calibration_data=_batches())
-    explicit = ap.prune(twin, x, "taylor", ratio=0.3, calibration_data=_batches())
+    auto = ap.prune(model, x, "auto", ap.Plan(ratio=0.3), calibration_data=_batches())
+    explicit = ap.prune(twin, x, "taylor", ap.Plan(ratio=0.3), calibration_data=_batches())
     assert auto.criterion == "taylor" and auto.plan["auto"]["kept_macs"] >= KEEP_SWITCH
     assert auto.removed == explicit.removed
     # the same request without batches: taylor cannot score, so tp-magnitude
-    assert ap.prune(copy.deepcopy(twin), x, "auto", ratio=0.3).criterion == "tp-magnitude"
+    assert ap.prune(copy.deepcopy(twin), x, "auto", ap.Plan(ratio=0.3)).criterion == "tp-magnitude"
 
 
 def test_quaternion_layers_are_refused_with_a_pointer() -> None:
@@ -65,7 +65,7 @@ def test_quaternion_layers_are_refused_with_a_pointer() -> None:
                          ap.nn.QConv2d(16, 16, 3, padding=1), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
     with pytest.raises(ArgumentError, match="auto.*quaternion.*l1"):
-        ap.prune(qcnn, torch.randn(1, 4, 8, 8), "auto", ratio=0.5)
+        ap.prune(qcnn, torch.randn(1, 4, 8, 8), "auto", ap.Plan(ratio=0.5))
 
 
 def _recipe(criteria: list) -> dict:
@@ -106,4 +106,4 @@ def test_cli_records_the_choice(fsdd_small: Path, tmp_path: Path,
 def test_the_api_refuses_options_meant_for_another_criterion() -> None:
     model, x = small_cnn()
     with pytest.raises(ArgumentError, match="auto takes no criterion options, got p"):
-        ap.prune(model, x, "auto", ratio=0.3, p=1)
+        ap.prune(model, x, "auto", ap.Plan(ratio=0.3), p=1)

@@ -42,7 +42,14 @@ def _fails(argv: list[str], capsys: pytest.CaptureFixture, *expected: str) -> No
     (["--ratio", "0.5", "--layers", "conv9"], "--layers: 'conv9' matches no prunable layer; prunable layers: conv1"),
     (["--ratio", "0.5", "--layers", "fc_out"], "--layers: fc_out is left alone because its channels reach a model output"),
     (["--target-params", "1"], "cannot be met"),
-    (["--target-macs", "lots"], "is not a number like 30M"),
+    # one reading of a budget everywhere (pruning/targets.py): fractions in (0, 1), whole counts
+    (["--target-macs", "lots"], "--target-macs 'lots': not a number; give a fraction of the "
+     "model's own in (0, 1), such as 0.5 or 50%, or a count >= 1, such as 30M"),
+    (["--target-macs", "1.5"], "--target-macs '1.5': a count must be a whole number >= 1"),
+    (["--target-macs", "1.0"], "--target-macs '1.0': that keeps the whole model: nothing to prune"),
+    (["--target-macs", "100%"], "--target-macs '100%': that keeps the whole model"),
+    (["--target-macs", "-0.5"], "--target-macs '-0.5': it must be positive"),
+    (["--target-macs", "1e-3"], "--target-macs cannot be met"),  # a fraction: 0.1% of the MACs
     (["--ratio", "0.5", "--iterative", "0"], "--iterative needs at least 1 round"),
     (["--ratio", "0.5", "--finetune-epochs", "-2"], "--finetune-epochs must be >= 0"),
     (["--ratio", "0.5", "--criterion-arg", "bogus=1"], "has no option bogus"),

@@ -13,8 +13,9 @@ from audioprune.data.registry import get_dataset_info
 from audioprune.measure.blocking import blocked_macs, simd_lanes
 from audioprune.models.registry import create_model
 from audioprune.nn.quaternion import QConv2d
+from audioprune.pruning.costs import make_cost_fn
 from audioprune.pruning.engine import PruningGraph
-from audioprune.pruning.plan import PlanSpec, make_cost_fn, resolve_plan, round_counts
+from audioprune.pruning.plan import Plan, resolve_plan, round_counts
 
 FSDD_FE = get_dataset_info("fsdd").frontend
 
@@ -32,7 +33,7 @@ def test_blocked_macs_round_output_widths_up_to_the_lanes() -> None:
     full = blocked_macs(model, x, "classify", lanes=16)
     assert full.layers["conv2"] == 16 * 16 * 49 * 4040 == ap.count(model, x, "classify").layers["conv2"].macs
     pruned = copy.deepcopy(model)
-    ap.prune(pruned, x, "l1", ratios={"C1": 0.5, "C2": 0.5}, forward_fn="classify")
+    ap.prune(pruned, x, "l1", ap.Plan(ratios={"C1": 0.5, "C2": 0.5}), forward_fn="classify")
     plain = ap.count(pruned, x, "classify")
     blocked = blocked_macs(pruned, x, "classify", lanes=16)
     assert plain.layers["conv2"].macs == 8 * 8 * 49 * 4040
@@ -69,11 +70,11 @@ def test_round_to_keeps_widths_on_block_boundaries() -> None:
                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(48, 5))
     x = torch.randn(1, 1, 20, 20)
     graph = PruningGraph(body, x)
-    plan = resolve_plan(PlanSpec(ratio=0.3, round_to=16), graph)
+    plan = resolve_plan(Plan(ratio=0.3, round_to=16), graph)
     kept = {n: plan.n_units[n] - c for n, c in plan.counts.items()}
     assert kept == {"0": 48, "2": 48}  # 64 * 0.7 = 44.8 -> 45 kept -> 48; 48 * 0.7 -> 34 -> 48
     target = int(0.4 * ap.count(body, x).macs)
-    budget = resolve_plan(PlanSpec(target_macs=target, round_to=16), graph)
+    budget = resolve_plan(Plan(target_macs=target, round_to=16), graph)
     widths = {n: budget.n_units[n] - c for n, c in budget.counts.items()}
     assert all(w % 16 == 0 for w in widths.values()) and budget.predicted["macs"] <= target
     macs = make_cost_fn(body, graph, "macs")
@@ -81,7 +82,7 @@ def test_round_to_keeps_widths_on_block_boundaries() -> None:
         if c >= 16:
             assert macs({**budget.counts, name: c - 16}) > target
     with pytest.raises(ValueError, match="round_to"):
-        PlanSpec(ratio=0.5, round_to=0).validate()
+        Plan(ratio=0.5, round_to=0)
 
 
 def test_the_public_names() -> None:

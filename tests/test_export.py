@@ -21,10 +21,11 @@ from audioprune.measure.counting import count_params
 from audioprune.measure.latency import ort_session
 from audioprune.measure.onnx_export import check_parity, inference_model
 from audioprune.models.registry import create_model
-from audioprune.pruning.plan import PlanSpec
+from audioprune.pruning.body import prune_body
+from audioprune.pruning.plan import Plan
+from audioprune.pruning.spec import PruneSpec
 from audioprune.runs.data import DataSpec
 from audioprune.runs.export import export_run, sample_inputs
-from audioprune.runs.prune import PruneConfig, prune_model
 from audioprune.runs.run_dir import load_model, save_model
 from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
@@ -89,8 +90,8 @@ def test_export_cli_dcase21net_on_real_fsdd(parent: Path, tmp_path: Path,
 
 def test_export_pruned_model(parent: Path, tmp_path: Path) -> None:
     model, _ = load_model(parent)
-    plan = PlanSpec(ratios={"conv1": 0.5, "conv2": 0.5}).validate()
-    prune_model(model, PruneConfig("l1", plan))
+    plan = Plan(ratios={"conv1": 0.5, "conv2": 0.5})
+    prune_body(model, PruneSpec("l1", plan))
     run = derived_run(parent, tmp_path / "pruned", model)
     r = export_run(run, tmp_path / "pruned.onnx")
     assert r["max_abs_diff"] <= 1e-4 and r["inputs"].startswith("8 clips of fsdd")

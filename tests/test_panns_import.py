@@ -159,15 +159,15 @@ def test_cnn14_counts_of_the_centrality_papers_setting() -> None:
     from audioprune.audio.frontend import FrontEndConfig
     from audioprune.models.registry import create_model
     from audioprune.pruning.engine import PruningGraph
-    from audioprune.pruning.plan import PlanSpec, resolve_plan
+    from audioprune.pruning.plan import Plan, resolve_plan
 
     with torch.device("meta"):
         model = create_model("cnn14", 527, frontend=FrontEndConfig(clip_seconds=10.0))
     graph = PruningGraph(model, torch.zeros(1, 1, 1001, 64, device="meta"), "classify")
     base_params, base_macs = 80_753_615, 20_041_926_656
-    last3 = resolve_plan(PlanSpec(ratios={"C7-C12": 0.25}), graph).predicted
+    last3 = resolve_plan(Plan(ratios={"C7-C12": 0.25}), graph).predicted
     assert last3 == {"params": 47_408_591, "macs": 15_641_970_688}
-    paper = resolve_plan(PlanSpec(ratios={"C6": 0.125, "C7-C12": 0.25}), graph).predicted
+    paper = resolve_plan(Plan(ratios={"C6": 0.125, "C7-C12": 0.25}), graph).predicted
     assert paper == {"params": 47_224_207, "macs": 15_236_466_688}
     assert round(100 * (1 - paper["macs"] / base_macs), 1) == 24.0
     assert round(100 * (1 - paper["params"] / base_params), 1) == 41.5

@@ -21,21 +21,16 @@ from audioprune.models.base import AudioClassifier
 from audioprune.models.registry import create_model
 from audioprune.nn.layer_support import layer_support
 from audioprune.nn.quaternion import QBatchNorm2d, QConv2d, QLinear
+from audioprune.pruning.body import body_pruner, prune_body
+from audioprune.pruning.costs import make_cost_fn
 from audioprune.pruning.criteria import get_criterion, select_prune
 from audioprune.pruning.engine import PruningGraph
 from audioprune.pruning.importance import CriterionImportance, aggregate_components
-from audioprune.pruning.plan import (
-    PlanSpec,
-    counts_for_ratio,
-    global_counts,
-    make_cost_fn,
-    parse_count,
-    parse_ratios,
-    resolve_layers,
-    resolve_plan,
-    schedule_counts,
-)
-from audioprune.runs.prune import PruneConfig, plan_pruning, prune_model
+from audioprune.pruning.layers import resolve_layers
+from audioprune.pruning.plan import Plan, counts_for_ratio, global_counts, resolve_plan
+from audioprune.pruning.schedule import schedule_counts
+from audioprune.pruning.spec import PruneSpec
+from audioprune.pruning.targets import parse_count, parse_ratios
 from audioprune.runs.run_dir import load_model, save_model
 
 FSDD_FE = get_dataset_info("fsdd").frontend  # 8 kHz, 1 s clips, hop 80, 40 mels: 101 x 40
@@ -68,7 +63,7 @@ def test_dcase21net_c1_c2_half_matches_hand_arithmetic() -> None:
     original = copy.deepcopy(model)
     x = _feats(model)
 
-    result = prune_model(model, PruneConfig("l1", PlanSpec(ratios={"C1": 0.5, "C2": 0.5})))
+    result = prune_body(model, PruneSpec("l1", Plan(ratios={"C1": 0.5, "C2": 0.5})))
     assert result["plan"]["counts"] == {"conv1": 8, "conv2": 8}
     assert model.layer_widths() == {"conv1": 8, "conv2": 8, "conv3": 32, "fc1": 100}
     assert (model.conv1.out_channels, model.bn1.num_features, model.conv2.in_channels) == (8, 8, 8)
@@ -106,7 +101,7 @@ def test_pruned_output_equals_zeroed_filters_in_eval_mode() -> None:
     model = _dcase()
     ref = copy.deepcopy(model)
     x = _feats(model)
-    result = prune_model(model, PruneConfig("fpgm", PlanSpec(ratio=0.5, layers=["conv1", "conv3"])))
+    result = prune_body(model, PruneSpec("fpgm", Plan(ratio=0.5, layers=["conv1", "conv3"])))
     with torch.no_grad():
         for conv, bn in (("conv1", "bn1"), ("conv3", "bn3")):
             idx = torch.tensor(result["removed"][conv])
@@ -121,7 +116,7 @@ def test_pruned_output_equals_zeroed_filters_in_eval_mode() -> None:
 
 def test_every_layer_keeps_a_filter_and_the_classifier_is_never_pruned() -> None:
     model = _dcase()
-    result = prune_model(model, PruneConfig("l2", PlanSpec(ratio=0.99)))
+    result = prune_body(model, PruneSpec("l2", Plan(ratio=0.99)))
     assert model.layer_widths() == {"conv1": 1, "conv2": 1, "conv3": 1, "fc1": 1}
     assert result["plan"]["counts"] == {"conv1": 15, "conv2": 15, "conv3": 31, "fc1": 99}
     assert model.fc_out.out_features == 10 and model(_feats(model)).shape == (3, 10)
@@ -133,7 +128,7 @@ def test_every_layer_keeps_a_filter_and_the_classifier_is_never_pruned() -> None
 
 def test_pruned_run_dir_round_trips_through_load_model(tmp_path) -> None:
     model = _dcase()
-    prune_model(model, PruneConfig("wdc", PlanSpec(ratio=0.5)))
+    prune_body(model, PruneSpec("wdc", Plan(ratio=0.5)))
     model.arch_kwargs = {}
     save_model(tmp_path, model, [str(i) for i in range(10)], "single-label")
     loaded, info = load_model(tmp_path)
@@ -168,7 +163,7 @@ def test_panns_layer_patterns_and_aliases() -> None:
     with pytest.raises(ValueError, match="fc_out is left alone because its channels reach a "
                                          "model output"):
         resolve_layers(["fc_out"], layers, skipped=graph.skipped)
-    prune_model(model, PruneConfig("l1", PlanSpec(ratio=0.5, layers=["block3.*", "block4.*"])))
+    prune_body(model, PruneSpec("l1", Plan(ratio=0.5, layers=["block3.*", "block4.*"])))
     assert model.layer_widths() == {"block1.conv1": 8, "block2.conv1": 16, "block3.conv1": 16,
                                     "block4.conv1": 32, "fc1": 64}
     assert model(_feats(model, 2)).shape == (2, 10)
@@ -185,11 +180,11 @@ def test_layer_and_plan_errors_are_clear() -> None:
         resolve_layers(["bn1"], layers, module_names=["bn1"])
     for bad in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match=r"in \[0, 1\)"):
-            PlanSpec(ratio=bad).validate()
+            Plan(ratio=bad)
     with pytest.raises(ValueError, match="exactly one"):
-        PlanSpec(ratio=0.5, target_macs="30M").validate()
+        Plan(ratio=0.5, target_macs="30M")
     with pytest.raises(ValueError, match="exactly one"):
-        PlanSpec().validate()
+        Plan()
     with pytest.raises(ValueError, match="LAYER=RATIO"):
         parse_ratios("conv1:0.5")
     assert parse_ratios("C1=0.5, C2=0.25") == {"C1": 0.5, "C2": 0.25}
@@ -198,13 +193,13 @@ def test_layer_and_plan_errors_are_clear() -> None:
     with pytest.raises(ValueError):
         parse_count("lots")
     with pytest.raises(ValueError, match="criterion"):
-        prune_model(_dcase(), PruneConfig("nope", PlanSpec(ratio=0.5)))
+        prune_body(_dcase(), PruneSpec("nope", Plan(ratio=0.5)))
 
 
 def test_budget_search_meets_the_target_and_reports_the_impossible() -> None:
     model = _dcase()
     graph = _graph(model)
-    spec = PlanSpec(target_macs="30M", layers=["conv1", "conv2"])
+    spec = Plan(target_macs="30M", layers=["conv1", "conv2"])
     plan = resolve_plan(spec, graph)
     assert plan.predicted["macs"] <= 30_000_000
     # minimal: one filter fewer in the uniform ratio would exceed the target
@@ -218,12 +213,12 @@ def test_budget_search_meets_the_target_and_reports_the_impossible() -> None:
     assert count_macs(pruned)["model"] == plan.predicted["macs"]
     assert count_params(pruned) == plan.predicted["params"]
 
-    plan = resolve_plan(PlanSpec(target_params="128k"), graph)  # already small enough
+    plan = resolve_plan(Plan(target_params="128k"), graph)  # already small enough
     assert plan.counts == {"conv1": 0, "conv2": 0, "conv3": 0, "fc1": 0}
     with pytest.raises(ValueError, match=r"target_macs cannot be met by pruning conv1: macs "
                                          r"1,000,000 \(smallest achievable [\d,]+"):
-        resolve_plan(PlanSpec(target_macs="1M", layers=["conv1"]), graph)
-    plan = resolve_plan(PlanSpec(target_params="20k", global_ranking=True), graph,
+        resolve_plan(Plan(target_macs="1M", layers=["conv1"]), graph)
+    plan = resolve_plan(Plan(target_params="20k", global_ranking=True), graph,
                         scores=lambda names: graph.scores(CriterionImportance("l1"), names))
     assert plan.predicted["params"] <= 20_000
 
@@ -255,8 +250,8 @@ def test_global_ranking_and_schedules() -> None:
 
 def test_global_ranking_prunes_layers_unevenly_but_to_the_total() -> None:
     model = _dcase()
-    _, plan = plan_pruning(model, PruneConfig("l1", PlanSpec(ratio=0.5, global_ranking=True,
-                                                                 layers=["conv1", "conv2", "conv3"])))
+    plan = body_pruner(model, PruneSpec("l1", Plan(ratio=0.5, global_ranking=True,
+                                                   layers=["conv1", "conv2", "conv3"]))).plan()
     assert sum(plan.counts.values()) == 32  # half of 16 + 16 + 32
     assert all(plan.counts[n] < plan.n_units[n] for n in plan.counts)
 
@@ -322,7 +317,7 @@ def test_quaternion_filters_are_the_unit(bn: str | None) -> None:
     assert all(layer.quaternion and layer.unit == 4 for layer in layers.values())
     assert [layers[n].n_units for n in layers] == [4, 6, 4]
 
-    result = prune_model(model, PruneConfig("l1", PlanSpec(ratio=0.5)))
+    result = prune_body(model, PruneSpec("l1", Plan(ratio=0.5)))
     l1 = get_criterion("l1")
     expect = {n: select_prune(aggregate_components(_comp_scores(l1, getattr(original, n)), "mean"), c)
               for n, c in (("conv1", 2), ("conv2", 3), ("fc1", 2))}
@@ -372,7 +367,7 @@ def test_real_layer_feeding_a_quaternion_layer_is_pruned_by_quaternions() -> Non
     ref = copy.deepcopy(model)
     graph = PruningGraph(model, x[:1], "classify")
     assert graph.layers()["conv1"].quaternion  # a real conv, but its consumer is a QConv2d
-    removed = prune_model(model, PruneConfig("l2", PlanSpec(ratios={"conv1": 0.5})))["removed"]
+    removed = prune_body(model, PruneSpec("l2", Plan(ratios={"conv1": 0.5})))["removed"]
     assert model.conv1.out_channels == 8 and model.conv2.in_channels == 8
     with torch.no_grad():
         real = _real(removed["conv1"], 16)
@@ -423,7 +418,7 @@ def test_qdcase21net_prunes_by_quaternions(bn_mode: str) -> None:
     model = create_model("qdcase21net", 10, frontend=FSDD_FE, bn_mode=bn_mode).eval()
     original = copy.deepcopy(model)
     assert model.layer_widths() == {"conv1": 16, "conv2": 16, "conv3": 32, "fc1": 100}
-    result = prune_model(model, PruneConfig("l1", PlanSpec(ratios={"C1": 0.5, "C2": 0.5})))
+    result = prune_body(model, PruneSpec("l1", Plan(ratios={"C1": 0.5, "C2": 0.5})))
     assert model.layer_widths() == {"conv1": 8, "conv2": 8, "conv3": 32, "fc1": 100}
     assert result["plan"]["counts"] == {"conv1": 2, "conv2": 2}  # quaternions
     # same MACs as the real twin, except conv1's 4 input channels (QBN and input BN: no MACs)
@@ -456,8 +451,8 @@ def test_budget_fill_gives_filters_back_up_to_the_budget() -> None:
     model = _dcase()
     graph = _graph(model)
     target = int(0.15 * 57_866_600)
-    uniform = resolve_plan(PlanSpec(target_macs=target, fill=False), graph)
-    filled = resolve_plan(PlanSpec(target_macs=target), graph)
+    uniform = resolve_plan(Plan(target_macs=target, fill=False), graph)
+    filled = resolve_plan(Plan(target_macs=target), graph)
     assert uniform.predicted["macs"] / 57_866_600 == pytest.approx(0.1094, abs=1e-4)
     assert not uniform.filled and filled.filled and filled.level == uniform.level
     assert 0.98 * target <= filled.predicted["macs"] <= target
@@ -475,7 +470,7 @@ def test_two_budgets_at_once_both_hold() -> None:
     binds."""
     model = _dcase()
     graph = _graph(model)
-    plan = resolve_plan(PlanSpec(target_macs="20M", target_params="20k"), graph)
+    plan = resolve_plan(Plan(target_macs="20M", target_params="20k"), graph)
     assert plan.mode == "budget"
     assert plan.predicted["macs"] <= 20_000_000 and plan.predicted["params"] <= 20_000
     cost = make_cost_fn(model, graph, "params")
@@ -485,7 +480,7 @@ def test_two_budgets_at_once_both_hold() -> None:
             more = {**plan.counts, name: c - 1}
             assert cost(more) > 20_000 or macs(more) > 20_000_000
     with pytest.raises(ValueError, match="target_macs and target_params cannot be met"):
-        resolve_plan(PlanSpec(target_macs="1M", target_params="20k", layers=["conv1"]), graph)
+        resolve_plan(Plan(target_macs="1M", target_params="20k", layers=["conv1"]), graph)
 
 
 def test_a_named_budget_becomes_both_targets_at_the_deployed_precision() -> None:
@@ -494,12 +489,12 @@ def test_a_named_budget_becomes_both_targets_at_the_deployed_precision() -> None
     80 kB at fp32 (4 B a parameter: 20,000 parameters) the parameters bind instead. A plain
     module has no clip length: the plan asks for one, and 2 s examples double the MACs allowed."""
     model = _dcase()
-    int8 = resolve_plan(PlanSpec(budget="dcase2024"), _graph(model))
+    int8 = resolve_plan(Plan(budget="dcase2024"), _graph(model))
     assert int8.mode == "budget" and int8.predicted["macs"] <= 30_000_000
     macs = make_cost_fn(model, _graph(model), "macs")
     params = make_cost_fn(model, _graph(model), "params")
     assert all(macs({**int8.counts, n: c - 1}) > 30_000_000 for n, c in int8.counts.items() if c)
-    fp32 = resolve_plan(PlanSpec(budget="params_bytes=80k,macs=30M", precision="fp32"),
+    fp32 = resolve_plan(Plan(budget="params_bytes=80k,macs=30M", precision="fp32"),
                         _graph(model))
     assert fp32.predicted["params"] <= 20_000 < int8.predicted["params"]
     assert fp32.predicted["macs"] <= 30_000_000
@@ -509,11 +504,11 @@ def test_a_named_budget_becomes_both_targets_at_the_deployed_precision() -> None
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4))
     x = torch.randn(1, 1, 50, 40)
     with pytest.raises(ValueError, match="clip_seconds"):
-        resolve_plan(PlanSpec(budget="params_bytes=10k,macs=1M"), PruningGraph(body, x))
-    one = resolve_plan(PlanSpec(budget="macs=1.5M", clip_seconds=1.0), PruningGraph(body, x))
-    two = resolve_plan(PlanSpec(budget="macs=1.5M", clip_seconds=2.0), PruningGraph(body, x))
+        resolve_plan(Plan(budget="params_bytes=10k,macs=1M"), PruningGraph(body, x))
+    one = resolve_plan(Plan(budget="macs=1.5M", clip_seconds=1.0), PruningGraph(body, x))
+    two = resolve_plan(Plan(budget="macs=1.5M", clip_seconds=2.0), PruningGraph(body, x))
     assert one.predicted["macs"] <= 1_500_000 < two.predicted["macs"] <= 3_000_000
     with pytest.raises(ValueError, match="give exactly one of .*budget"):
-        PlanSpec(budget="dcase2024", ratio=0.5).validate()
+        Plan(budget="dcase2024", ratio=0.5)
     with pytest.raises(ValueError, match="precision"):
-        PlanSpec(budget="dcase2024", precision="int4").validate()
+        Plan(budget="dcase2024", precision="int4")

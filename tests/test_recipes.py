@@ -90,7 +90,10 @@ def _set(d: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("prune.criteria", [{"name": "wdc", "options": {"paper_compt": True}}],
      "prune[0].criteria[0].options: criterion 'wdc' has no option paper_compt"),
     ("prune.models", ["cnn14"], "prune[0].models: 'cnn14' is not a model of this recipe"),
-    ("prune.target_macs", ["lots"], "prune[0].target_macs: target_macs 'lots' is not a number"),
+    ("prune.target_macs", ["lots"], "prune[0].target_macs: target_macs 'lots': not a number; give "
+     "a fraction of the model's own in (0, 1), such as 0.5 or 50%, or a count >= 1"),
+    ("prune.target_macs", [1.0], "prune[0].target_macs: target_macs 1.0: that keeps the whole "
+     "model: nothing to prune"),
     ("prune", [{"criteria": ["wdc"], "ratios": [0.5]}, {"criteria": ["wdc"], "ratios": [0.5]}],
      "prune[1].criteria[0]: its run 'dcase21net-wdc-r50' clashes with prune[0].criteria[0]"),
     ("distill", {"teacher": "cnn6", "students": [{"name": "s", "arch": "dcase21net"}]},
@@ -200,8 +203,7 @@ def test_fsdd_prune_vs_kd_compares_at_matched_parameters() -> None:
     from audioprune.data.registry import get_dataset_info
     from audioprune.measure.counting import count_params
     from audioprune.models.registry import create_model
-    from audioprune.pruning.plan import PlanSpec
-    from audioprune.runs.prune import PruneConfig, prune_model
+    from audioprune.pruning.body import prune_body
 
     recipe = load_recipe(REPO / "recipes" / "fsdd_prune_vs_kd.yaml")
     assert recipe.dataset.name == "fsdd" and recipe.dataset.split == "speaker:nicolas"
@@ -222,8 +224,7 @@ def test_fsdd_prune_vs_kd_compares_at_matched_parameters() -> None:
         torch.manual_seed(0)
         model = create_model(teacher.architecture, 10, frontend=fe, **teacher.kwargs)
         full = count_params(model)
-        prune_model(model, PruneConfig(step.criterion.name, PlanSpec(**step.plan).validate(),
-                                       dict(step.criterion.options)))
+        prune_body(model, step.group.spec(step.criterion, step.plan))
         assert count_params(model) < full / 3
         assert abs(count_params(model) / student - 1) <= 0.10, step.run_name
 

@@ -72,8 +72,7 @@ def test_sensitivity_takes_the_free_filters_that_a_uniform_ratio_leaves() -> Non
     losses, results = {}, {}
     for allocation in ("uniform", "sensitivity"):
         model = _model_with_a_free_half()
-        results[allocation] = ap.prune(model, x, "l1", target_macs=0.6, allocation=allocation,
-                                       calibration_data=batches, ignored_layers=[model[8]])
+        results[allocation] = ap.prune(model, x, "l1", ap.Plan(target_macs=0.6, allocation=allocation), calibration_data=batches, ignored_layers=[model[8]])
         losses[allocation] = _loss(model, batches)
     sens, uni = results["sensitivity"], results["uniform"]
     base = _loss(_model_with_a_free_half(), batches)
@@ -95,14 +94,13 @@ def test_sensitivity_errors_name_the_argument() -> None:
     batches = _batches(model)
     x = batches[0][0][:2]
     with pytest.raises(ArgumentError, match="allocation 'sensitivity' measures the loss: pass calibration_data"):
-        ap.prune(model, x, "l1", target_macs=0.5, allocation="sensitivity")
+        ap.prune(model, x, "l1", ap.Plan(target_macs=0.5, allocation="sensitivity"))
     with pytest.raises(ArgumentError, match="spreads a budget"):
-        ap.prune(model, x, "l1", ratio=0.5, allocation="sensitivity", calibration_data=batches)
+        ap.prune(model, x, "l1", ap.Plan(ratio=0.5, allocation="sensitivity"), calibration_data=batches)
     with pytest.raises(ArgumentError, match="choose one"):
-        ap.prune(model, x, "l1", target_macs=0.5, allocation="sensitivity", global_ranking=True,
-                 calibration_data=batches)
+        ap.prune(model, x, "l1", ap.Plan(target_macs=0.5, allocation="sensitivity", global_ranking=True), calibration_data=batches)
     with pytest.raises(ArgumentError, match="unknown .?allocation"):
-        ap.prune(model, x, "l1", target_macs=0.5, allocation="greedy")
+        ap.prune(model, x, "l1", ap.Plan(target_macs=0.5, allocation="greedy"))
 
 
 def test_recipe_allocation_reaches_budget_plans_only_and_names_them() -> None:

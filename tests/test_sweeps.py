@@ -19,7 +19,8 @@ import yaml
 from audioprune.cli import main
 from audioprune.pipeline.executors import Outcome, SequentialExecutor, run_graph
 from audioprune.pipeline.recipe import parse_recipe
-from audioprune.pipeline.runner import run_recipe, sweep_status
+from audioprune.pipeline.runner import run_recipe
+from audioprune.pipeline.sweep import sweep_status
 
 SWEEP: dict[str, Any] = {
     "name": "sweep",

@@ -20,7 +20,7 @@ from architectures import small_cnn
 def test_same_filters_as_torch_pruning_own_pruner(name: str, tp_cls: type) -> None:
     ours, x = small_cnn()
     theirs, _ = small_cnn()
-    result = ap.prune(ours, x, name, ratio=0.5)
+    result = ap.prune(ours, x, name, ap.Plan(ratio=0.5))
     tp.pruner.BasePruner(theirs, x, importance=tp_cls(p=2), pruning_ratio=0.5,
                          ignored_layers=[theirs[11]]).step()
     for i in (0, 3, 6):
@@ -35,14 +35,14 @@ def test_magnitude_is_not_the_root_l2_ranking() -> None:
     choose differently from the root filter's l2 norm here, or the test above proves nothing."""
     a, x = small_cnn()
     b, _ = small_cnn()
-    ap.prune(a, x, "tp-magnitude", ratio=0.5)
-    ap.prune(b, x, "l2", ratio=0.5, scope="root")
+    ap.prune(a, x, "tp-magnitude", ap.Plan(ratio=0.5))
+    ap.prune(b, x, "l2", ap.Plan(ratio=0.5), scope="root")
     assert not torch.equal(a[3].weight, b[3].weight)
 
 
 def test_lamp_global_ranking_meets_a_mac_budget() -> None:
     model, x = small_cnn()
-    result = ap.prune(model, x, "tp-lamp", target_macs=0.3, global_ranking=True)
+    result = ap.prune(model, x, "tp-lamp", ap.Plan(target_macs=0.3, global_ranking=True))
     assert result.macs_after <= 0.3 * result.macs_before
     assert result.macs_after >= 0.3 * 0.9 * result.macs_before
     widths = [model[i].out_channels for i in (0, 3, 6)]
@@ -54,12 +54,12 @@ def test_what_torch_pruning_cannot_score_is_refused_clearly() -> None:
     qcnn = nn.Sequential(ap.nn.QConv2d(4, 16, 3, padding=1), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
     with pytest.raises(ArgumentError, match="QConv2d.*scope 'group'"):
-        ap.prune(qcnn, torch.randn(1, 4, 8, 8), "tp-magnitude", ratio=0.5)
+        ap.prune(qcnn, torch.randn(1, 4, 8, 8), "tp-magnitude", ap.Plan(ratio=0.5))
     model, x = small_cnn()
     with pytest.raises(ArgumentError, match="no option q"):
-        ap.prune(model, x, "tp-magnitude", ratio=0.5, q=3)
+        ap.prune(model, x, "tp-magnitude", ap.Plan(ratio=0.5), q=3)
     with pytest.raises(ArgumentError, match="scope"):
-        ap.prune(model, x, "tp-lamp", ratio=0.5, scope="root")
+        ap.prune(model, x, "tp-lamp", ap.Plan(ratio=0.5), scope="root")
     with pytest.raises(ValueError, match="whole dependency group"):
         get_criterion("tp-fpgm")
     assert {"tp-magnitude", "tp-lamp", "tp-fpgm"} <= set(ap.list_criteria("weights"))

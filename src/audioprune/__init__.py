@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _LAZY = {
     "prune": "audioprune.pruning.pruner",
+    "Plan": "audioprune.pruning.plan",
+    "PruneSpec": "audioprune.pruning.spec",
     "Pruner": "audioprune.pruning.pruner",
     "PruneResult": "audioprune.pruning.pruner",
     "count": "audioprune.measure.counting",
@@ -58,7 +60,8 @@ _LAZY = {
     "customized_pruners": "audioprune.pruning.engine",
 }
 
-__all__ = ["ArgumentError", "Counts", "PruneResult", "Pruner", "UserError", "__version__",
+__all__ = ["ArgumentError", "Counts", "Plan", "PruneResult", "PruneSpec", "Pruner", "UserError",
+           "__version__",
            "blocked_macs", "count", "customized_pruners", "fuse_quaternion", "importance",
            "list_criteria", "load_pruned", "nn", "prune", "quantize_onnx", "save_pruned"]
 

@@ -95,10 +95,9 @@ def register(sub: Any) -> None:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """`audioprune prune RUN --criterion C --ratio R --out RUN2`: see audioprune.runs.prune."""
-    from audioprune.pruning.plan import PlanSpec, parse_layers, parse_ratios
-    from audioprune.runs.logs import setup_logging
     from audioprune.runs.parents import finetune_config
-    from audioprune.runs.prune import PruneConfig, prune_run, resume_prune
+    from audioprune.runs.prune import prune_run, resume_prune
+    from audioprune.runs.logs import setup_logging
 
     setup_logging()
     if args.finetune_epochs is not None and args.epochs is not None:
@@ -115,34 +114,43 @@ def cmd_prune(args: argparse.Namespace) -> int:
     else:
         if not args.run or not args.criterion or not args.out:
             raise UserError("prune needs RUN, --criterion and --out (or --resume RUN2)")
-        options = parse_kv(args.criterion_arg, "--criterion-arg")
-        for key in ("representative", "knn", "approx", "knn_k"):
-            if getattr(args, key) is not None:
-                options[key] = getattr(args, key)
-        if args.paper_compat:
-            options["paper_compat"] = True
-        plan = PlanSpec(ratio=args.ratio,
-                        ratios=parse_ratios(args.ratios) if args.ratios is not None else None,
-                        target_macs=args.target_macs, target_params=args.target_params,
-                        budget=args.target_budget, precision=args.precision,
-                        round_to=args.round_to,
-                        layers=parse_layers(args.layers), global_ranking=args.global_ranking,
-                        normalise=args.global_norm, allocation=args.allocation).validate()
-        cfg = PruneConfig(args.criterion, plan, options, iterative=args.iterative,
-                          aggregate=args.aggregate, quaternion_mode=args.quaternion_mode,
-                          scope=args.scope, group_reduction=args.group_reduction)
+        spec = prune_spec(args)
         parent = Path(args.run)
         if args.frontend and not args.dataset:
             raise UserError("the pruned model keeps its parent's front end; drop --frontend")
         data = data_spec_from_run(args, parent)
-        metrics = prune_run(parent, Path(args.out), cfg, finetune_config(parent, epochs, **overrides),
-                            data, distill=prune_distill_config(args))
+        metrics = prune_run(parent, Path(args.out), spec, finetune_config(parent, epochs, **overrides),
+                            data)
         out = Path(args.out)
     print_summary(metrics, out)
     print_prune_summary(metrics)
     if "distill" in metrics:
         print_distill_summary(metrics)
     return 0
+
+
+def prune_spec(args: argparse.Namespace) -> Any:
+    """The command line's pruning request as one PruneSpec (checked there, once)."""
+    from audioprune.pruning.plan import Plan
+    from audioprune.pruning.spec import PruneSpec
+    from audioprune.pruning.targets import parse_layers, parse_ratios
+
+    options = parse_kv(args.criterion_arg, "--criterion-arg")
+    for key in ("representative", "knn", "approx", "knn_k"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    if args.paper_compat:
+        options["paper_compat"] = True
+    plan = Plan(ratio=args.ratio,
+                ratios=parse_ratios(args.ratios) if args.ratios is not None else None,
+                target_macs=args.target_macs, target_params=args.target_params,
+                budget=args.target_budget, precision=args.precision, round_to=args.round_to,
+                layers=parse_layers(args.layers), global_ranking=args.global_ranking,
+                normalise=args.global_norm, allocation=args.allocation)
+    return PruneSpec(args.criterion, plan, options, scope=args.scope,
+                     group_reduction=args.group_reduction, aggregate=args.aggregate,
+                     quaternion_mode=args.quaternion_mode, iterative=args.iterative,
+                     distill=prune_distill_config(args))
 
 
 def print_prune_summary(metrics: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run a YAML recipe: train -> prune -> fine-tune -> evaluate "
                        "-> profile -> report (resumable)")
     p.add_argument("recipe", help="recipe file (see recipes/) or a built-in name, e.g. demo")
-    p.add_argument("--out", help="output directory (default runs/<recipe name>)")
+    p.add_argument("--out", help="output directory (default: the recipe's out:, or runs/<recipe name>)")
     p.add_argument("--variant", help="run the recipe's variant of this name (its `variants:` "
                    "block), e.g. full: the paper's own data; runs go to runs/<name>-<variant>")
     p.add_argument("--dataset", help="replace the recipe's dataset section with this dataset")
@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def print_status(recipe: Any, out: Path | None) -> int:
-    from audioprune.pipeline.runner import sweep_status
+    from audioprune.pipeline.sweep import sweep_status
 
     rows = sweep_status(recipe, out)
     width = max(len(r["step"]) for r in rows)

@@ -15,7 +15,7 @@ depends on it. The executors are existing engines, not ours:
                 trains on CUDA), retried by Ray when a worker dies (`max_retries`); every step
                 writes into the shared run directory, so the cluster's nodes must share it.
 
-Every step runs through `execute` (pipeline.runner.execute_step) wherever it runs: it takes an
+Every step runs through `execute` (pipeline.execute.execute_step) wherever it runs: it takes an
 exclusive lock on its run directory (`.lock`, fcntl: released when the process dies), so two
 drivers never write the same run, and it sets torch's thread count to `threads` - the same
 count gives the same metrics whatever the executor (runs are seeded).

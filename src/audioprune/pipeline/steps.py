@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from audioprune.pipeline.recipe import (CriterionSpec, DistillSection, ModelSection,
+    from audioprune.pipeline.schema import (CriterionSpec, DistillSection, ModelSection,
                                             PruneSection, QuantizeSection, Recipe)
 
 

@@ -19,17 +19,13 @@ score them), so `auto` refuses them and says what to pick instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
-
 from audioprune.errors import ArgumentError
-from audioprune.measure.counting import count
-from audioprune.model_inputs import ForwardFn
 from audioprune.pruning.engine import PruningGraph
-from audioprune.pruning.plan import PlanSpec, resolve_plan
+from audioprune.pruning.plan import Plan, resolve_plan
 
 AUTO = "auto"
 KEEP_SWITCH = 0.4  # keep at least this fraction of the MACs: taylor; below: tp-magnitude
@@ -70,25 +66,20 @@ def check_no_options(options: Mapping[str, Any] | None) -> None:
                             f"{', '.join(sorted(options))}")
 
 
-def choose_criterion(model: nn.Module, example_inputs: Any, spec: PlanSpec, *,
-                     calibration: bool, forward_fn: ForwardFn | str | None = None,
-                     ignored_layers: Iterable[str | nn.Module] = (),
-                     protect_outputs: bool = True, protect_frozen: bool = True) -> AutoChoice:
-    """Resolve `auto` for pruning `model` by `spec`. The budget is read from the uniform plan of
-    the same request (global ranking and sensitivity allocation need a criterion to plan, and
-    land on the same MACs by construction when a budget is given)."""
-    if isinstance(ignored_layers, (str, nn.Module)):
-        ignored_layers = [ignored_layers]
-    graph = PruningGraph(model, example_inputs, forward_fn, ignored_layers,
-                         protect_outputs=protect_outputs, protect_frozen=protect_frozen)
-    quaternion = sorted(n for n, layer in graph.layers().items() if layer.unit > 1)
+def choose_criterion(graph: PruningGraph, plan: Plan, *, calibration: bool) -> AutoChoice:
+    """Resolve `auto` for pruning the model behind `graph` (already traced, by the Pruner) by
+    `plan`. The budget is read from the uniform plan of the same request (global ranking and
+    sensitivity allocation need a criterion to plan, and land on the same MACs by construction
+    when a budget is given)."""
+    quaternion = sorted(n for n, layer in graph.layers().items() if layer.quaternion)
     if quaternion:
         raise ArgumentError(f"`criterion` auto: no measurement supports a choice for quaternion "
                             f"layers ({', '.join(quaternion)}); name one, e.g. l1 (the "
                             f"QCNN paper's) or taylor")
-    base = count(model, example_inputs, graph.forward).macs
-    uniform = replace(spec, allocation="uniform", global_ranking=False)
-    kept = resolve_plan(uniform, graph).predicted["macs"] / base if base else 1.0
+    uniform = plan.replace(allocation="uniform", global_ranking=False)
+    resolved = resolve_plan(uniform, graph)
+    base = resolved.base.get("macs", 0)
+    kept = resolved.predicted["macs"] / base if base else 1.0
     criterion, reason = rule(kept, calibration)
     log.info("criterion auto -> %s (%s)", criterion, reason)
     return AutoChoice(criterion, round(float(kept), 4), reason)

@@ -17,8 +17,9 @@ A plan is one of
                    target_params (bytes / bytes per parameter) and target_macs (per second x
                    the seconds one example holds: the model's front end clip length, or
                    `clip_seconds`); every limit holds
-plus the layer selection (``layers``: names, glob patterns such as ``block4.*``, or the aliases
-below; default every prunable layer) and ``global_ranking``.
+plus the layer selection (``layers``: names, glob patterns such as ``block4.*``, or the C<k>
+aliases of pruning/layers.py; default every prunable layer) and ``global_ranking``. How a budget
+is read (fractions, counts) is pruning/targets.py; what a plan costs, pruning/costs.py.
 
 Counting. A fraction R of a layer with n filters removes floor(R * n) of them (quaternions for
 quaternion layers), never more than n - 1: every layer keeps at least one filter. With
@@ -26,10 +27,6 @@ quaternion layers), never more than n - 1: every layer keeps at least one filter
 of them: a CPU computes output channels in SIMD blocks (16 fp32 lanes on AVX-512, 8 on AVX2), so
 a width between two multiples costs the time of the next one (measure/blocking.py); budgets then
 search and fill in those steps.
-
-Aliases. ``C<k>`` is the k-th prunable CONVOLUTION in model order (1-based), as the papers number
-them: dcase21net's C1, C2, C3 are conv1, conv2, conv3; CNN14's C7-C12 are block4.conv1 ..
-block6.conv2 (the QCNN paper's "last three blocks"). ``C7-C12`` is a range.
 
 Global ranking (``global_ranking=True``, with a ratio or a budget): instead of the same fraction
 everywhere, the filters of all selected layers compete in one ranking and a fraction R of ALL of
@@ -53,12 +50,10 @@ filters are given back as in the uniform search.
 
 from __future__ import annotations
 
-import copy
-import fnmatch
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -66,152 +61,27 @@ from torch import nn
 
 from audioprune.errors import ArgumentError, ArgumentTypeError
 from audioprune.measure.budget import complexity, parse_budget, targets_for
-from audioprune.measure.counting import count, meta_copy
-from audioprune.model_inputs import move_inputs
+from audioprune.pruning.costs import PlanCosts
 from audioprune.pruning.criteria import prune_order
+from audioprune.pruning.layers import resolve_layers
 from audioprune.pruning.sensitivity import SensitivityCurve, tolerance_counts
+from audioprune.pruning.targets import check_ratio, parse_target
 
 __all__ = [
     "ALLOCATIONS",
     "NORMALISATIONS",
-    "PlanSpec",
+    "Plan",
     "ResolvedPlan",
     "counts_for_ratio",
-    "round_counts",
+    "fill_budget",
     "global_counts",
-    "layer_aliases",
-    "make_cost_fn",
     "normalise_scores",
-    "parse_count",
-    "parse_ratios",
-    "parse_target",
-    "resolve_layers",
     "resolve_plan",
-    "schedule_counts",
+    "round_counts",
 ]
 
 NORMALISATIONS = ("minmax", "zscore")
 ALLOCATIONS = ("uniform", "sensitivity")
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
-
-
-def parse_count(text: str | float, what: str = "count") -> int:
-    """'30M' -> 30_000_000, '128k' -> 128_000, '1.5G', '46246' (SI: k = 1000)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
-        if not m:
-            raise ArgumentError(f"`{what}` {text!r} is not a number like 30M, 128k or 46246")
-        value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
-    if value <= 0 or round(value) < 1:
-        raise ArgumentError(f"`{what}` must be positive, got {text!r}")
-    return round(value)
-
-
-def parse_target(value: str | float, what: str) -> int | float:
-    """A budget: an absolute count (an int, '30M', '128k') or a fraction of the model's own
-    (a float in (0, 1], '0.5', '50%'); fractions come back as floats, counts as ints."""
-    if isinstance(value, bool):
-        raise ArgumentError(f"`{what}` must be a count or a fraction, got {value!r}")
-    if isinstance(value, float) or (isinstance(value, str) and re.fullmatch(
-            r"\s*(0?\.[0-9]+|1\.0*|[0-9.]+\s*%)\s*", value)):
-        text = str(value).strip()
-        frac = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-        if not 0 < frac <= 1 or math.isnan(frac):
-            if isinstance(value, float) and frac > 1:
-                return parse_count(value, what)  # 30e6: a count written as a float
-            raise ArgumentError(f"`{what}` as a fraction must be in (0, 1], got {value!r}")
-        return frac
-    return parse_count(value, what)
-
-
-def _check_ratio(r: float, what: str, layer: str = "") -> float:
-    name = f"`{what}` {layer}" if layer else f"`{what}`"
-    try:
-        r = float(r)
-    except (TypeError, ValueError):
-        raise ArgumentError(f"{name} must be a number in [0, 1), got {r!r}") from None
-    if not (0.0 <= r < 1.0) or math.isnan(r):
-        raise ArgumentError(f"{name} must be in [0, 1) (the fraction of filters removed; a layer "
-                            f"always keeps at least one), got {r}")
-    return r
-
-
-def parse_ratios(text: str) -> dict[str, float]:
-    """'conv1=0.5,conv2=0.25' (keys may be patterns or aliases) -> {'conv1': 0.5, 'conv2': 0.25}."""
-    out: dict[str, float] = {}
-    for item in [t.strip() for t in str(text).split(",") if t.strip()]:
-        if "=" not in item:
-            raise ArgumentError(f"`ratios` entry {item!r} must look like LAYER=RATIO, e.g. conv1=0.5")
-        key, raw = item.split("=", 1)
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ArgumentError(f"`ratios` {key.strip()}: {raw!r} is not a number") from None
-        out[key.strip()] = _check_ratio(value, "ratios", key.strip())
-    if not out:
-        raise ArgumentError("`ratios` is empty; give LAYER=RATIO pairs, e.g. conv1=0.5,conv2=0.5")
-    return out
-
-
-def parse_layers(text: str | Sequence[str] | None) -> list[str] | None:
-    if text is None:
-        return None
-    items = text.split(",") if isinstance(text, str) else list(text)
-    items = [t.strip() for t in items if t.strip()]
-    return items or None
-
-
-# ------------------------------------------------------------------------------------ layers
-
-
-def layer_aliases(layers: Mapping[str, Any]) -> dict[str, str]:
-    """{'C1': first prunable conv, 'C2': second, ...} in model order."""
-    convs = [name for name, layer in layers.items() if getattr(layer, "kind", "conv") == "conv"]
-    return {f"C{i}": name for i, name in enumerate(convs, start=1)}
-
-
-def _expand(pattern: str, names: Sequence[str], aliases: Mapping[str, str]) -> list[str]:
-    rng = re.fullmatch(r"[cC](\d+)\s*-\s*[cC](\d+)", pattern)
-    if rng:
-        lo, hi = int(rng.group(1)), int(rng.group(2))
-        picked = [aliases.get(f"C{k}") for k in range(min(lo, hi), max(lo, hi) + 1)]
-        return [] if None in picked else list(dict.fromkeys(p for p in picked if p))
-    if re.fullmatch(r"[cC]\d+", pattern) and pattern not in names:
-        alias = aliases.get(pattern.upper())
-        return [alias] if alias else []
-    if any(ch in pattern for ch in "*?["):
-        return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-    return [pattern] if pattern in names else []
-
-
-def resolve_layers(patterns: Sequence[str] | None, layers: Mapping[str, Any],
-                   skipped: Mapping[str, str] | None = None,
-                   module_names: Sequence[str] = ()) -> list[str]:
-    """Prunable layer names selected by `patterns` (all of them when None), in model order.
-
-    Unknown names or patterns that select nothing raise ArgumentError listing the prunable layers.
-    """
-    names = list(layers)
-    if patterns is None:
-        return names
-    aliases = layer_aliases(layers)
-    chosen: set[str] = set()
-    for pat in patterns:
-        hit = _expand(pat, names, aliases)
-        if not hit:
-            if skipped and pat in skipped:
-                raise ArgumentError(f"`layers`: {pat} is left alone because {skipped[pat]}; "
-                                    f"prunable layers: {', '.join(names)}")
-            why = "is not a prunable layer" if pat in module_names else "matches no prunable layer"
-            alias_note = (f" (aliases C1-C{len(aliases)}: " +
-                          ", ".join(f"{a}={n}" for a, n in list(aliases.items())[:6]) +
-                          (", ..." if len(aliases) > 6 else "") + ")") if aliases else ""
-            raise ArgumentError(f"`layers`: {pat!r} {why}; prunable layers: "
-                                f"{', '.join(names)}{alias_note}")
-        chosen.update(hit)
-    return [n for n in names if n in chosen]
 
 
 # ------------------------------------------------------------------------------------ counts
@@ -273,99 +143,28 @@ def global_counts(fraction: float, scores: Mapping[str, np.ndarray], how: str = 
     return counts
 
 
-def schedule_counts(final: Mapping[str, int], n_units: Mapping[str, int], rounds: int) -> list[dict[str, int]]:
-    """Cumulative counts after each of `rounds` rounds, ending exactly at `final`.
-
-    The kept fraction shrinks geometrically, (kept_final / n) ** (k / rounds) after round k, which
-    is ratio^(1/K)-style: each round removes about the same FRACTION of what is left.
-    """
-    if rounds < 1:
-        raise ArgumentError(f"`iterative` needs at least 1 round, got {rounds}")
-    out = []
-    prev = {name: 0 for name in final}
-    for k in range(1, rounds + 1):
-        step = {}
-        for name, c in final.items():
-            n = n_units[name]
-            keep_final = (n - c) / n
-            kept = n * keep_final ** (k / rounds)
-            cum = c if k == rounds else min(c, max(prev[name], n - round(kept)))
-            step[name] = cum
-        out.append(step)
-        prev = step
-    return out
-
-
-# ------------------------------------------------------------------------------------ cost
-
-
-class PlanCosts:
-    """costs(counts) -> {"params": ..., "macs": ...} of `model` with counts[name] units removed
-    from each layer (MACs per example, as `graph`'s forward runs), cached per counts.
-
-    A structural copy of the model on the meta device (no memory, no arithmetic; Torch-Pruning
-    and FlopCounterMode work on shapes alone) is traced and pruned for each new `counts`; models
-    whose forward needs real values (data-dependent control flow) are copied for real instead.
-    """
-
-    def __init__(self, model: nn.Module, graph: Any) -> None:
-        self.model, self.graph = model, graph
-        self.base = self._measure(model, graph.example_inputs)
-        self._cache: dict[tuple, dict[str, int]] = {}
-        self.device: str | None = "meta"
-
-    def _measure(self, m: nn.Module, inputs: Any) -> dict[str, int]:
-        counted = count(m, inputs, self.graph.forward)
-        return {"params": counted.params, "macs": counted.macs}
-
-    def _pruned(self, counts: Mapping[str, int]) -> dict[str, int]:
-        from audioprune.pruning.engine import PruningGraph
-
-        g = self.graph
-        clone = meta_copy(self.model) if self.device == "meta" else copy.deepcopy(self.model)
-        inputs = move_inputs(g.example_inputs, "meta") if self.device == "meta" else g.example_inputs
-        pg = PruningGraph(clone, inputs, g.forward_fn, g.protected,
-                          protect_outputs=g.protect_outputs, protect_frozen=g.protect_frozen)
-        pg.prune({name: list(range(c)) for name, c in counts.items() if c})
-        return self._measure(clone, inputs)
-
-    def __call__(self, counts: Mapping[str, int]) -> dict[str, int]:
-        key = tuple(sorted((k, int(v)) for k, v in counts.items() if v))
-        if not key:
-            return self.base
-        if key not in self._cache:
-            try:
-                self._cache[key] = self._pruned(dict(key))
-            except Exception:  # noqa: BLE001  (no meta kernel, a value-dependent forward)
-                if self.device is None:
-                    raise
-                self.device = None  # from now on on real copies
-                self._cache[key] = self._pruned(dict(key))
-        return self._cache[key]
-
-
-def make_cost_fn(model: nn.Module, graph: Any, metric: str,
-                 costs: PlanCosts | None = None) -> Callable[[Mapping[str, int]], int]:
-    """cost(counts) -> the parameters or MACs of `model` with counts[name] units removed from
-    each layer (see PlanCosts; pass `costs` to share its cache between metrics)."""
-    if metric not in ("macs", "params"):
-        raise ValueError(f"metric must be 'macs' or 'params', got {metric!r}")
-    costs = costs or PlanCosts(model, graph)
-    return lambda counts: costs(counts)[metric]
-
-
 # ------------------------------------------------------------------------------------ plans
 
 
-@dataclass
-class PlanSpec:
-    """What the user asked for (one of ratio / ratios / target_macs / target_params)."""
+@dataclass(frozen=True)
+class Plan:
+    """What to prune, as one value: exactly one of `ratio`, `ratios`, `target_macs`,
+    `target_params`, `budget` (or `target_macs` and `target_params` together), plus the layer
+    selection and how a budget is split. Checked and normalised when it is made (budgets read by
+    pruning/targets.py: fractions in (0, 1) or counts >= 1), so a Plan that exists is valid;
+    frozen, so every layer below the edge that built it sees the same request.
+
+        ap.Plan(ratio=0.5)                                  # half the filters of every layer
+        ap.Plan(ratios={"C1": 0.5, "C2": 0.5})              # per layer (names, patterns, C<k>)
+        ap.Plan(target_macs=0.3, layers=["block4.*"])       # 30% of the MACs, in those layers
+        ap.Plan(budget="dcase2024", round_to=16)            # a challenge's limits, SIMD-aligned
+    """
 
     ratio: float | None = None
-    ratios: dict[str, float] | None = None
+    ratios: Mapping[str, float] | None = None
     target_macs: int | float | str | None = None  # a count, or a fraction of the model's MACs
     target_params: int | float | str | None = None
-    layers: list[str] | None = None
+    layers: Sequence[str] | None = None
     global_ranking: bool = False
     normalise: str = "minmax"
     fill: bool = True  # budgets: give filters back while the budget holds (uniform plans)
@@ -375,27 +174,18 @@ class PlanSpec:
     clip_seconds: float | None = None  # audio per example, for `budget`'s MACs per second
     allocation: str = "uniform"  # budgets: "uniform" ratio, or by layer "sensitivity"
 
-    @property
-    def mode(self) -> str:
-        given = [k for k in ("ratio", "ratios", "target_macs", "target_params", "budget")
-                 if getattr(self, k) is not None]
-        if given == ["target_macs", "target_params"] or given == ["budget"]:
-            return "budget"  # both at once (a challenge's limits): every target holds
-        if len(given) != 1:
-            raise ArgumentError("give exactly one of `ratio`, `ratios`, `target_macs`, "
-                                "`target_params`, `budget`" +
-                                (f" (got {', '.join(f'`{g}`' for g in given)})" if given else ""))
-        return given[0]
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
 
-    def validate(self) -> PlanSpec:
         mode = self.mode
         if self.ratio is not None:
-            self.ratio = _check_ratio(self.ratio, "ratio")
+            put("ratio", check_ratio(self.ratio, "ratio"))
         if self.ratios is not None:
             if not isinstance(self.ratios, Mapping) or not self.ratios:
                 raise ArgumentError("`ratios` must map layer names (or patterns, C1-style "
                                     "aliases) to fractions, e.g. {'conv1': 0.5}")
-            self.ratios = {str(k): _check_ratio(v, "ratios", str(k)) for k, v in self.ratios.items()}
+            put("ratios", {str(k): check_ratio(v, "ratios", str(k)) for k, v in self.ratios.items()})
             if self.layers is not None:
                 raise ArgumentError("`ratios` names its layers; drop `layers`")
             if self.global_ranking:
@@ -403,7 +193,7 @@ class PlanSpec:
                                     "`ratio` or a budget, not with per-layer `ratios`")
         for key in ("target_macs", "target_params"):
             if getattr(self, key) is not None:
-                setattr(self, key, parse_target(getattr(self, key), key))
+                put(key, parse_target(getattr(self, key), key))
         if self.budget is not None:
             parse_budget(self.budget)
             complexity(0, 0, 1.0, self.precision)  # checks `precision`
@@ -418,8 +208,8 @@ class PlanSpec:
         if self.layers is not None:
             if isinstance(self.layers, str) or not all(isinstance(x, str) for x in self.layers):
                 raise ArgumentTypeError("`layers` must be a list of layer names, glob patterns or "
-                                    "aliases such as C7-C12")
-            self.layers = list(self.layers)
+                                        "aliases such as C7-C12")
+            put("layers", list(self.layers))
         if self.allocation not in ALLOCATIONS:
             raise ArgumentError(f"unknown `allocation` {self.allocation!r}; choose from "
                                 f"{', '.join(ALLOCATIONS)}")
@@ -433,14 +223,31 @@ class PlanSpec:
         if self.normalise not in NORMALISATIONS:
             raise ArgumentError(f"unknown `normalise` {self.normalise!r}; choose from "
                                 f"{', '.join(NORMALISATIONS)}")
-        del mode
-        return self
+
+    @property
+    def mode(self) -> str:
+        given = [k for k in ("ratio", "ratios", "target_macs", "target_params", "budget")
+                 if getattr(self, k) is not None]
+        if given == ["target_macs", "target_params"] or given == ["budget"]:
+            return "budget"  # both at once (a challenge's limits): every target holds
+        if len(given) != 1:
+            raise ArgumentError("give exactly one of `ratio`, `ratios`, `target_macs`, "
+                                "`target_params`, `budget`" +
+                                (f" (got {', '.join(f'`{g}`' for g in given)})" if given else ""))
+        return given[0]
+
+    def replace(self, **changes: Any) -> Plan:
+        """This plan with some fields changed (checked again)."""
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["ratios"] = dict(self.ratios) if self.ratios is not None else None
+        d["layers"] = list(self.layers) if self.layers is not None else None
+        return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PlanSpec:
+    def from_dict(cls, d: Mapping[str, Any]) -> Plan:
         return cls(**dict(d))
 
 
@@ -455,6 +262,7 @@ class ResolvedPlan:
     predicted: dict[str, int] = field(default_factory=dict)  # params, macs of the pruned model
     filled: bool = False  # filters were given back after the uniform search (fill_budget)
     sensitivity: dict[str, Any] | None = None  # allocation "sensitivity": each layer's curve
+    base: dict[str, int] = field(default_factory=dict)  # params, macs of the model as planned on
 
     @property
     def ratios(self) -> dict[str, float]:
@@ -467,17 +275,18 @@ class ResolvedPlan:
                 **({"sensitivity": self.sensitivity} if self.sensitivity else {})}
 
 
-def resolve_plan(spec: PlanSpec, graph: Any,
+def resolve_plan(spec: Plan, graph: Any,
                  scores: Callable[[list[str]], dict[str, np.ndarray]] | None = None,
                  sensitivity: Callable[[list[str]], Mapping[str, SensitivityCurve]] | None = None,
-                 ) -> ResolvedPlan:
+                 exact_costs: bool = False) -> ResolvedPlan:
     """Turn `spec` into per-layer counts for the model behind `graph` (an engine.PruningGraph).
 
     `scores(names)` returns per-filter scores (our convention) of those layers; it is called only
     for global ranking. `sensitivity(names)` measures those layers' loss-rise curves; it is
-    called only for ``allocation="sensitivity"``.
+    called only for ``allocation="sensitivity"``. `exact_costs` counts every candidate of a
+    budget search on a pruned copy instead of by layer (pruning/costs.py: the same plans,
+    slower; the reference the layer model is checked against).
     """
-    spec.validate()
     mode = spec.mode
     layers = graph.layers()
     skipped = getattr(graph, "skipped", {})
@@ -519,7 +328,7 @@ def resolve_plan(spec: PlanSpec, graph: Any,
     if mode == "ratio":
         return _finish(ResolvedPlan(counts_at(spec.ratio), n_units, mode, spec.ratio), graph)  # type: ignore[arg-type]
 
-    costs = PlanCosts(graph.model, graph)
+    costs = PlanCosts(graph.model, graph, by_layer=not exact_costs)
     base = costs({})
     targets: dict[str, int] = {}
     asked_targets = _budget_targets(spec, graph.model) if spec.budget is not None else \
@@ -573,7 +382,7 @@ def resolve_plan(spec: PlanSpec, graph: Any,
     return _finish(plan, graph, costs)
 
 
-def _budget_targets(spec: PlanSpec, model: nn.Module) -> dict[str, int]:
+def _budget_targets(spec: Plan, model: nn.Module) -> dict[str, int]:
     """`spec.budget` as target_params / target_macs (counts per example) for `model`."""
     seconds = spec.clip_seconds
     if seconds is None:
@@ -627,6 +436,8 @@ def fill_budget(counts: Mapping[str, int], fits: Callable[[Mapping[str, int]], b
 
 def _finish(plan: ResolvedPlan, graph: Any, costs: PlanCosts | None = None) -> ResolvedPlan:
     """Attach the predicted params and MACs of the pruned model."""
-    predicted = (costs or PlanCosts(graph.model, graph))(plan.counts)
+    costs = costs or PlanCosts(graph.model, graph)
+    predicted = costs.exact(plan.counts)  # the final counts, always from a pruned copy
     plan.predicted = {"params": int(predicted["params"]), "macs": int(predicted["macs"])}
+    plan.base = {"params": int(costs.base["params"]), "macs": int(costs.base["macs"])}
     return plan

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,17 +28,19 @@ from torch import nn
 from audioprune.errors import ArgumentError, ArgumentTypeError
 from audioprune.measure.counting import count, run_on_meta
 from audioprune.model_inputs import ForwardFn, first_example, inputs_spec, output_tensors
-from audioprune.pruning.criteria import describe_criterion, list_criteria, select_prune
-from audioprune.pruning.engine import PrunableLayer, PruningGraph, out_width
-from audioprune.pruning.importance import ActiveImportance, make_importance
 from audioprune.pruning import calibration
-from audioprune.pruning.auto import AUTO, check_no_options, choose_criterion
-from audioprune.pruning.plan import PlanSpec, ResolvedPlan, resolve_plan, schedule_counts
+from audioprune.pruning.auto import AutoChoice, choose_criterion
+from audioprune.pruning.criteria import select_prune
+from audioprune.pruning.engine import PrunableLayer, PruningGraph, out_width
+from audioprune.pruning.importance import ActiveImportance
+from audioprune.pruning.plan import Plan, ResolvedPlan, resolve_plan
+from audioprune.pruning.schedule import prune_in_rounds
 from audioprune.pruning.sensitivity import SensitivityCurve, layer_sensitivity
+from audioprune.pruning.spec import PruneSpec
 
 log = logging.getLogger("audioprune.prune")
 
-__all__ = ["PruneResult", "Pruner", "default_loss", "prune", "pruning_record"]
+__all__ = ["Plan", "PruneResult", "PruneSpec", "Pruner", "default_loss", "prune", "pruning_record"]
 
 RECORD_ATTR = "_audioprune_pruning"
 QUATERNION_OPTIONS = ("auto", "aggregate", "concat")
@@ -94,7 +97,12 @@ class PruneResult:
 
 
 class Pruner:
-    """Prune `model` in place, step by step (see :func:`prune` for the arguments)."""
+    """Prune `model` in place, step by step: the machinery of :func:`prune` for callers that
+    fine-tune between rounds themselves. Built from a :class:`PruneSpec` (``Pruner.from_spec``)
+    or from the same keywords as :func:`prune` (which it turns into one). The model is traced
+    ONCE, here; the graph stays valid across steps (Torch-Pruning updates it as it prunes,
+    fine-tuning changes weights, not structure): a model whose modules were replaced since
+    needs a new Pruner."""
 
     def __init__(self, model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
                  forward_fn: ForwardFn | str | None = None,
@@ -105,15 +113,17 @@ class Pruner:
                  criterion_options: Mapping[str, Any] | None = None,
                  calibration_data: Iterable[Any] | None = None,
                  calibration_forward: ForwardFn | None = None,
-                 loss_fn: Callable[[Any, Any], torch.Tensor] | None = None) -> None:
+                 loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+                 plan: Plan | None = None, spec: PruneSpec | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise ArgumentTypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
-        if not isinstance(criterion, str):
-            raise ArgumentTypeError(f"`criterion` must be a name (see audioprune.list_criteria()), "
-                                f"got {type(criterion).__name__}")
-        if quaternion not in QUATERNION_OPTIONS:
-            raise ArgumentError(f"unknown `quaternion` {quaternion!r}; choose from "
-                                f"{', '.join(QUATERNION_OPTIONS)}")
+        if spec is None:
+            if quaternion not in QUATERNION_OPTIONS:
+                raise ArgumentError(f"unknown `quaternion` {quaternion!r}; choose from "
+                                    f"{', '.join(QUATERNION_OPTIONS)}")
+            spec = PruneSpec(criterion, plan, criterion_options or {},
+                             scope=scope, group_reduction=group_reduction, aggregate=aggregate,
+                             quaternion_mode="aggregate" if quaternion == "auto" else quaternion)
         if isinstance(ignored_layers, (str, nn.Module)):
             ignored_layers = [ignored_layers]
         self.model = model
@@ -121,20 +131,24 @@ class Pruner:
         self.forward_fn = forward_fn
         self.ignored_layers = list(ignored_layers)
         self.protect = {"protect_outputs": protect_outputs, "protect_frozen": protect_frozen}
-        self.importance = make_importance(
-            criterion, criterion_options, aggregate=aggregate,
-            quaternion_mode="aggregate" if quaternion == "auto" else quaternion,
-            scope=scope, group_reduction=group_reduction)
-        self.criterion = criterion
+        self.spec = spec
         self.calibration_forward = calibration_forward
         self.loss_fn = loss_fn
         self._batches: list[Any] | None = None
         if calibration_data is not None:  # active criteria, and sensitivity allocation
-            n = getattr(self.importance, "batches", calibration.DEFAULT_BATCHES)
-            self._batches = list(itertools.islice(iter(calibration_data), n))
-            if not self._batches:
-                raise ArgumentError("`calibration_data` yielded no batch")
+            self.calibrate_with(calibration_data)
         self.graph = self._trace()
+        self.auto: AutoChoice | None = None  # what `auto` chose, once it is resolved
+        self.criterion = spec.criterion
+        self.importance: Any = None if spec.is_auto else spec.importance()
+
+    @classmethod
+    def from_spec(cls, model: nn.Module, example_inputs: Any, spec: PruneSpec,
+                  **kwargs: Any) -> Pruner:
+        """A Pruner for `spec` (forward_fn, ignored_layers, calibration_data, ... as keywords)."""
+        if not isinstance(spec, PruneSpec):
+            raise ArgumentTypeError(f"`spec` must be a PruneSpec, got {type(spec).__name__}")
+        return cls(model, example_inputs, spec=spec, **kwargs)
 
     @property
     def active(self) -> bool:
@@ -146,6 +160,34 @@ class Pruner:
 
     def layers(self) -> dict[str, PrunableLayer]:
         return self.graph.layers()
+
+    def calibrate_with(self, batches: Iterable[Any]) -> None:
+        """The calibration batches active criteria and sensitivity allocation read (the first
+        `batches` option's worth, default 8), given now or later (the run layer loads its data
+        after planning)."""
+        n = int(self.spec.options.get("batches", calibration.DEFAULT_BATCHES)) \
+            if self.spec.needs_data else calibration.DEFAULT_BATCHES
+        self._batches = list(itertools.islice(iter(batches), n))
+        if not self._batches:
+            raise ArgumentError("`calibration_data` yielded no batch")
+
+    @property
+    def calibration(self) -> list[Any] | None:
+        return self._batches
+
+    def resolve_auto(self, plan: Plan | None = None, *, calibration: bool | None = None) -> None:
+        """`auto`: pick the criterion for this model and budget on the graph traced above
+        (`calibration`: whether batches will be there for taylor; default: whether they are)."""
+        plan = self.spec.plan if plan is None else plan
+        if not self.spec.is_auto or self.auto is not None:
+            return
+        if plan is None:
+            raise ArgumentError("`criterion` auto chooses from the budget: give a `plan`")
+        ready = self._batches is not None if calibration is None else calibration
+        self.auto = choose_criterion(self.graph, plan, calibration=ready)
+        self.criterion = self.auto.criterion
+        self.spec = self.spec.resolved(self.auto.criterion)
+        self.importance = self.spec.importance()
 
     def _calibrate(self) -> None:
         assert isinstance(self.importance, ActiveImportance)
@@ -159,13 +201,21 @@ class Pruner:
         self.importance.calibrate(self.graph, self._batches, loss,
                                   self.calibration_forward or self.graph.forward)
 
-    def plan(self, spec: PlanSpec) -> ResolvedPlan:
-        """How many units to remove from each layer for `spec`, on the model as it is now."""
-        spec.validate()
-        if (spec.global_ranking or spec.allocation == "sensitivity") and self.active:
+    def plan(self, plan: Plan | None = None, *, exact_costs: bool = False) -> ResolvedPlan:
+        """How many units to remove from each layer for `plan` (default the spec's), on the
+        model as it is now. Resolves `auto` first. `exact_costs`: search a budget counting
+        each candidate on a pruned copy (the slow reference; the same plan)."""
+        plan = self.spec.plan if plan is None else plan
+        if plan is None:
+            raise ArgumentError("give a `plan`, e.g. ap.Plan(ratio=0.5), here or in the spec")
+        if not isinstance(plan, Plan):
+            raise ArgumentTypeError(f"`plan` must be an audioprune.Plan, got {type(plan).__name__}")
+        if self.importance is None:
+            self.resolve_auto(plan)
+        if (plan.global_ranking or plan.allocation == "sensitivity") and self.active:
             self._calibrate()
-        return resolve_plan(spec, self.graph, scores=lambda names: self.scores(names),
-                            sensitivity=self.sensitivity)
+        return resolve_plan(plan, self.graph, scores=lambda names: self.scores(names),
+                            sensitivity=self.sensitivity, exact_costs=exact_costs)
 
     def sensitivity(self, names: Iterable[str]) -> dict[str, SensitivityCurve]:
         """Each named layer's loss rise on the calibration batches as it alone loses its
@@ -190,6 +240,8 @@ class Pruner:
 
     def scores(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Per-unit scores (higher = pruned first) of the named layers, as the model is now."""
+        if self.importance is None:
+            raise ArgumentError("`criterion` auto chooses from the budget: call plan() first")
         try:
             return self.graph.scores(self.importance, names)
         except ArgumentError:
@@ -200,10 +252,10 @@ class Pruner:
     def step(self, counts: Mapping[str, int]) -> dict[str, list[int]]:
         """Remove counts[name] units from each layer, the criterion's top-scored ones; return the
         removed indices, numbered as the layers were before this step. Active criteria are
-        calibrated first. The graph traced at construction stays valid across steps (Torch-
-        Pruning updates it as it prunes; fine-tuning changes weights, not structure): a model
-        whose modules were replaced since needs a new Pruner."""
+        calibrated first."""
         names = [n for n, c in counts.items() if c > 0]
+        if self.importance is None:
+            raise ArgumentError("`criterion` auto chooses from the budget: call plan() first")
         if self.active:
             self._calibrate()
         layers = self.graph.layers()
@@ -213,6 +265,11 @@ class Pruner:
         _append_record(self.model, self.example_inputs, self.forward_fn,
                        {n: layers[n].unit for n in removal}, removal)
         return removal
+
+    def record(self) -> dict[str, Any]:
+        """The criterion as used (with what `auto` chose, when it was asked)."""
+        assert self.importance is not None
+        return {**self.importance.describe(), **({"auto": self.auto.to_dict()} if self.auto else {})}
 
 
 def _append_record(model: nn.Module, example_inputs: Any, forward_fn: Any,
@@ -231,59 +288,52 @@ def _prunable_widths(graph: PruningGraph) -> dict[str, int]:
     return {name: layer.width for name, layer in graph.layers().items()}
 
 
-def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
-          ratio: float | None = None, ratios: Mapping[str, float] | None = None,
-          target_macs: int | float | str | None = None,
-          target_params: int | float | str | None = None,
-          budget: str | None = None, precision: str = "int8", clip_seconds: float | None = None,
-          round_to: int | None = None, layers: Iterable[str] | None = None,
-          ignored_layers: Iterable[str | nn.Module] = (),
-          global_ranking: bool = False, normalise: str = "minmax",
-          allocation: str = "uniform", iterative: int = 1,
+_PLAN_KEYWORDS = ("ratio", "ratios", "target_macs", "target_params", "budget", "precision",
+                  "clip_seconds", "round_to", "layers", "global_ranking", "normalise",
+                  "allocation")
+
+
+def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc",
+          plan: Plan | None = None, *,
+          ignored_layers: Iterable[str | nn.Module] = (), iterative: int = 1,
           finetune: Callable[[nn.Module, int], None] | None = None,
           calibration_data: Iterable[Any] | None = None,
           loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
           forward_fn: ForwardFn | str | None = None,
           quaternion: str = "auto", aggregate: str = "mean", scope: str | None = None,
           group_reduction: str = "mean", protect_outputs: bool = True,
-          protect_frozen: bool = True, **criterion_options: Any) -> PruneResult:
-    """Prune `model` IN PLACE: remove the filters `criterion` ranks first, for real.
+          protect_frozen: bool = True, spec: PruneSpec | None = None,
+          **criterion_options: Any) -> PruneResult:
+    """Prune `model` IN PLACE: remove the filters `criterion` ranks first, for real::
+
+        ap.prune(model, x, "l1", ap.Plan(target_macs=0.5))
 
     model            any nn.Module (convs, linears, quaternion layers; residual adds, grouped and
                      depthwise convs, squeeze-excitation, attention heads: Torch-Pruning's
                      dependency graph keeps coupled layers consistent)
-    example_inputs   what the model takes (a tensor, a tuple of tensors or a dict), used to trace
-                     it and to count MACs per example (its first item)
+    example_inputs   what the model takes (a tensor, a tuple of tensors, or a dict: one
+                     positional input unless `forward_fn` says otherwise), used to trace it and
+                     to count MACs per example (its first item)
     criterion        a name from ``audioprune.list_criteria()``: graph centralities (wdc,
                      betweenness, ...), similarity, norms (l1, opnorm, fpgm, ...), random,
-                     Torch-Pruning's group importances (tp-magnitude, tp-lamp, tp-fpgm), or
-                     active ones (hrank, activation, taylor) that need `calibration_data`; or
-                     "auto": what our cross-validated measurements support at this budget
-                     (taylor keeping >= 40% of the MACs, tp-magnitude below or without
-                     `calibration_data`; see audioprune.pruning.auto), recorded in plan["auto"]
-    ratio            the fraction of the filters (units) removed from every selected layer, or
-    ratios           {layer name / glob pattern / C<k> alias: fraction}, or
-    target_macs      a MAC budget: a count (30_000_000, "30M") or a fraction (0.5) of the
-                     model's own; or
-    target_params    a parameter budget, likewise ("128k", 0.3); or
-    budget           a challenge's limits at once: "dcase2024" (128 kB of parameters at
-                     `precision`, 30 MMACs per second of audio; also 2022, 2023, 2025) or
-                     "params_bytes=128k,macs=30M"; `clip_seconds` says how much audio one
-                     example holds (an audioprune AudioClassifier knows its own)
-    round_to         every pruned layer keeps a multiple of this many units (e.g. 16: the fp32
-                     lanes of AVX-512; see audioprune.measure.blocking), so the MACs saved are
-                     time saved
-    layers           the layers to prune (names, patterns such as 'block4.*', aliases C7-C12);
-                     default every prunable layer
-    ignored_layers   layers (names or modules) whose outputs are never pruned; model outputs
-                     and frozen layers are left alone anyway (`protect_outputs`,
-                     `protect_frozen`)
-    global_ranking   rank the filters of all selected layers together (scores normalised per
-                     layer by `normalise`: "minmax" or "zscore")
-    allocation       how a budget is split between layers: "uniform" (one ratio, then filters
-                     given back while it holds) or "sensitivity" (each layer's loss rise on
-                     `calibration_data` when it alone is pruned; every layer pruned up to one
-                     loss tolerance, searched to meet the budget)
+                     Torch-Pruning's group importances (tp-magnitude, tp-taylor, tp-lamp,
+                     tp-fpgm), or active ones (hrank, activation, taylor) that need
+                     `calibration_data`; or "auto": what our cross-validated measurements
+                     support at this budget (see audioprune.pruning.auto), recorded in
+                     plan["auto"]
+    plan             an :class:`audioprune.Plan`: how much, and where. One of
+                     ``ratio`` (a fraction of every selected layer's filters), ``ratios``
+                     ({layer / glob pattern / C<k> alias: fraction}), ``target_macs`` /
+                     ``target_params`` (a count such as "30M", or a fraction of the model's own
+                     such as 0.5), ``budget`` ("dcase2024": 128 kB of parameters at
+                     ``precision`` and 30 MMACs per second of ``clip_seconds`` of audio); with
+                     ``layers``, ``round_to`` (widths in SIMD blocks), ``global_ranking`` (+
+                     ``normalise``) or ``allocation="sensitivity"`` (budgets split by each
+                     layer's loss rise on `calibration_data`). The same fields as keywords of
+                     this function (``ratio=0.5``) still work and warn: they are deprecated.
+    ignored_layers   layers (names, glob patterns as in ``layers``, or modules) whose outputs
+                     are never pruned; model outputs and frozen layers are left alone anyway
+                     (`protect_outputs`, `protect_frozen`)
     iterative        K rounds, each re-scoring the model; `finetune(model, round)` runs after
                      every round but the last (your own training loop)
     calibration_data batches (inputs, or (inputs, targets) for gradient criteria) for the active
@@ -297,68 +347,80 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc", *,
                      criteria) or "group" (every layer of the dependency group, as
                      Torch-Pruning's group importances; default for taylor), reduced by
                      `group_reduction` ("mean", "sum", "max", "min")
+    spec             a whole :class:`audioprune.pruning.spec.PruneSpec` instead of `criterion`,
+                     `plan` and the scoring keywords (what the CLI and recipes pass)
     **criterion_options  the criterion's own options (e.g. paper_compat=True, approx="knn")
 
     Returns a :class:`PruneResult` (MACs/params before and after, per-layer widths, the removed
     indices). Raises ArgumentError (a ValueError) naming the argument at fault.
     """
-    if isinstance(iterative, bool) or not isinstance(iterative, int) or iterative < 1:
-        raise ArgumentError(f"`iterative` needs at least 1 round, got {iterative!r}")
+    old = {k: criterion_options.pop(k) for k in _PLAN_KEYWORDS if k in criterion_options}
     if finetune is not None and not callable(finetune):
         raise ArgumentTypeError("`finetune` must be a callable (model, round) -> None")
-    spec = PlanSpec(ratio=ratio, ratios=dict(ratios) if ratios is not None else None,
-                    target_macs=target_macs, target_params=target_params, budget=budget,
-                    precision=precision, clip_seconds=clip_seconds, round_to=round_to,
-                    layers=list(layers) if layers is not None and not isinstance(layers, str)
-                    else layers, global_ranking=global_ranking, normalise=normalise,
-                    allocation=allocation).validate()
-    auto = None
-    if criterion == AUTO:
-        check_no_options(criterion_options)
-        auto = choose_criterion(model, example_inputs, spec, calibration=calibration_data is not None,
-                                forward_fn=forward_fn, ignored_layers=ignored_layers,
-                                protect_outputs=protect_outputs, protect_frozen=protect_frozen)
-        criterion = auto.criterion
-    if calibration_data is None and allocation == "sensitivity":
+    if spec is None:
+        plan = _plan_argument(plan, old)
+        if quaternion not in QUATERNION_OPTIONS:
+            raise ArgumentError(f"unknown `quaternion` {quaternion!r}; choose from "
+                                f"{', '.join(QUATERNION_OPTIONS)}")
+        spec = PruneSpec(criterion, plan, criterion_options, scope=scope,
+                         group_reduction=group_reduction, aggregate=aggregate,
+                         quaternion_mode="aggregate" if quaternion == "auto" else quaternion,
+                         iterative=iterative)
+    elif plan is not None or old or criterion_options:
+        raise ArgumentError("`spec` holds the criterion, its options and the plan: give it "
+                            "alone, or `criterion` and `plan`")
+    if spec.plan is None:
+        raise ArgumentError("give a `plan`, e.g. ap.Plan(ratio=0.5) or ap.Plan(target_macs=0.5)")
+    if calibration_data is None and spec.plan.allocation == "sensitivity":
         raise ArgumentError("`allocation` 'sensitivity' measures the loss: pass "
                             "`calibration_data` (an iterable of (inputs, targets) batches)")
-    if calibration_data is None and criterion in list_criteria() and \
-            describe_criterion(criterion).inputs != "weights":
-        raise ArgumentError(f"{criterion} is an active criterion: pass `calibration_data` (an "
-                            f"iterable of training batches: inputs, or (inputs, targets))")
-    pruner = Pruner(model, example_inputs, criterion, forward_fn=forward_fn,
-                    ignored_layers=ignored_layers, protect_outputs=protect_outputs,
-                    protect_frozen=protect_frozen, quaternion=quaternion, aggregate=aggregate,
-                    scope=scope, group_reduction=group_reduction,
-                    criterion_options=criterion_options, calibration_data=calibration_data,
-                    loss_fn=loss_fn)
+    if calibration_data is None and spec.needs_data:
+        raise ArgumentError(f"{spec.criterion} is an active criterion: pass `calibration_data` "
+                            f"(an iterable of training batches: inputs, or (inputs, targets))")
+    pruner = Pruner.from_spec(model, example_inputs, spec, forward_fn=forward_fn,
+                              ignored_layers=ignored_layers, protect_outputs=protect_outputs,
+                              protect_frozen=protect_frozen, calibration_data=calibration_data,
+                              loss_fn=loss_fn)
     before = count(model, example_inputs, pruner.graph.forward)
     widths_before = _prunable_widths(pruner.graph)
-    plan = pruner.plan(spec)
-    units = {n: pruner.graph.layers()[n].unit for n in plan.counts}
-    index_map = {n: list(range(k)) for n, k in plan.n_units.items()}  # now -> as given
-    rounds: list[dict[str, list[int]]] = []
-    prev = {n: 0 for n in plan.counts}
-    for k, cumulative in enumerate(schedule_counts(plan.counts, plan.n_units, iterative), start=1):
-        removal = pruner.step({n: cumulative[n] - prev[n] for n in cumulative})
-        rounds.append(removal)
-        for name, idxs in removal.items():
-            gone = set(idxs)
-            index_map[name] = [p for i, p in enumerate(index_map[name]) if i not in gone]
-        prev = cumulative
-        if finetune is not None and k < iterative:
+    resolved = pruner.plan()
+    units = {n: pruner.graph.layers()[n].unit for n in resolved.counts}
+
+    def between_rounds(k: int, _removed: dict[str, list[int]], _state: Any) -> None:
+        if finetune is not None and k < spec.iterative:
             finetune(model, k)
+
+    state = prune_in_rounds(pruner, resolved, spec.iterative, after_round=between_rounds)
     after = count(model, example_inputs, pruner.graph.forward)
-    widths_after = _current_widths(model, widths_before)
-    removed = {n: sorted(set(range(plan.n_units[n])) - set(index_map[n])) for n in plan.counts}
     _check_outputs(model, example_inputs, pruner.graph.forward)
-    return PruneResult(model=model, criterion=criterion, macs_before=before.macs,
+    return PruneResult(model=model, criterion=pruner.criterion, macs_before=before.macs,
                        macs_after=after.macs, params_before=before.params,
                        params_after=after.params, widths_before=widths_before,
-                       widths_after=widths_after, removed=removed, units=units,
-                       plan={**plan.to_dict(), "criterion": pruner.importance.describe(),
-                             **({"auto": auto.to_dict()} if auto else {})},
-                       rounds=rounds)
+                       widths_after=_current_widths(model, widths_before),
+                       removed=state.removed(resolved), units=units,
+                       plan={**resolved.to_dict(), "criterion": pruner.importance.describe(),
+                             **({"auto": pruner.auto.to_dict()} if pruner.auto else {})},
+                       rounds=state.rounds)
+
+
+def _plan_argument(plan: Any, old: Mapping[str, Any]) -> Plan:
+    """`plan`, or the deprecated plan keywords made into one (with a DeprecationWarning)."""
+    if plan is not None and old:
+        raise ArgumentError(f"give the plan once: `plan` or {', '.join(f'`{k}`' for k in old)} "
+                            f"(deprecated), not both")
+    if plan is not None:
+        if not isinstance(plan, Plan):
+            raise ArgumentTypeError(f"`plan` must be an audioprune.Plan, e.g. "
+                                    f"ap.Plan(ratio=0.5), got {type(plan).__name__}")
+        return plan
+    if not old:
+        raise ArgumentError("give a `plan`, e.g. ap.Plan(ratio=0.5) or ap.Plan(target_macs=0.5)")
+    shown = ", ".join(f"{k}={v!r}" for k, v in old.items())
+    warnings.warn(f"ap.prune({shown}) is deprecated: pass plan=ap.Plan({shown})",
+                  DeprecationWarning, stacklevel=3)
+    if "layers" in old and old["layers"] is not None and not isinstance(old["layers"], str):
+        old = {**old, "layers": list(old["layers"])}
+    return Plan(**old)
 
 
 def _current_widths(model: nn.Module, names: Iterable[str]) -> dict[str, int]:

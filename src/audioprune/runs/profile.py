@@ -83,11 +83,10 @@ from audioprune.measure.onnx_export import (
 )
 from audioprune.measure.quantize import INT8_ONNX
 from audioprune.nn.quaternion import is_quaternion
-from audioprune.runs.run_dir import load_model
+from audioprune.runs.run_dir import PROFILE_JSON, load_model
 
 __all__ = ["PROFILE_JSON", "profile_run"]
 
-PROFILE_JSON = "profile.json"
 log = logging.getLogger("audioprune")
 
 

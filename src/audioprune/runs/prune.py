@@ -1,6 +1,7 @@
 """Prune a trained run: score -> remove filters -> fine-tune -> evaluate -> a new run directory.
 
-``prune_run(parent, out, PruneConfig(...), train_cfg, data)`` is what ``audioprune prune`` calls.
+``prune_run(parent, out, PruneSpec(...), train_cfg, data)`` is what ``audioprune prune`` and the
+recipes call; the spec (audioprune.pruning.spec) arrives as its edge built it and is not rebuilt.
 The new run directory is a normal run (model.safetensors + model.json with the pruned widths,
 loadable with ``load_model``; metrics.json with the same top-level keys as a trained run, for the
 final pruned and fine-tuned model) plus, in metrics.json:
@@ -13,19 +14,19 @@ final pruned and fine-tuned model) plus, in metrics.json:
                    widths before/after and the removed filter indices (numbered as in the parent)
   reduction        1 - pruned/parent for params and macs, and accuracy_change | mAP_change
                    (pruned minus parent; negative = a drop)
-  distill          only with ``--distill-from``: fine-tuning distilled from a teacher (by default
-                   the parent); teacher, loss, T, alpha, cached/online (audioprune.distill)
+  distill          only when the spec distils (``--distill-from``): fine-tuning distilled from a
+                   teacher (by default the parent); teacher, loss, T, alpha, cached/online
 
 Data and training default to the parent's config.json: same dataset, data root, split options and
 training settings, with the learning rate divided by 10 (fine-tuning starts from trained weights;
 the parent's rate would undo much of them) and ``--finetune-epochs`` epochs (default 10). The
 front end is always the parent model's own.
 
-Schedules: one-shot (``iterative=1``) or K rounds of (prune, fine-tune) whose per-layer counts
-shrink the kept fraction geometrically and end exactly at the one-shot plan (plan.schedule_counts);
-each round re-scores the filters of the fine-tuned model, and fine-tunes for the full
-``finetune_epochs``. The plan itself (which layers, how many filters; global allocation; budget
-search) is resolved once on the parent.
+Schedules: one-shot (``iterative=1``) or K rounds of (prune, fine-tune), run by the library's one
+schedule (pruning/schedule.py: the per-layer counts shrink the kept fraction geometrically and
+end exactly at the one-shot plan); this layer only adds what happens after each round (evaluate,
+save, fine-tune for the full ``finetune_epochs``, checkpoint). The model is traced once (and
+again only after a resume reloads it); the plan is resolved once, on the parent.
 
 Active criteria (hrank, activation, taylor) see data: before every pruning step the model runs
 ``batches`` calibration batches (criterion option, default 8) of the training set, drawn by a
@@ -41,8 +42,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +50,13 @@ import torch
 from audioprune.distill.config import DistillConfig
 from audioprune.errors import ArgumentError, UserError
 from audioprune.fileio import read_json, read_tensors, write_json
-from audioprune.model_inputs import call_model
 from audioprune.models.base import AudioClassifier
-from audioprune.pruning.auto import AUTO, check_no_options, choose_criterion
-from audioprune.pruning.calibration import DEFAULT_BATCHES, Batch, calibration_batches
-from audioprune.pruning.criteria import describe_criterion
-from audioprune.pruning.importance import ActiveImportance, CriterionImportance, make_importance
-from audioprune.pruning.plan import PlanSpec, ResolvedPlan, schedule_counts
+from audioprune.pruning.body import body_pruner
+from audioprune.pruning.calibration import DEFAULT_BATCHES, calibration_batches
+from audioprune.pruning.plan import ResolvedPlan
 from audioprune.pruning.pruner import Pruner
+from audioprune.pruning.schedule import ScheduleState, prune_in_rounds, schedule_counts
+from audioprune.pruning.spec import PruneSpec
 from audioprune.runs.data import DataSpec, prepare_data
 from audioprune.runs.kd import Distiller
 from audioprune.runs.logs import environment, run_log
@@ -78,77 +76,6 @@ log = logging.getLogger("audioprune")
 PRUNED_WEIGHTS = "pruned.safetensors"  # a round's model right after pruning, before fine-tuning
 
 
-@dataclass
-class PruneConfig:
-    """How to prune: the criterion and its options, the plan, the schedule, quaternion handling."""
-
-    criterion: str
-    plan: PlanSpec
-    criterion_options: dict[str, Any] = field(default_factory=dict)
-    iterative: int = 1
-    aggregate: str = "mean"
-    quaternion_mode: str = "aggregate"
-    scope: str | None = None  # None: the criterion's default (root; taylor: group)
-    group_reduction: str = "mean"
-    auto: dict[str, Any] | None = None  # criterion "auto": what it chose and why (pruning.auto)
-
-    @property
-    def active(self) -> bool:
-        """True for criteria that need calibration data (hrank, activation, taylor)."""
-        try:
-            return describe_criterion(self.criterion).inputs != "weights"
-        except ValueError as exc:
-            raise ArgumentError(f"`criterion`: {exc}") from None
-
-    def importance(self) -> CriterionImportance | ActiveImportance:
-        return make_importance(self.criterion, self.criterion_options, aggregate=self.aggregate,
-                               quaternion_mode=self.quaternion_mode, scope=self.scope,
-                               group_reduction=self.group_reduction)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["plan"] = self.plan.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PruneConfig:
-        d = dict(d)
-        d["plan"] = PlanSpec.from_dict(d["plan"])
-        return cls(**d)
-
-
-def model_pruner(model: AudioClassifier, cfg: PruneConfig,
-                 batches: list[Batch] | None = None) -> Pruner:
-    """A Pruner for an audio model of this package: its body (``classify``) is traced on
-    features of its clip length, so the front end is neither traced nor counted; calibration
-    batches are (waveforms, targets) run through the whole model."""
-    if cfg.iterative < 1:
-        raise ArgumentError(f"`iterative` needs at least 1 round, got {cfg.iterative}")
-    cfg.importance()  # a bad criterion or option fails here, before any data is read
-    return Pruner(model, model.example_features(), cfg.criterion, forward_fn="classify",
-                  quaternion="aggregate" if cfg.quaternion_mode == "aggregate" else "concat",
-                  aggregate=cfg.aggregate, scope=cfg.scope, group_reduction=cfg.group_reduction,
-                  criterion_options=cfg.criterion_options, calibration_data=batches,
-                  calibration_forward=call_model)
-
-
-def plan_pruning(model: AudioClassifier, cfg: PruneConfig,
-                 batches: list[Batch] | None = None) -> tuple[Pruner, ResolvedPlan]:
-    """Resolve `cfg.plan` on `model` (counts per layer). An active criterion with global
-    ranking needs its scores, hence `batches`, to plan."""
-    pruner = model_pruner(model, cfg, batches)
-    return pruner, pruner.plan(cfg.plan)
-
-
-def prune_model(model: AudioClassifier, cfg: PruneConfig,
-                batches: list[Batch] | None = None) -> dict[str, Any]:
-    """One-shot pruning in place: returns {"plan": ..., "removed": {layer: indices}}. Passive
-    criteria need no data; active ones take (waveforms, targets) calibration `batches`."""
-    _, plan = plan_pruning(model, cfg, batches)
-    removed = model_pruner(model, cfg, batches).step(plan.counts)
-    return {"plan": plan.to_dict(), "removed": removed}
-
-
 def _check_out(out: Path, resume: bool) -> None:
     if resume:
         if not (out / CONFIG_JSON).is_file():
@@ -162,32 +89,36 @@ def _check_out(out: Path, resume: bool) -> None:
                             f"with `resume` {out}")
 
 
-def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, data: DataSpec,
-              resume: bool = False, distill: DistillConfig | None = None) -> dict[str, Any]:
-    """Prune the model of run `parent` into run directory `out`; return its metrics.json.
-    With `distill`, fine-tuning distils from its teacher ("parent" = the unpruned parent) and
-    metrics.json gains a `distill` block (audioprune.runs.kd)."""
+def prune_run(parent: Path, out: Path, spec: PruneSpec, train: TrainConfig, data: DataSpec,
+              resume: bool = False) -> dict[str, Any]:
+    """Prune the model of run `parent` by `spec` into run directory `out`; return its
+    metrics.json. When the spec distils, fine-tuning distils from its teacher ("parent" = the
+    unpruned parent) and metrics.json gains a `distill` block (audioprune.runs.kd)."""
     parent, out = Path(parent), Path(out)
+    if not isinstance(spec, PruneSpec):
+        raise ArgumentError(f"`spec` must be a PruneSpec, got {type(spec).__name__}")
+    if spec.plan is None:
+        raise ArgumentError("the prune spec has no plan: give a ratio, ratios or a budget")
+    distill = spec.distill
     if distill is not None and distill.teacher == "parent":
         distill = DistillConfig(**{**distill.to_dict(), "teacher": str(parent.resolve())})
-    if distill is not None:
-        distill.validate()
     _check_out(out, resume)
     if parent.resolve() == out.resolve():
         raise ArgumentError("`out` must differ from the parent run")
     model, info = load_model(parent, train.device)
-    if cfg.criterion == AUTO:  # the calibration batches taylor needs are drawn below
-        check_no_options(cfg.criterion_options)
-        choice = choose_criterion(model, model.example_features(), cfg.plan, calibration=True,
-                                  forward_fn="classify")
-        cfg = replace(cfg, criterion=choice.criterion, auto=choice.to_dict())
-    # errors in the plan surface before anything is written; an active criterion ranking
-    # globally, and a sensitivity allocation, need data to plan, so they plan once it is loaded
-    needs_data = (cfg.active and cfg.plan.global_ranking) or cfg.plan.allocation == "sensitivity"
-    planned = None if needs_data else plan_pruning(model, cfg)
+    # the one trace of the parent; a plan that needs no data (no active global ranking, no
+    # sensitivity allocation) is resolved now, so its errors surface before anything is written
+    pruner = body_pruner(model, spec)
+    pruner.resolve_auto(calibration=True)  # `auto`: this layer always draws calibration batches
+    chosen = pruner.spec
+    needs_data = (chosen.needs_data and chosen.plan.global_ranking) or \
+        chosen.plan.allocation == "sensitivity"
+    plan = None if needs_data else pruner.plan()
     # the pruned model always keeps its parent's front end (sample rate, clip, standardisation)
     data = DataSpec(**{**data.__dict__, "frontend": model.frontend_cfg.to_dict()})
-    config = {"command": "prune", "parent": str(parent.resolve()), "prune": cfg.to_dict(),
+    # the spec as resolved (`auto`'s choice in place, and why): a resume prunes the same way
+    resolved = {**chosen.to_dict(), **({"auto": pruner.auto.to_dict()} if pruner.auto else {})}
+    config = {"command": "prune", "parent": str(parent.resolve()), "prune": resolved,
               "model": info["arch"], "data": data.__dict__, "train": train.to_dict(),
               "environment": environment()}
     if distill is not None:
@@ -196,131 +127,178 @@ def prune_run(parent: Path, out: Path, cfg: PruneConfig, train: TrainConfig, dat
     if not resume:
         write_json(out / CONFIG_JSON, config)
     with run_log(out):
-        return _prune(parent, out, model, info, cfg, planned, train, data, resume, distill=distill)
+        return _Pruning(parent, out, model, info, pruner, plan, train, data, distill).run(resume)
 
 
-def _prune(parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any],
-           cfg: PruneConfig, planned: tuple[Pruner, ResolvedPlan] | None, train: TrainConfig,
-           data: DataSpec, resume: bool, distill: DistillConfig | None = None) -> dict[str, Any]:
-    bundle = prepare_data(data, train.seed, progress=train.progress)
-    log.info("%s", bundle.index.describe())
-    if bundle.index.num_classes != model.num_classes:
-        raise UserError(f"{parent} predicts {model.num_classes} classes but {data.dataset} has "
-                        f"{bundle.index.num_classes}")
-    class_names, task = info["class_names"], info["task"]
-    extra = {"dataset": data.dataset, "parent": str(parent.resolve())}
-    # before seeding: building the teacher draws (then replaces) initial weights
-    kd = Distiller(distill, data, bundle, train) if distill is not None else None
-    torch.manual_seed(train.seed)
+class _Pruning:
+    """One prune run's state while it runs: data, calibration, the schedule's rounds."""
 
-    parent_metrics = source_run_block(parent, model, bundle, train, "prune")
-    widths_before = model.layer_widths()
-    importance = cfg.importance()
-    n_batches = getattr(importance, "batches", DEFAULT_BATCHES)  # sensitivity: the default 8
-    batches = (calibration_batches(bundle.train, n_batches, train.batch_size, train.seed)
-               if isinstance(importance, ActiveImportance) or cfg.plan.allocation == "sensitivity"
-               else None)
-    pruner, plan = planned or plan_pruning(model, cfg, batches)
-    log.info("pruning plan (%s%s): %s", plan.mode, f", level {plan.level}" if plan.level else "",
-             ", ".join(f"{n} {c}/{plan.n_units[n]}" for n, c in plan.counts.items()))
-    layers0 = pruner.layers()
-    units = {n: layers0[n].unit for n in plan.counts}
-    schedule = schedule_counts(plan.counts, plan.n_units, cfg.iterative)
+    def __init__(self, parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any],
+                 pruner: Pruner, plan: ResolvedPlan | None, train: TrainConfig, data: DataSpec,
+                 distill: DistillConfig | None) -> None:
+        self.parent, self.out, self.model, self.info = parent, out, model, info
+        self.pruner, self.plan, self.train, self.data, self.distill = pruner, plan, train, data, distill
+        self.extra = {"dataset": data.dataset, "parent": str(parent.resolve())}
+        self.after_prune: dict[str, Any] = {}
+        self.records: dict[int, dict[str, Any]] = {}
 
-    index_map = {n: list(range(k)) for n, k in plan.n_units.items()}  # current -> parent index
-    prev = {n: 0 for n in plan.counts}
-    rounds: list[dict[str, Any]] = []
-    after_prune: dict[str, Any] = {}
-    summary: dict[str, Any] | None = None
-    for k, cumulative in enumerate(schedule, start=1):
-        rdir = out / "rounds" / f"round{k}"
-        done = rdir / "round.json"
-        if resume and done.is_file():
-            record = read_json(done)
-            model, _ = load_model(rdir, train.device)
-            index_map, after_prune, summary = record["index_map"], record["after_prune"], record["finetune"]
-            rounds.append(record)
-            prev = cumulative
-            log.info("round %d/%d already done", k, len(schedule))
-            continue
-        if resume and (rdir / "prune.json").is_file() and (rdir / PRUNED_WEIGHTS).is_file():
-            model, _ = load_model(rdir, train.device, weights_name=PRUNED_WEIGHTS)
-            record = read_json(rdir / "prune.json")
-            index_map, after_prune = record["index_map"], record["after_prune"]
-            log.info("round %d/%d: pruned model found, continuing its fine-tune", k, len(schedule))
-        else:
-            step = {n: cumulative[n] - prev[n] for n in cumulative}
-            removed_now = model_pruner(model, cfg, batches).step(step)
-            removed = {}
-            for name, idxs in removed_now.items():
-                removed[name] = [index_map[name][i] for i in idxs]
-                gone = set(idxs)
-                index_map[name] = [p for i, p in enumerate(index_map[name]) if i not in gone]
-            after_prune = headline_block(test_metrics(model, bundle, train))
-            name, value = ("mAP", after_prune["mAP"]) if "mAP" in after_prune else \
-                ("accuracy", after_prune.get("accuracy"))
-            log.info("round %d/%d: pruned %s; test %s %.4f, params %s, MACs %s", k, len(schedule),
-                     ", ".join(f"{n} -{len(v)}" for n, v in removed.items()) or "nothing", name,
-                     value, f"{after_prune['params']:,}", f"{after_prune['macs']:,}")
-            record = {"round": k, "removed": removed, "widths": model.layer_widths(),
-                      "index_map": index_map, "after_prune": after_prune}
-            save_model(rdir, model, class_names, task, extra, weights_name=PRUNED_WEIGHTS)
-            write_json(rdir / "prune.json", record)
+    def run(self, resume: bool) -> dict[str, Any]:
+        train, data, model = self.train, self.data, self.model
+        bundle = self.bundle = prepare_data(data, train.seed, progress=train.progress)
+        log.info("%s", bundle.index.describe())
+        if bundle.index.num_classes != model.num_classes:
+            raise UserError(f"{self.parent} predicts {model.num_classes} classes but "
+                            f"{data.dataset} has {bundle.index.num_classes}")
+        # before seeding: building the teacher draws (then replaces) initial weights
+        self.kd = Distiller(self.distill, data, bundle, train) if self.distill is not None else None
+        torch.manual_seed(train.seed)
+        self.parent_metrics = source_run_block(self.parent, model, bundle, train, "prune")
+        widths_before = model.layer_widths()
+        spec = self.pruner.spec  # `auto` resolved
+        batches = None
+        if spec.needs_data or spec.plan.allocation == "sensitivity":
+            n = int(spec.options.get("batches", DEFAULT_BATCHES))
+            batches = calibration_batches(bundle.train, n, train.batch_size, train.seed)
+            self.pruner.calibrate_with(batches)
+        plan = self.plan = self.plan or self.pruner.plan()
+        log.info("pruning plan (%s%s): %s", plan.mode, f", level {plan.level}" if plan.level else "",
+                 ", ".join(f"{n} {c}/{plan.n_units[n]}" for n, c in plan.counts.items()))
+        layers0 = self.pruner.layers()
+        units = {n: layers0[n].unit for n in plan.counts}
+        rounds = spec.iterative
+        criterion = self.pruner.record()
+        state = self._resume(rounds) if resume else None
+        pruner = self.pruner
+        if state is not None:  # the model was reloaded from a round: trace it again
+            pruner = body_pruner(self.model, spec, batches)
+        state = prune_in_rounds(pruner, plan, rounds, after_round=self._after_round, state=state)
+        summary = self.records[rounds]["finetune"] if rounds in self.records else None
+        return self._finish(state, units, widths_before, criterion, summary)
+
+    # -- rounds
+
+    def _rdir(self, k: int) -> Path:
+        return self.out / "rounds" / f"round{k}"
+
+    def _after_round(self, k: int, removed: dict[str, list[int]],
+                     state: ScheduleState) -> Pruner | None:
+        """Round k was just pruned: evaluate, save the pruned model, fine-tune, save."""
+        model, train, rdir = self.model, self.train, self._rdir(k)
+        self.after_prune = headline_block(test_metrics(model, self.bundle, train))
+        name, value = ("mAP", self.after_prune["mAP"]) if "mAP" in self.after_prune else \
+            ("accuracy", self.after_prune.get("accuracy"))
+        log.info("round %d/%d: pruned %s; test %s %.4f, params %s, MACs %s", k,
+                 self.pruner.spec.iterative,
+                 ", ".join(f"{n} -{len(v)}" for n, v in removed.items()) or "nothing", name,
+                 value, f"{self.after_prune['params']:,}", f"{self.after_prune['macs']:,}")
+        record = {"round": k, "removed": removed, "widths": model.layer_widths(),
+                  "index_map": {n: list(v) for n, v in state.kept.items()},
+                  "after_prune": self.after_prune, "state": state.to_dict()}
+        save_model(rdir, model, self.info["class_names"], self.info["task"], self.extra,
+                   weights_name=PRUNED_WEIGHTS)
+        write_json(rdir / "prune.json", record)
+        self._finetune(k, record, resume=False)
+        return None
+
+    def _finetune(self, k: int, record: dict[str, Any], resume: bool) -> None:
+        model, train, rdir = self.model, self.train, self._rdir(k)
         summary = None
         if train.epochs > 0:
             has_ckpt = (rdir / "checkpoint" / "last.json").is_file()
-            summary = (kd.fit if kd is not None else fit)(model, bundle.train, bundle.val, train,
-                                                          rdir, resume=resume and has_ckpt)
+            summary = (self.kd.fit if self.kd is not None else fit)(
+                model, self.bundle.train, self.bundle.val, train, rdir, resume=resume and has_ckpt)
             model.load_state_dict(read_tensors(rdir / MODEL_WEIGHTS), strict=False)
-        save_model(rdir, model, class_names, task, extra)
+        save_model(rdir, model, self.info["class_names"], self.info["task"], self.extra)
         record["finetune"] = summary
-        write_json(done, record)
-        rounds.append(record)
-        prev = cumulative
+        write_json(rdir / "round.json", record)
+        self.records[k] = record
 
-    save_model(out, model, class_names, task, extra)
-    final, _ = load_model(out, train.device)
-    metrics = test_metrics(final, bundle, train)
-    head = "mAP" if "mAP" in metrics else "accuracy"
-    metrics.update({
-        "parent": parent_metrics,
-        "before_finetune": after_prune,
-        "pruning": {
-            **importance.describe(),
-            **({"auto": cfg.auto} if cfg.auto else {}),
-            "plan": {"requested": cfg.plan.to_dict(), "resolved": plan.to_dict()},
-            "schedule": {"rounds": cfg.iterative, "finetune_epochs_per_round": train.epochs,
-                         "counts": schedule},
-            "units": units,
-            "widths_before": widths_before,
-            "widths_after": final.layer_widths(),
-            "layers": {n: {"filters_before": plan.n_units[n], "unit": units[n],
-                           "filters_after": len(index_map[n]),
-                           "removed": sorted(set(range(plan.n_units[n])) - set(index_map[n])),
-                           "kept": index_map[n]} for n in plan.counts},
-            "rounds": [{"round": r["round"], "removed": r["removed"], "after_prune": r["after_prune"]}
-                       for r in rounds],
-        },
-        "reduction": {
-            "params": 1 - metrics["params"] / parent_metrics["params"],
-            "macs": 1 - metrics["macs"] / parent_metrics["macs"],
-            f"{head}_change": (metrics[head] - parent_metrics[head]
-                               if head in parent_metrics else None),
-        },
-        "train_seconds": round(sum((r["finetune"] or {}).get("train_seconds", 0.0) for r in rounds), 2),
-        "epochs_run": summary["epoch"] if summary else 0,
-        "best_epoch": summary["best_epoch"] + 1 if summary else 0,
-        "val": summary["best_val"] if summary else None,
-        "history": summary["history"] if summary else [],
-        "environment": environment(),
-        "data_options": data.options,
-    })
-    if kd is not None:
-        metrics["distill"] = kd.describe(metrics["train_seconds"])
-    write_metrics(out, metrics)
-    for r in range(1, len(schedule) + 1):  # the run is complete: checkpoints are no longer needed
-        shutil.rmtree(out / "rounds" / f"round{r}" / "checkpoint", ignore_errors=True)
-    return metrics
+    def _resume(self, rounds: int) -> ScheduleState | None:
+        """The schedule as the interrupted run left it: finished rounds read back, the model of
+        the last one loaded, an interrupted fine-tune continued. None: nothing was done."""
+        state = None
+        for k in range(1, rounds + 1):
+            rdir = self._rdir(k)
+            if (rdir / "round.json").is_file():
+                record = read_json(rdir / "round.json")
+                self.model, _ = load_model(rdir, self.train.device)
+                self.records[k] = record
+                self.after_prune = record["after_prune"]
+                state = self._state_of(record, k)
+                log.info("round %d/%d already done", k, rounds)
+                continue
+            if (rdir / "prune.json").is_file() and (rdir / PRUNED_WEIGHTS).is_file():
+                self.model, _ = load_model(rdir, self.train.device, weights_name=PRUNED_WEIGHTS)
+                record = read_json(rdir / "prune.json")
+                self.after_prune = record["after_prune"]
+                log.info("round %d/%d: pruned model found, continuing its fine-tune", k, rounds)
+                self._finetune(k, record, resume=True)
+                state = self._state_of(record, k)
+            break
+        return state
+
+    def _state_of(self, record: dict[str, Any], k: int) -> ScheduleState:
+        if "state" in record:
+            return ScheduleState.from_dict(record["state"])
+        assert self.plan is not None  # a record of an older version: rebuilt from its index map
+        cumulative = schedule_counts(self.plan.counts, self.plan.n_units,
+                                     self.pruner.spec.iterative)[k - 1]
+        return ScheduleState({n: list(v) for n, v in record["index_map"].items()}, k,
+                             dict(cumulative), [])
+
+    # -- the record
+
+    def _finish(self, state: ScheduleState, units: dict[str, int], widths_before: dict[str, int],
+                criterion: dict[str, Any], summary: dict[str, Any] | None) -> dict[str, Any]:
+        out, train, plan, bundle = self.out, self.train, self.plan, self.bundle
+        assert plan is not None
+        spec = self.pruner.spec
+        rounds = [self.records[k] for k in sorted(self.records)]
+        save_model(out, self.model, self.info["class_names"], self.info["task"], self.extra)
+        final, _ = load_model(out, train.device)
+        metrics = test_metrics(final, bundle, train)
+        head = "mAP" if "mAP" in metrics else "accuracy"
+        parent_metrics = self.parent_metrics
+        kept = state.kept
+        metrics.update({
+            "parent": parent_metrics,
+            "before_finetune": self.after_prune,
+            "pruning": {
+                **criterion,
+                "plan": {"requested": spec.plan.to_dict(), "resolved": plan.to_dict()},
+                "schedule": {"rounds": spec.iterative, "finetune_epochs_per_round": train.epochs,
+                             "counts": schedule_counts(plan.counts, plan.n_units, spec.iterative)},
+                "units": units,
+                "widths_before": widths_before,
+                "widths_after": final.layer_widths(),
+                "layers": {n: {"filters_before": plan.n_units[n], "unit": units[n],
+                               "filters_after": len(kept[n]),
+                               "removed": sorted(set(range(plan.n_units[n])) - set(kept[n])),
+                               "kept": kept[n]} for n in plan.counts},
+                "rounds": [{"round": r["round"], "removed": r["removed"],
+                            "after_prune": r["after_prune"]} for r in rounds],
+            },
+            "reduction": {
+                "params": 1 - metrics["params"] / parent_metrics["params"],
+                "macs": 1 - metrics["macs"] / parent_metrics["macs"],
+                f"{head}_change": (metrics[head] - parent_metrics[head]
+                                   if head in parent_metrics else None),
+            },
+            "train_seconds": round(sum((r["finetune"] or {}).get("train_seconds", 0.0)
+                                       for r in rounds), 2),
+            "epochs_run": summary["epoch"] if summary else 0,
+            "best_epoch": summary["best_epoch"] + 1 if summary else 0,
+            "val": summary["best_val"] if summary else None,
+            "history": summary["history"] if summary else [],
+            "environment": environment(),
+            "data_options": self.data.options,
+        })
+        if self.kd is not None:
+            metrics["distill"] = self.kd.describe(metrics["train_seconds"])
+        write_metrics(out, metrics)
+        for r in range(1, spec.iterative + 1):  # complete: checkpoints are no longer needed
+            shutil.rmtree(self._rdir(r) / "checkpoint", ignore_errors=True)
+        return metrics
 
 
 def resume_prune(out: Path, **overrides: Any) -> dict[str, Any]:
@@ -329,6 +307,9 @@ def resume_prune(out: Path, **overrides: Any) -> dict[str, Any]:
     _check_out(out, resume=True)
     saved = read_json(out / CONFIG_JSON)
     train = TrainConfig(**{**saved["train"], **{k: v for k, v in overrides.items() if v is not None}})
-    distill = DistillConfig.from_dict(saved["distill"]) if saved.get("distill") else None
-    return prune_run(Path(saved["parent"]), out, PruneConfig.from_dict(saved["prune"]), train,
-                     DataSpec(**saved["data"]), resume=True, distill=distill)
+    spec = PruneSpec.from_dict(saved["prune"], saved.get("distill"))
+    return prune_run(Path(saved["parent"]), out, spec, train, DataSpec(**saved["data"]),
+                     resume=True)
+
+
+__all__ = ["PRUNED_WEIGHTS", "prune_run", "resume_prune"]

@@ -24,6 +24,7 @@ MODEL_JSON = "model.json"
 METRICS_JSON = "metrics.json"
 CONFIG_JSON = "config.json"
 LOG_FILE = "log.txt"
+PROFILE_JSON = "profile.json"  # audioprune profile (runs/profile.py)
 FORMAT = "audioprune-model"
 FORMAT_VERSION = 1
 

@@ -42,6 +42,8 @@ paths.py.
 
 from __future__ import annotations
 
+import difflib
+
 import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -136,8 +138,10 @@ def describe_criterion(name: str) -> CriterionInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
         raise ValueError(
-            f"unknown criterion {name!r}; choose from {', '.join(list_criteria())}"
+            f"unknown criterion {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+            f"choose from {', '.join(list_criteria())}"
         ) from None
 
 

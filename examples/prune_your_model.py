@@ -83,6 +83,8 @@ def main() -> None:
     p.add_argument("--takes", type=int, default=50, help="takes per digit and speaker (fewer: "
                    "a quick check)")
     p.add_argument("--out", default="pruned_digitnet.safetensors")
+    p.add_argument("--init", help="start from these DigitNet weights (a state dict saved with "
+                   "torch.save) instead of from scratch; --epochs 0 only prunes and fine-tunes")
     args = p.parse_args()
     torch.manual_seed(0)
     train, test = load_fsdd(args.data_root, args.test_speaker, takes=args.takes)
@@ -90,6 +92,8 @@ def main() -> None:
           f"({args.test_speaker or 'official split'})")
 
     model = DigitNet()
+    if args.init:
+        model.load_state_dict(torch.load(args.init))
     start = time.perf_counter()
     train_epochs(model, train, args.epochs)
     print(f"trained {args.epochs} epochs in {time.perf_counter() - start:.0f} s: "

@@ -24,6 +24,18 @@ from fsdd_data import accuracy, load_fsdd, train_epochs
 from prune_your_model import DigitNet
 
 
+def prune_copy(model: torch.nn.Module, example: torch.Tensor, importance: tp.importance.Importance,
+               ratio: float) -> torch.nn.Module:
+    """A copy of `model` pruned by Torch-Pruning's BasePruner with `importance`: `ratio` of the
+    channels, ranked globally (across layers), the classifier's outputs kept."""
+    pruned = copy.deepcopy(model).eval()
+    pruner = tp.pruner.BasePruner(pruned, example, importance=importance, pruning_ratio=ratio,
+                                  global_pruning=True, ignored_layers=[pruned.fc],
+                                  customized_pruners=ap.customized_pruners())
+    pruner.step()
+    return pruned
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default="../shared/datasets/fsdd")
@@ -32,10 +44,14 @@ def main() -> None:
     p.add_argument("--ratio", type=float, default=0.5, help="Torch-Pruning's pruning_ratio")
     p.add_argument("--test-speaker", help="hold this speaker out (default: the official split)")
     p.add_argument("--takes", type=int, default=50, help="takes per digit and speaker")
+    p.add_argument("--init", help="start from these DigitNet weights (a state dict saved with "
+                   "torch.save) instead of from scratch; --epochs 0 only prunes and fine-tunes")
     args = p.parse_args()
     torch.manual_seed(0)
     train, test = load_fsdd(args.data_root, args.test_speaker, takes=args.takes)
     model = DigitNet()
+    if args.init:
+        model.load_state_dict(torch.load(args.init))
     train_epochs(model, train, args.epochs)
     example = train[:1][0]
     base = ap.count(model, example)
@@ -48,12 +64,7 @@ def main() -> None:
         "audioprune wdc": ap.importance("wdc"),
     }
     for label, importance in importances.items():
-        pruned = copy.deepcopy(model).eval()
-        pruner = tp.pruner.BasePruner(pruned, example, importance=importance,
-                                      pruning_ratio=args.ratio, global_pruning=True,
-                                      ignored_layers=[pruned.fc],
-                                      customized_pruners=ap.customized_pruners())
-        pruner.step()
+        pruned = prune_copy(model, example, importance, args.ratio)
         counts = ap.count(pruned, example)
         right_after = accuracy(pruned, test)
         train_epochs(pruned, train, args.finetune_epochs, lr=1e-4, seed=1)

@@ -94,7 +94,7 @@ BAD_FILES: dict[str, tuple[Callable[[Path], None], str]] = {
     "Inf sample": (_float_with(float("inf")), "NaN or Inf"),
     "all silent": (_silent, "digital silence"),
     "broken link": (_broken_link, "broken link"),
-    "directory": (_directory, "not a file"),
+    "directory": (_directory, r"is a directory, not an audio file; pass the audio files it holds"),
 }
 
 

@@ -12,10 +12,19 @@ import torch
 FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "fsdd"
 
 
+# One intra-op thread in this process and in every child process (CLI runs, sweep workers), set
+# at import so that module- and session-scoped fixtures run with it too: on a busy machine two
+# OpenMP threads per process wait on each other at every op (the same small training steps took
+# 4-5x the wall time and 5-7x the CPU of one thread under a load of 3 on 2 cores). Tests that time
+# or compare thread counts set theirs explicitly.
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1)  # again: a test before may have changed it
 
 
 @pytest.fixture(autouse=True)

@@ -54,13 +54,13 @@ def test_global_ranking_inside_torch_pruning_needs_and_gets_per_layer_normalisat
     (and, capped at 90% per layer, 14 of conv1's 16 filters); with the per-layer min-max
     normalisation both layers lose filters."""
     removed = {}
-    for normalize in (None, "minmax"):
+    for normalise in (None, "minmax"):
         model, x = _plain_cnn(scale_conv2=1000.0)
-        pruner = tp.pruner.BasePruner(model, x, importance=ap.importance("l1", normalize=normalize),
+        pruner = tp.pruner.BasePruner(model, x, importance=ap.importance("l1", normalise=normalise),
                                       pruning_ratio=0.5, global_pruning=True,
                                       max_pruning_ratio=0.9, ignored_layers=[model[8]])
         pruner.step()
-        removed[normalize] = (16 - model[0].out_channels, 16 - model[3].out_channels)
+        removed[normalise] = (16 - model[0].out_channels, 16 - model[3].out_channels)
     assert removed[None][1] == 0  # the large-scale layer is never reached
     assert removed["minmax"][0] > 0 and removed["minmax"][1] > 0
     assert sum(removed["minmax"]) == 16
@@ -81,7 +81,7 @@ def test_group_scope_l1_equals_torch_prunings_group_magnitude(name: str) -> None
     pruning function is not the conv one its importances test for; ours score them too.)"""
     model, x = build(name)
     graph = PruningGraph(model, x)
-    ours = ap.importance("l1", scope="group", normalize=None)
+    ours = ap.importance("l1", scope="group", normalise=None)
     peer = tp.importance.GroupMagnitudeImportance(p=1, normalizer=None)
     for layer in graph.layers():
         group = graph.group(layer)
@@ -107,8 +107,8 @@ def test_group_scope_changes_the_ranking_of_a_centrality_criterion() -> None:
     model, x = build("resnet")
     graph = PruningGraph(model, x)
     group = graph.group("layer1.conv1")
-    root = ap.importance("wdc", normalize=None)(group)
-    whole = ap.importance("wdc", scope="group", normalize=None)(group)
+    root = ap.importance("wdc", normalise=None)(group)
+    whole = ap.importance("wdc", scope="group", normalise=None)(group)
     assert root.shape == whole.shape == (24,)
     assert not torch.allclose(root, whole)
 
@@ -116,23 +116,61 @@ def test_group_scope_changes_the_ranking_of_a_centrality_criterion() -> None:
 # ------------------------------------------------------------------------ active criteria
 
 
+def _taylor_prunes(model: nn.Module, x: torch.Tensor, batches: list, loss_fn, ratio: float
+                   ) -> dict[str, list[int]]:
+    """What group-scope Taylor prunes, worked out apart from ap.prune: the gradients of the
+    user's loss over the user's batches (their mean, eval mode), ranked by Torch-Pruning's
+    GroupTaylorImportance; the lowest `ratio` of each layer's filters."""
+    ref = copy.deepcopy(model).eval()
+    for inputs, targets in batches:
+        (loss_fn(ref(inputs), targets) / len(batches)).backward()
+    graph = PruningGraph(ref, x)
+    peer = tp.importance.GroupTaylorImportance(normalizer=None)
+    prunes = {}
+    for layer in graph.layers():
+        imp = peer(graph.group(layer)).double().numpy()
+        prunes[layer] = sorted(select_prune(-imp, int(ratio * len(imp))).tolist())
+    return prunes
+
+
+def _sorted(removed: dict[str, list[int]]) -> dict[str, list[int]]:
+    return {name: sorted(idx) for name, idx in removed.items()}
+
+
 def test_active_criteria_with_user_batches_and_loss() -> None:
+    """Taylor prunes by the gradients of the user's loss on the user's batches; activation by the
+    feature maps of the user's inputs alone (targets, when given, are not used); an active
+    criterion without batches, or a dict output without a loss, is refused naming what to pass."""
     model, x = build("resnet")
     g = torch.Generator().manual_seed(5)
     batches = [(torch.randn(4, 1, 32, 24, generator=g), torch.randint(0, 10, (4,), generator=g))
                for _ in range(3)]
     result = ap.prune(copy.deepcopy(model), x, "taylor", ap.Plan(ratio=0.25), calibration_data=batches)
-    assert result.macs_after < result.macs_before
-    result = ap.prune(copy.deepcopy(model), x, "activation", ap.Plan(ratio=0.25), calibration_data=[b for b, _ in batches])  # inputs alone suffice
-    assert result.macs_after < result.macs_before
-    with pytest.raises(ValueError, match="calibration_data"):
+    assert _sorted(result.removed) == _taylor_prunes(model, x, batches, nn.functional.cross_entropy, 0.25)
+    inputs = [b for b, _ in batches]
+    act = ap.prune(copy.deepcopy(model), x, "activation", ap.Plan(ratio=0.25), calibration_data=inputs)
+    with torch.no_grad():  # the stem's map after conv -> BN -> ReLU, over the 12 user inputs
+        stem = copy.deepcopy(model).eval().stem(torch.cat(inputs))
+    weakest = select_prune(-stem.abs().mean(dim=(0, 2, 3)).double().numpy(), 6)
+    assert sorted(act.removed["stem.0"]) == sorted(weakest.tolist())
+    with_targets = ap.prune(copy.deepcopy(model), x, "activation", ap.Plan(ratio=0.25),
+                            calibration_data=batches)
+    assert with_targets.removed == act.removed
+    flipped = ap.prune(copy.deepcopy(model), x, "activation", ap.Plan(ratio=0.25),
+                       calibration_data=[b.flip(2) for b in inputs])
+    assert flipped.removed != act.removed  # other inputs, other maps, another choice
+    with pytest.raises(ValueError, match=r"^hrank is an active criterion: pass calibration_data "
+                                         r"\(an iterable of training batches: inputs, or "
+                                         r"\(inputs, targets\)\)$"):
         ap.prune(copy.deepcopy(model), x, "hrank", ap.Plan(ratio=0.25))
     dict_model, xd = build("dict-output")
-    with pytest.raises(ValueError, match="loss_fn"):
+    with pytest.raises(ValueError, match=r"^the model returns several outputs \(a dict or tuple\); "
+                                         r"pass `loss_fn\(outputs, targets\)` saying which one"):
         ap.prune(copy.deepcopy(dict_model), xd, "taylor", ap.Plan(ratio=0.25), calibration_data=batches)
     loss = lambda out, y: nn.functional.cross_entropy(torch.logit(out["clipwise_output"]), y)  # noqa: E731
+    expect = _taylor_prunes(dict_model, xd, batches, loss, 0.25)
     result = ap.prune(dict_model, xd, "taylor", ap.Plan(ratio=0.25), calibration_data=batches, loss_fn=loss)
-    assert result.removed["block1.0"]
+    assert _sorted(result.removed) == expect and set(expect) == {"block1.0", "block2.0"}
 
 
 def test_a_new_gradient_criterion_is_its_own_not_taylor() -> None:
@@ -232,9 +270,12 @@ def test_the_old_plan_keywords_still_work_and_warn() -> None:
 
 def test_bad_example_inputs_and_models_are_named() -> None:
     model, _ = _plain_cnn()
-    with pytest.raises(ValueError, match="example_inputs"):
+    with pytest.raises(ValueError, match=r"^tracing the model with example_inputs failed \(.*"
+                                         r"expected input\[2, 3, 12, 12\] to have 1 channels.*\); "
+                                         r"pass inputs the model accepts.*, or a forward_fn$"):
         ap.prune(model, torch.randn(2, 3, 12, 12), "l1", ap.Plan(ratio=0.5))
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+    assert model[0].out_channels == 16  # refused before anything was pruned
+    with pytest.raises(TypeError, match=r"^model must be a torch.nn.Module, got str$"):
         ap.prune("model", torch.randn(1), "l1", ap.Plan(ratio=0.5))
 
 
@@ -253,9 +294,52 @@ def test_list_criteria_and_fuse_quaternion() -> None:
     names = ap.list_criteria()
     assert {"wdc", "betweenness", "similarity", "l1", "opnorm", "fpgm", "random", "taylor",
             "hrank"} <= set(names)
-    assert ap.list_criteria("gradients") == ["taylor"]
+    assert ap.list_criteria("gradients") == ["taylor", "tp-taylor"]
     model, x = build("quaternion")
     fused = ap.fuse_quaternion(model)
     assert not any(isinstance(m, ap.nn.QConv2d) for m in fused.modules())
     torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-5)
     assert ap.count(fused, x).macs == ap.count(model, x).macs
+
+
+def test_layer_kinds_come_from_the_layer_support_table() -> None:
+    """A plain model with a groups=4 convolution is not a quaternion model (auto chooses for
+    it); a user's own norm layer, declared as kind "norm", is tapped by the activation criteria
+    like a BatchNorm (its output, not the conv's, is what they score)."""
+    from audioprune.nn.layer_support import LayerSupport, register_layer_support
+    from audioprune.pruning.calibration import feature_taps
+
+    torch.manual_seed(0)
+    grouped = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                            nn.Conv2d(8, 16, 3, padding=1, groups=4), nn.BatchNorm2d(16),
+                            nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+    x = torch.randn(2, 1, 12, 12)
+    result = ap.prune(grouped, x, "auto", ap.Plan(target_macs=0.3))
+    assert result.plan["auto"]["chosen"] == "tp-magnitude" and result.macs_ratio <= 0.3
+
+    class ScaleNorm(nn.Module):  # a user's own per-channel norm
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(c))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x / (x.std(dim=(2, 3), keepdim=True) + 1e-5) * self.scale.view(1, -1, 1, 1)
+
+    def prune_channels(m: nn.Module, idxs: list[int]) -> None:
+        keep = [i for i in range(m.scale.numel()) if i not in set(idxs)]
+        m.scale = nn.Parameter(m.scale.data[keep].clone())
+
+    register_layer_support(LayerSupport(
+        types=(ScaleNorm,), kind="norm", prune_out=prune_channels, prune_in=prune_channels,
+        out_channels=lambda m: m.scale.numel(), in_channels=lambda m: m.scale.numel(),
+        to_real=lambda m: m))
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), ScaleNorm(8), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    taps = feature_taps(model, {"0": model[0]}, x)
+    assert taps["0"] is model[1]  # the norm's output, as for a BatchNorm
+
+
+def test_one_spelling_of_normalise_the_other_warns() -> None:
+    with pytest.warns(DeprecationWarning, match="normalise"):
+        old = ap.importance("l1", normalize=None)
+    assert old.normalize is None and ap.importance("l1").normalize == "minmax"

@@ -1,4 +1,4 @@
-"""`criterion="auto"` (issue 18): the measured rule (taylor at moderate budgets, tp-magnitude at
+"""`criterion="auto"` (issue 18): the measured rule (tp-taylor at moderate budgets, tp-magnitude at
 heavy ones or without calibration data), read from the budget of the request, and wired through
 ap.prune, `audioprune prune` and recipes so that it prunes exactly what the chosen criterion
 prunes."""
@@ -31,8 +31,8 @@ def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def test_the_rule_switches_at_the_measured_budgets() -> None:
-    assert rule(0.5, calibration=True)[0] == "taylor"  # measured at 50%: taylor led
-    assert rule(KEEP_SWITCH, calibration=True)[0] == "taylor"
+    assert rule(0.5, calibration=True)[0] == "tp-taylor"  # measured at 50%: tp-taylor led
+    assert rule(KEEP_SWITCH, calibration=True)[0] == "tp-taylor"
     assert rule(0.3, calibration=True)[0] == "tp-magnitude"  # measured at 30% and 15%
     assert rule(0.15, calibration=True)[0] == "tp-magnitude"
     assert rule(0.5, calibration=False)[0] == "tp-magnitude"  # taylor needs batches
@@ -49,12 +49,12 @@ def test_heavy_budget_prunes_what_tp_magnitude_prunes() -> None:
     assert choice["chosen"] == "tp-magnitude" and abs(choice["kept_macs"] - 0.3) < 0.03
 
 
-def test_moderate_budget_with_batches_prunes_what_taylor_prunes() -> None:
+def test_moderate_budget_with_batches_prunes_what_tp_taylor_prunes() -> None:
     model, x = small_cnn()
     twin = copy.deepcopy(model)
     auto = ap.prune(model, x, "auto", ap.Plan(ratio=0.3), calibration_data=_batches())
-    explicit = ap.prune(twin, x, "taylor", ap.Plan(ratio=0.3), calibration_data=_batches())
-    assert auto.criterion == "taylor" and auto.plan["auto"]["kept_macs"] >= KEEP_SWITCH
+    explicit = ap.prune(twin, x, "tp-taylor", ap.Plan(ratio=0.3), calibration_data=_batches())
+    assert auto.criterion == "tp-taylor" and auto.plan["auto"]["kept_macs"] >= KEEP_SWITCH
     assert auto.removed == explicit.removed
     # the same request without batches: taylor cannot score, so tp-magnitude
     assert ap.prune(copy.deepcopy(twin), x, "auto", ap.Plan(ratio=0.3)).criterion == "tp-magnitude"

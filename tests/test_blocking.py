@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -85,8 +86,36 @@ def test_round_to_keeps_widths_on_block_boundaries() -> None:
         Plan(ratio=0.5, round_to=0)
 
 
-def test_the_public_names() -> None:
-    assert ap.blocked_macs is blocked_macs
-    from audioprune.measure.quantize import quantize_onnx
+def test_the_public_names_are_the_working_functions() -> None:
+    """ap.blocked_macs and ap.quantize_onnx (loaded lazily from audioprune's top level) compute
+    what they promise: blocked MACs of known layers, and an int8 model of a known fp32 graph."""
+    assert {"blocked_macs", "quantize_onnx"} <= set(ap.__all__)
+    x = torch.randn(1, 8, 10, 10)
+    net = nn.Sequential(nn.Conv2d(8, 12, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(12, 20, 1))
+    counted = ap.blocked_macs(net, x, lanes=16)
+    # 3x3 conv: 12 outputs -> one block of 16; 1x1 conv: 20 outputs -> two blocks (32)
+    assert counted.layers == {"0": 100 * 8 * 9 * 16, "2": 100 * 12 * 32}
+    assert counted.macs == 153_600 and counted.lanes == 16
+    assert ap.blocked_macs(net, x, lanes=4).macs == ap.count(net, x).macs == 100 * (8 * 9 * 12 + 12 * 20)
 
-    assert ap.quantize_onnx is quantize_onnx and {"blocked_macs", "quantize_onnx"} <= set(ap.__all__)
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((16, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["y"])],
+        "affine", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    fp32 = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    calibration = [rng.standard_normal((8, 16)).astype(np.float32) for _ in range(4)]
+    int8 = ap.quantize_onnx(fp32.SerializeToString(), calibration)
+    stored = {t.name: t.data_type for t in onnx.load_from_string(int8).graph.initializer}
+    assert TensorProto.INT8 in stored.values() and "w" not in stored  # the weights are int8 now
+    x_test = rng.standard_normal((5, 16)).astype(np.float32)
+    session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
+    got, want = session.run(None, {"x": x_test})[0], x_test @ w + b
+    err = np.abs(got - want).max()
+    assert 0 < err < 0.05 * np.abs(want).max()  # quantized (not a copy), and close to fp32

@@ -77,7 +77,7 @@ def test_select_prune_takes_highest_scores_and_breaks_ties_by_lower_index() -> N
 def test_registry_lists_every_criterion_and_rejects_unknown_options() -> None:
     assert set(list_criteria("weights")) == ALL_NAMES | TORCH_PRUNING_NAMES
     assert set(list_criteria()) == ALL_NAMES | TORCH_PRUNING_NAMES | {"hrank", "activation",
-                                                                       "taylor"}
+                                                                       "taylor", "tp-taylor"}
     with pytest.raises(ValueError, match="active"):
         get_criterion("hrank")
     with pytest.raises(ValueError, match="unknown criterion"):

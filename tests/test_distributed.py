@@ -29,8 +29,10 @@ def test_two_process_gloo_matches_single_process(fsdd_small: Path, tmp_path: Pat
               "--dataset", "fsdd", "--data-root", str(fsdd_small), "--frontend", "clip_seconds=0.8",
               "--epochs", "6", "--batch-size", "16", "--val-fraction", "0", "--lr", "0.003", "--seed", "0", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # --standalone: a rendezvous on localhost:0, a port the OS picks (no fixed port to collide
+    # with a concurrent run)
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "-m", "audioprune", "train", *common, "--out", str(tmp_path / "ddp")],
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

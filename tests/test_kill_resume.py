@@ -1,6 +1,11 @@
 """Nothing lost on kill -9: a real `audioprune train` process is SIGKILLed after its second
 epoch checkpoint, every file it left is whole, and `--resume` finishes with exactly the metrics
-and weights of an uninterrupted run with the same seed."""
+and weights of an uninterrupted run with the same seed.
+
+The kill is sent once the run has logged epoch 2 (read from its output as it prints it), so it
+lands somewhere in epoch 3 or 4 - mid-epoch or mid-checkpoint. The killed process is the CLI with
+one test hook: it waits before writing epoch 4's checkpoint, so however slowly the test gets to
+the kill, the run can never finish first."""
 
 from __future__ import annotations
 
@@ -9,13 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from audioprune.fileio import read_tensors
+from waiting import read_until
 
 EPOCHS = 6
 TRAIN = ["--model", "dcase21net", "--width", "0.25", "--dataset", "synthetic", "--split",
@@ -23,6 +28,22 @@ TRAIN = ["--model", "dcase21net", "--width", "0.25", "--dataset", "synthetic", "
          "--no-progress"]
 # what may differ between two runs of the same settings: wall-clock times only
 TIMES = {"train_seconds", "seconds"}
+
+
+# `audioprune train` (what `python -m audioprune train` runs) that waits, forever, before it
+# writes the checkpoint of epoch 4: only a kill ends it
+HELD_AFTER_EPOCH_3 = """
+import sys, threading
+import audioprune.train.fit as fit
+save = fit.save_checkpoint
+def held(run_dir, model, optimizer, scheduler, state):
+    if state["epoch"] >= 4:
+        threading.Event().wait()
+    save(run_dir, model, optimizer, scheduler, state)
+fit.save_checkpoint = held
+from audioprune.cli import main
+sys.exit(main(["train", *sys.argv[1:]]))
+"""
 
 
 def _cmd(*args: str) -> list[str]:
@@ -61,19 +82,18 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None
     full, cut = tmp_path / "full", tmp_path / "cut"
     _run([*TRAIN, "--out", str(full)], tmp_path, "full.log")  # also fills the audio cache
 
-    with open(tmp_path / "cut.log", "w") as fh:
-        proc = subprocess.Popen(_cmd(*TRAIN, "--out", str(cut)), env=_env(tmp_path), stdout=fh,
-                                stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300
-        while _epoch_of(cut / "checkpoint") < 2 and proc.poll() is None:
-            assert time.monotonic() < deadline, "no checkpoint after 300 s"
-            time.sleep(0.01)
+    proc = subprocess.Popen([sys.executable, "-c", HELD_AFTER_EPOCH_3, *TRAIN, "--out", str(cut)],
+                            env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:  # "epoch 2/6  loss ..." is logged once epoch 2's checkpoint is written
+        read_until(proc, lambda lines: any(f"epoch 2/{EPOCHS} " in x for x in lines), timeout=300)
+    finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
     assert not (cut / "metrics.json").exists()
     killed_at = _epoch_of(cut / "checkpoint")
-    assert 2 <= killed_at < EPOCHS
+    assert killed_at in (2, 3)  # epoch 2's checkpoint was written; epoch 4's is held back
 
     # every file the kill left behind is whole; half-written temp files are only ever .*.tmp
     left = [p for p in cut.rglob("*") if p.is_file()]

@@ -211,12 +211,25 @@ def test_profile_run_writes_the_agreed_layout(small_run: Path) -> None:
 
 
 def test_profile_cli_table_json_and_errors(small_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["profile", str(small_run), "--threads", "1", "--batch-sizes", "1"]) == 0
+    capsys.readouterr()
+    earlier = json.loads((small_run / PROFILE_JSON).read_text())  # timed ONNX Runtime, 1 thread
     assert main(["profile", str(small_run), "--threads", "1", "--batch-sizes", "1,2",
                  "--no-onnx"]) == 0
     out = capsys.readouterr().out
-    assert "params       46,118" in out and "conv2" in out and "ONNX Runtime: skipped" in out
+    assert "params       46,118" in out and "conv2" in out
+    assert "ONNX Runtime: not timed now (onnx=False); the ONNX Runtime rows are those of the " \
+           "earlier" in out  # same model, same threads: the earlier columns are kept
     prof = json.loads((small_run / PROFILE_JSON).read_text())
     assert set(prof["latency_ms"]["eager"]) == {"b1", "b2"}
+    assert prof["latency_ms"]["onnxruntime"] == earlier["latency_ms"]["onnxruntime"]
+    assert prof["onnx"] == earlier["onnx"] and prof["onnx_kept"]["why"] == "onnx=False"
+
+    (small_run / PROFILE_JSON).unlink()  # nothing earlier to keep
+    assert main(["profile", str(small_run), "--threads", "1", "--batch-sizes", "1,2",
+                 "--no-onnx"]) == 0
+    assert "ONNX Runtime: skipped (--no-onnx)" in capsys.readouterr().out
+    prof = json.loads((small_run / PROFILE_JSON).read_text())
     assert prof["latency_ms"]["onnxruntime"] is None and prof["onnx"] is None
 
     assert main(["profile", str(small_run), "--batch-sizes", "1,x"]) == 2

@@ -49,6 +49,15 @@ def panns_params(widths: list[int], convs_per_block: int, k: int, classes: int,
     return total + linear_params(c_in, c_in) + linear_params(c_in, classes)  # fc1, fc_out
 
 
+def convs_params(convs: list[int], k: int, fc1: int, classes: int, n_mels: int = 64) -> int:
+    """A PANNs CNN with explicit widths: one entry per conv, in order, then fc1's width."""
+    total, c_in = bn_params(n_mels), 1
+    for w in convs:
+        total += conv_params(c_in, w, k) + bn_params(w)
+        c_in = w
+    return total + linear_params(c_in, fc1) + linear_params(fc1, classes)
+
+
 CNN14_WIDTHS = [64, 128, 256, 512, 1024, 2048]
 
 
@@ -154,9 +163,15 @@ def test_forward_wave_and_features(name, kwargs, frontend):
     with torch.no_grad():
         out_wave = model(wave)
         out_feats = model(feats)
+        # a waveform goes through the front end, then the same body features go through
+        assert model.features(wave).shape == (2, *model.feature_shape(n))
+        torch.testing.assert_close(out_wave, model(model.features(wave)), rtol=0, atol=0)
+        torch.testing.assert_close(out_feats, model.classify(feats), rtol=0, atol=0)
+        # examples are classified independently (eval mode): one alone gives its row of the batch
+        torch.testing.assert_close(model(feats[1:]), out_feats[1:], rtol=1e-4, atol=1e-5)
     for out in (out_wave, out_feats):
-        assert out.shape == (2, 7)
-        assert torch.isfinite(out).all()
+        assert out.shape == (2, 7) and torch.isfinite(out).all()
+        assert not torch.allclose(out[0], out[1])  # the output depends on the input
 
 
 @pytest.mark.parametrize("name", ["cnn6", "ast-tiny"])
@@ -165,9 +180,25 @@ def test_train_mode_with_spec_augment(name):
     model = create_model(name, 5, width=0.25,
                          spec_augment={"time_masks": 2, "time_width": 10, "freq_masks": 2,
                                        "freq_width": 4}).train()
+    seen = []  # what SpecAugment hands on to the rest of the body
+    model.spec_augment.register_forward_hook(lambda mod, args, out: seen.append((args[0], out)))
     out = model(torch.randn(2, 1, 101, 64))
     out.sum().backward()
     assert out.shape == (2, 5) and torch.isfinite(out).all()
+    for p_name, param in model.named_parameters():  # the loss reaches every weight
+        assert param.grad is not None and torch.isfinite(param.grad).all(), p_name
+    x, masked = seen[0]
+    zeroed = (masked == 0) & (x != 0)
+    for z in zeroed[:, 0]:  # per example: whole frames and whole mel bins, nothing else
+        frames, mels = z.all(dim=1), z.all(dim=0)
+        assert 1 <= frames.sum() <= 20 and 1 <= mels.sum() <= 8  # 2 stripes of <= 10 / <= 4
+        assert torch.equal(z, frames[:, None] | mels[None, :])
+    assert torch.equal(masked[~zeroed], x[~zeroed])
+    model.eval()
+    seen.clear()
+    with torch.no_grad():
+        model(x)
+    assert torch.equal(seen[0][1], seen[0][0])  # evaluation: no masks
 
 
 @pytest.mark.parametrize("name, kwargs, frontend", MODEL_CASES, ids=CASE_IDS)
@@ -198,9 +229,12 @@ def test_cnn_explicit_widths():
 
     m6 = create_model("cnn6", 6, widths={"block1.conv1": 20}, width=0.125)
     assert m6.block1.conv1.out_channels == 20 and m6.block2.conv1.in_channels == 20
+    # every weight follows the widths: parameters by hand, conv by conv
+    convs14 = [20, 8, 16, 16, 32, 32, 64, 64, 128, 128, 256, 40]
+    assert count_params(model) == convs_params(convs14, 3, 30, 6)
+    assert count_params(m6) == convs_params([20, 16, 32, 64], 5, 64, 6)
     with torch.no_grad():
         assert model(torch.randn(1, 1, 101, 64)).shape == (1, 6)
-        assert m6(torch.randn(1, 1, 101, 64)).shape == (1, 6)
 
     cfg = model_config(model)  # a "pruned" model round-trips too
     rebuilt = model_from_config(cfg).eval()
@@ -225,6 +259,8 @@ def test_ast_explicit_widths():
     assert model.blocks[0].linear1.out_features == 4 * 96
     assert model.blocks[1].linear1.out_features == 100
     assert model.blocks[1].linear2.in_features == 100
+    mlp = lambda hidden: linear_params(96, hidden) + linear_params(hidden, 96)  # noqa: E731
+    assert count_params(model) == ast_params(96, 4, 4 * 96, (62, 4), 3) - mlp(4 * 96) + mlp(100)
     with torch.no_grad():
         assert model(torch.randn(1, 1, 101, 64)).shape == (1, 3)
     with pytest.raises(ValueError, match="residual stream"):
@@ -274,8 +310,17 @@ def test_ast_tiny_short_and_long_inputs():
     torch.manual_seed(0)
     model = create_model("ast-tiny", 3, width=0.5, depth=1).eval()
     with torch.no_grad():
-        short = model(torch.randn(2, 1, 5, 64))      # shorter than one patch: padded
-        long = model(torch.randn(1, 1, 1601, 64))    # 16 s: more patches than pos_embed holds
+        model.bn0.running_mean.copy_(torch.randn(64))  # bn0 as after training: mean not 0
+        model.bn0.running_var.uniform_(0.5, 2.0)
+        x = torch.randn(2, 1, 5, 64)
+        short = model(x)  # shorter than one patch: padded after bn0, i.e. at the mean
+        at_mean = model.bn0.running_mean.expand(2, 1, 11, 64)
+        torch.testing.assert_close(short, model(torch.cat([x, at_mean], dim=2)))
+        x = torch.randn(1, 1, 1601, 64)
+        long = model(x)  # 16 s: more patches than pos_embed holds (interpolated, not cut)
+        later = x.clone()
+        later[:, :, 1100:] = torch.randn(1, 1, 501, 64)  # only what lies beyond 10 s
+        assert not torch.allclose(model(later), long)
     assert short.shape == (2, 3) and long.shape == (1, 3)
     assert torch.isfinite(short).all() and torch.isfinite(long).all()
 
@@ -289,8 +334,15 @@ def test_dcase21net_counts_and_short_clip():
             + 64 * 100 + 100 * 10)
     assert hand == 287_170_920
     assert count_macs(model)["model"] == hand  # default: the 10 s clip
+    # 1 s: 44100 // 882 + 1 = 51 frames; max-pool 5 -> 10 frames for conv3; the max over all
+    # frames makes the head the same size at any length
+    assert count_macs(model, 44100)["model"] == (51 * 40 * 16 * 49 + 51 * 40 * 16 * 16 * 49
+                                                 + 10 * 8 * 32 * 16 * 49 + 64 * 100 + 100 * 10)
     with torch.no_grad():
-        out = model(0.1 * torch.randn(1, 44100))  # 1 s
+        wave = 0.1 * torch.randn(1, 44100)  # 1 s
+        out = model(wave)
+        assert model.features(wave).shape == (1, 1, 51, 40)
+        torch.testing.assert_close(out, model.classify(model.features(wave)), rtol=0, atol=0)
     assert out.shape == (1, 10) and torch.isfinite(out).all()
 
 
@@ -309,8 +361,21 @@ def test_panns_on_fsdd_frontend(name, width):
     torch.manual_seed(0)
     model = create_model(name, 10, frontend=FSDD_FRONTEND, width=width).eval()
     assert model.feature_shape(8000) == (1, 101, 40)
+    # the convs run at FSDD's 101 x 40 plane, pooled 2x2 (floor) after each block
+    sizes = [(101, 40), (50, 20), (25, 10), (12, 5), (6, 2), (3, 1)]
+    convs = [c for c in model.layer_widths().values()][:-1]  # every conv; fc1 last
+    per_block = 1 if name == "cnn6" else 2
+    hand, c_in = 0, 1
+    for i, c_out in enumerate(convs):
+        t, m = sizes[i // per_block]
+        hand += t * m * c_out * c_in * (25 if name == "cnn6" else 9)
+        c_in = c_out
+    assert count_macs(model, 8000)["model"] == hand + c_in * c_in + c_in * 10  # + fc1, fc_out
     with torch.no_grad():
-        out = model(0.1 * torch.randn(2, 8000))
+        wave = 0.1 * torch.randn(2, 8000)
+        out = model(wave)
+        assert model.features(wave).shape == (2, 1, 101, 40)
+        torch.testing.assert_close(out, model(model.features(wave)), rtol=0, atol=0)
     assert out.shape == (2, 10) and torch.isfinite(out).all()
 
 
@@ -319,6 +384,14 @@ def test_cnn14_on_tiny_input_does_not_collapse():
     frontend = FrontEndConfig(n_mels=8)
     torch.manual_seed(0)
     model = create_model("cnn14", 3, frontend=frontend, width=0.125).eval()
+    planes = []
+    for b in range(1, 7):
+        model.get_submodule(f"block{b}").register_forward_hook(
+            lambda mod, args, out: planes.append(tuple(out.shape[2:])))
     with torch.no_grad():
-        out = model(torch.randn(2, 1, 5, 8))
+        x = torch.randn(2, 1, 5, 8)
+        out = model(x)
+        # 5 x 8 -> 2 x 4 -> 1 x 2 -> then an axis of 1 stays 1 (plain pooling would give 0)
+        assert planes == [(2, 4), (1, 2), (1, 1), (1, 1), (1, 1), (1, 1)]
+        assert not torch.allclose(model(torch.randn(2, 1, 5, 8)), out)  # still reads its input
     assert out.shape == (2, 3) and torch.isfinite(out).all()

@@ -187,8 +187,14 @@ def test_shipped_recipes_load_and_run_on_every_dataset() -> None:
     assert all(s.parent == "qcnn14" for s in plan_steps(qcnn) if s.kind != "train")
     for path in sorted((REPO / "recipes" / "claims").glob("*.yaml")):  # each with a full variant
         base, full = load_recipe(path), load_recipe(path, "full")
-        assert base.dataset.name == "fsdd" and base.folds == "all"
-        assert full.name == f"{base.name}-full" and full.dataset.name != "fsdd"
+        assert base.folds == "all" and full.name == f"{base.name}-full"
+        if base.dataset.name == "fsdd":  # the paper's own data
+            assert full.dataset.name != "fsdd"
+        else:  # RAVDESS: the paper's training length and size, three seeds
+            assert base.dataset.name == "ravdess" and base.out_dir == "runs/ravdess"
+            assert full.out_dir == "runs/ravdess-full" and full.seeds == [0, 1, 2]
+            assert min(m.train.epochs for m in full.models) > max(m.train.epochs
+                                                                 for m in base.models)
     fsdd = load_recipe(REPO / "recipes" / "fsdd_quick.yaml")
     # both sides resolved: ../shared may be a link (it is on CI)
     assert (REPO / fsdd.dataset.root).resolve() == \

@@ -68,7 +68,9 @@ def test_methods_are_aggregated_over_folds_with_paired_differences(tmp_path: Pat
     assert "## Over folds and seeds" in md
     l1 = by_label["dcase21net e20 / l1 @ C1=50%, C2=50% ft10"]
     assert l1.difference.significant  # l1 loses on every fold: -1, -6, -4, -5 points
-    assert "-4.0 [" in md and "] vs parent *" in md
+    l1_diff = paired_difference(dict(zip(units, PRUNED["l1"])), dict(zip(units, PARENTS["dcase21net"])))
+    assert f"| {_points(l1_diff.interval, signed=True)} vs parent * |" in md
+    assert f"| {_points(wdc.difference.interval, signed=True)} vs parent |" in md  # not significant
     rows = list(csv.DictReader(io.StringIO((tmp_path / "report" / "summary.csv").read_text())))
     row = next(r for r in rows if r["criterion"] == "l1")
     assert float(row["diff_mean"]) == pytest.approx(-0.04) and row["significant"] == "True"
@@ -91,11 +93,47 @@ def test_baselines_a_criterion_and_a_model(tmp_path: Path) -> None:
         np.mean(np.subtract(PARENTS["qdcase21net"], PARENTS["dcase21net"])))
 
 
+def _points(iv, signed: bool = False) -> str:
+    f = "{:+.1f}" if signed else "{:.1f}"
+    return f"{f.format(100 * iv.mean)} [{f.format(100 * iv.low)}, {f.format(100 * iv.high)}]"
+
+
+def _summary_line(label: str, values: list[float], parent: list[float] | None, ci: str,
+                  params: str, macs: str, ratio: str = "") -> str:
+    """The summary table's line of a method, worked out here from its per-fold values."""
+    units = [f"fold{k}-s0" for k in FOLDS]
+    cells = ["fsdd fold:*/6", label, str(len(values)), _points(mean_ci(values, method=ci))]
+    if parent is None:
+        cells += ["-", "-", "-"]
+    else:
+        d = paired_difference(dict(zip(units, values)), dict(zip(units, parent)), method=ci)
+        star = " *" if d.interval.low > 0 or d.interval.high < 0 else ""
+        cells += [f"{_points(d.interval, signed=True)} vs parent{star}", f"{d.wilcoxon_p:.3f}",
+                  f"{d.sign_p:.3f}"]
+    return "| " + " | ".join(cells + [params, macs, ratio]) + " |"
+
+
 def test_report_command_prints_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Each method's line: its mean over the 4 folds with Student's t interval (--ci t), the
+    paired difference to its parent with its interval, * where that excludes 0, the p-values."""
     _write(tmp_path / "runs")
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r"), "--ci", "t"]) == 0
-    out = capsys.readouterr().out
-    assert "over folds and seeds" in out and "summary:" in out
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("over folds and seeds (mean [95% CI]; * = interval of the difference "
+                        "excludes 0):")
+    plan = "C1=50%, C2=50% ft10"
+    assert lines[start + 3:start + 7] == [
+        _summary_line("dcase21net e20", PARENTS["dcase21net"], None, "t", "46.1", "57.87"),
+        _summary_line(f"dcase21net e20 / l1 @ {plan}", PRUNED["l1"], PARENTS["dcase21net"], "t",
+                      "23.7", "16.27", "0.281"),
+        _summary_line(f"dcase21net e20 / wdc @ {plan}", PRUNED["wdc"], PARENTS["dcase21net"], "t",
+                      "23.7", "16.27", "0.281"),
+        _summary_line("qdcase21net e20", PARENTS["qdcase21net"], None, "t", "46.1", "57.87")]
+    assert "-4.0 [-7.4, -0.6] vs parent *" in lines[start + 4]  # l1: the 4 folds all lose
+    assert "vs parent |" in lines[start + 5]  # wdc: -0.5 [-3.3, +2.3], not significant
+    assert lines[start + 7] == f"summary: {tmp_path / 'r' / 'summary.csv'}"
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "r" / "summary.csv").read_text())))
+    assert [r["ci_method"] for r in rows] == ["t"] * 4
 
 
 def test_a_narrower_twin_is_its_own_method(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from audioprune.pipeline.executors import Outcome, SequentialExecutor, run_graph
 from audioprune.pipeline.recipe import parse_recipe
 from audioprune.pipeline.runner import run_recipe
 from audioprune.pipeline.sweep import sweep_status
+from waiting import read_until, session_pids, wait_for_exit
 
 SWEEP: dict[str, Any] = {
     "name": "sweep",
@@ -124,32 +125,40 @@ def test_the_scheduler_keeps_dependencies_and_blocks_dependents() -> None:
 
 def test_a_killed_driver_corrupts_nothing_and_redoes_no_finished_step(
         sequential: tuple[Path, float], tmp_path: Path) -> None:
-
-
+    """The driver is SIGKILLed once `a` and a pruned run have finished (read from its progress
+    lines as it prints them); its workers die with it (every process of its session ends, and
+    none finishes a step after the kill); a re-run skips exactly the finished steps, leaves them
+    untouched and ends with the runs of an uninterrupted sweep."""
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("workers die with their driver on Linux only (PR_SET_PDEATHSIG)")
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(SWEEP))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "audioprune", "run", str(path), "--out", str(out), "--jobs", "2",
            "--threads-per-job", "1", "--no-progress"]
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:  # the parents finished and a pruned run started
-        if (out / "a" / "metrics.json").is_file() and any(
-                (out / r / "recipe_step.json").is_file() for r in RUNS[2:]):
-            break
-        time.sleep(0.2)
-    else:
-        driver.kill()
-        pytest.fail("the sweep did not get going in 300 s")
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
+    a_done = f"-> {out / 'a'}: done in "
+
+    def a_and_a_pruned_run_done(lines: list[str]) -> bool:  # "[3/6] prune a with ...: done in"
+        return (any(a_done in line for line in lines)
+                and any("] prune " in line and ": done in " in line for line in lines))
+
+    try:
+        read_until(driver, a_and_a_pruned_run_done, timeout=600)
+        workers = [p for p in session_pids(driver.pid) if p != driver.pid]
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        driver.stdout.close()
     finished = {r: (out / r / "metrics.json").stat().st_mtime_ns for r in RUNS
                 if (out / r / "metrics.json").is_file()}
     assert "a" in finished and len(finished) < len(RUNS)
-    time.sleep(1.0)  # the workers die with the driver: no step is left running
+    assert len(workers) >= 2  # the two workers (and multiprocessing's resource tracker)
+    assert wait_for_exit(workers, timeout=120) == []  # they die with the driver
+    assert {r for r in RUNS if (out / r / "metrics.json").is_file()} == set(finished)
     states = {r["step"]: r["state"] for r in sweep_status(parse_recipe(SWEEP), out)}
-    assert "running" not in states.values(), states
+    assert "running" not in states.values(), states  # every step lock was released
     result = run_recipe(parse_recipe(SWEEP), out, progress=False, executor="local", jobs=2,
                         threads=1)
     assert {s.split(" ")[1] for s in result.skipped} == set(finished)

@@ -74,3 +74,27 @@ def test_a_criterion_is_a_scoring_function_or_a_torch_pruning_importance() -> No
         register_criterion("both-fn-and-tp", lambda w: w, torch_pruning="GroupMagnitudeImportance")
     with pytest.raises(ValueError, match="scores a whole dependency group"):
         get_criterion("tp-magnitude")
+
+
+def test_tp_taylor_removes_what_torch_pruning_own_taylor_pruner_removes() -> None:
+    """tp-taylor: gradients of the loss on the calibration batches, scored by Torch-Pruning's
+    TaylorImportance over each group; the same filters as its own BasePruner with the same
+    gradients, and the gradients are gone afterwards."""
+    from audioprune.pruning.calibration import accumulate_gradients
+    from audioprune.pruning.pruner import default_loss
+
+    ours, x = small_cnn()
+    theirs, _ = small_cnn()
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(4, *x.shape[1:], generator=gen),
+                torch.randint(0, 5, (4,), generator=gen)) for _ in range(3)]
+    with pytest.raises(ValueError, match="tp-taylor is an active criterion"):
+        ap.prune(ours, x, "tp-taylor", ap.Plan(ratio=0.5))
+    ap.prune(ours, x, "tp-taylor", ap.Plan(ratio=0.5), calibration_data=batches)
+    accumulate_gradients(theirs, batches, default_loss)
+    tp.pruner.BasePruner(theirs, x, importance=tp.importance.TaylorImportance(), pruning_ratio=0.5,
+                         ignored_layers=[theirs[11]]).step()
+    for i in (0, 3, 6):
+        assert ours[i].out_channels == theirs[i].out_channels
+        assert torch.equal(ours[i].weight, theirs[i].weight), f"layer {i}"
+    assert all(p.grad is None for p in ours.parameters())

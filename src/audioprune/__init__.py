@@ -10,12 +10,13 @@ The Python API (everything else is internal)::
     counts = ap.count(model, example_inputs)                           # params, MACs per layer
     ap.blocked_macs(model, example_inputs)     # MACs in this CPU's SIMD blocks: what time follows
     ap.prune(model, example_inputs, "l1", budget="dcase2024", clip_seconds=1.0)  # 128 kB + 30M MAC/s
-    ap.quantize_onnx(onnx_bytes, calibration_batches)                  # int8 by ONNX Runtime
+    onnx = ap.export_onnx(model, example_inputs)     # any nn.Module; BN folded, ORT parity checked
+    ap.quantize_onnx(onnx, calibration_batches)      # int8 by ONNX Runtime (a front end stays fp32)
     ap.save_pruned(model, "model.safetensors")                         # no pickle
     ap.load_pruned("model.safetensors", MyModel())                     # replays the pruning
 
     imp = ap.importance("betweenness")   # a torch_pruning Importance for Torch-Pruning's pruners
-    ap.list_criteria()                   # wdc, betweenness, similarity, l1, opnorm, taylor, ...
+    ap.list_criteria()                   # wdc, betweenness, similarity, l1, opnorm, taylor, auto, ...
     ap.fuse_quaternion(qmodel)           # quaternion layers -> plain convs (ap.nn holds them)
 
 Data flows one way: audio -> features -> model -> (prune | distill) -> fine-tune -> measure ->
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from audioprune.api import importance, list_criteria
     from audioprune.measure.blocking import blocked_macs
     from audioprune.measure.counting import Counts, count
+    from audioprune.measure.onnx_module import ExportedOnnx, export_onnx
     from audioprune.measure.quantize import quantize_onnx
     from audioprune.nn.fuse import fuse_quaternion
     from audioprune.pruning.engine import customized_pruners
@@ -45,12 +47,16 @@ if TYPE_CHECKING:  # pragma: no cover
 _LAZY = {
     "prune": "audioprune.pruning.pruner",
     "Plan": "audioprune.pruning.plan",
+    "coarsen": "audioprune.models.resolution",
+    "split_budget": "audioprune.pruning.split",
     "PruneSpec": "audioprune.pruning.spec",
     "Pruner": "audioprune.pruning.pruner",
     "PruneResult": "audioprune.pruning.pruner",
     "count": "audioprune.measure.counting",
     "blocked_macs": "audioprune.measure.blocking",
     "quantize_onnx": "audioprune.measure.quantize",
+    "export_onnx": "audioprune.measure.onnx_module",
+    "ExportedOnnx": "audioprune.measure.onnx_module",
     "Counts": "audioprune.measure.counting",
     "importance": "audioprune.api",
     "list_criteria": "audioprune.api",
@@ -60,10 +66,12 @@ _LAZY = {
     "customized_pruners": "audioprune.pruning.engine",
 }
 
-__all__ = ["ArgumentError", "Counts", "Plan", "PruneResult", "PruneSpec", "Pruner", "UserError",
-           "__version__",
-           "blocked_macs", "count", "customized_pruners", "fuse_quaternion", "importance",
-           "list_criteria", "load_pruned", "nn", "prune", "quantize_onnx", "save_pruned"]
+__all__ = ["ArgumentError", "Counts", "ExportedOnnx", "Plan", "PruneResult", "PruneSpec", "Pruner",
+           "UserError", "__version__",
+           "blocked_macs", "coarsen", "count", "customized_pruners", "export_onnx",
+           "fuse_quaternion",
+           "importance", "list_criteria", "load_pruned", "nn", "prune", "quantize_onnx",
+           "save_pruned", "split_budget"]
 
 
 def __getattr__(name: str) -> Any:

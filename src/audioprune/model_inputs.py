@@ -1,10 +1,19 @@
 """Example inputs of any model: how to call it, its first example, and a JSON description.
 
-A model may take one tensor (``model(x)``), several (a tuple: ``model(*xs)``) or keywords (a
-dict: ``model(**kw)``), or be called through a ``forward_fn(model, inputs)`` - for instance
-``"classify"``, a method name, to run an audio model's body on features and skip its front end.
+How example inputs are passed to a model (the contract every entry point follows - ap.prune,
+ap.count, ap.load_pruned, calibration, the pruning record):
+
+* a tensor is ONE positional input: ``model(x)``;
+* a tuple or list is several positional inputs: ``model(*xs)``;
+* a dict is ONE positional input too - ``model(batch)`` for a ``forward(self, batch)`` that reads
+  ``batch["wave"]`` - never unpacked into keyword arguments;
+* a ``forward_fn(model, inputs)`` says otherwise: ``forward_fn=lambda m, kw: m(**kw)`` for a
+  forward that takes keywords, or a method name such as ``"classify"`` (``model.classify(x)``)
+  to run an audio model's body on features and skip its front end.
+
 Counting, tracing, calibration and the pruning record all call models through these helpers, so
-they agree on what "the model's forward" is.
+they agree on what "the model's forward" is. The record keeps the inputs' shapes (a dict stays a
+dict, see :func:`inputs_spec`), so ``load_pruned`` replays a pruning without the inputs.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from audioprune.errors import ArgumentError, ArgumentTypeError
 ForwardFn = Callable[[nn.Module, Any], Any]
 
 __all__ = ["ForwardFn", "call_model", "first_example", "inputs_from_spec", "inputs_spec",
-           "move_inputs", "output_tensors", "resolve_forward"]
+           "map_tensors", "move_inputs", "output_tensors", "resolve_forward"]
 
 
 def resolve_forward(forward_fn: ForwardFn | str | None, model: nn.Module) -> ForwardFn:
@@ -40,9 +49,8 @@ def resolve_forward(forward_fn: ForwardFn | str | None, model: nn.Module) -> For
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:
-    """model(inputs) for a tensor, model(*inputs) for a tuple/list, model(**inputs) for a dict."""
-    if isinstance(inputs, Mapping):
-        return model(**inputs)
+    """model(inputs) for a tensor or a dict (one positional input), model(*inputs) for a
+    tuple/list. A model whose forward takes keywords needs ``forward_fn=lambda m, kw: m(**kw)``."""
     if isinstance(inputs, (tuple, list)):
         return model(*inputs)
     return model(inputs)
@@ -65,13 +73,14 @@ def _tensors(inputs: Any) -> list[torch.Tensor]:
     return []
 
 
-def _map(inputs: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
+def map_tensors(inputs: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
+    """`inputs` with every tensor t replaced by fn(t), the structure (tuple, list, dict) kept."""
     if torch.is_tensor(inputs):
         return fn(inputs)
     if isinstance(inputs, Mapping):
-        return {k: _map(v, fn) for k, v in inputs.items()}
+        return {k: map_tensors(v, fn) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
-        return type(inputs)(_map(v, fn) for v in inputs)
+        return type(inputs)(map_tensors(v, fn) for v in inputs)
     return inputs
 
 
@@ -82,11 +91,11 @@ def first_example(inputs: Any) -> Any:
         if t.dim() == 0 or t.shape[0] < 1:
             raise ArgumentError(f"`example_inputs` tensors need a batch axis with at least one "
                                 f"example, got shape {tuple(t.shape)}")
-    return _map(inputs, lambda t: t[:1])
+    return map_tensors(inputs, lambda t: t[:1])
 
 
 def move_inputs(inputs: Any, device: torch.device | str) -> Any:
-    return _map(inputs, lambda t: t.to(device))
+    return map_tensors(inputs, lambda t: t.to(device))
 
 
 def inputs_spec(inputs: Any) -> Any:

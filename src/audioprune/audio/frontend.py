@@ -37,7 +37,7 @@ class FrontEndConfig:
     hop_length: int = 320
     n_mels: int = 64
     fmin: float = 50.0
-    fmax: float | None = 14000.0  # None = Nyquist
+    fmax: float | None = 14000.0  # None = Nyquist (a new sample_rate alone lowers it there)
     log_offset: float = 1e-10  # log-mel = 10 * log10(mel_power + log_offset)
     # "offset": 10 log10(power + log_offset) (smooth, our default); "clamp": 10 log10(max(power,
     # log_offset)), torchlibrosa's power_to_db(ref=1, amin=log_offset, top_db=None), which PANNs
@@ -78,6 +78,18 @@ class FrontEndConfig:
 
     def replace(self, **changes: Any) -> "FrontEndConfig":
         return FrontEndConfig(**{**self.to_dict(), **changes})
+
+    def overridden(self, changes: dict[str, Any]) -> "FrontEndConfig":
+        """These settings with `changes` (a user's overrides, unknown keys refused) on top; a
+        new `sample_rate` without an `fmax` puts fmax at the new Nyquist limit when the old
+        fmax lies above it (sample_rate=16000 alone works on a 32 kHz layout's 14 kHz fmax)."""
+        merged = {**self.to_dict(), **changes}
+        rate = merged.get("sample_rate")
+        if ("sample_rate" in changes and "fmax" not in changes and merged.get("fmax") is not None
+                and isinstance(rate, numbers.Real) and not isinstance(rate, bool)
+                and merged["fmax"] > rate / 2):
+            merged["fmax"] = None  # = Nyquist
+        return FrontEndConfig.from_dict(merged)
 
     @property
     def clip_samples(self) -> int | None:

@@ -34,6 +34,9 @@ def load_audio(path: str | Path, sample_rate: int | None = None, mono: bool = Tr
     """
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise AudioDecodeError(f"{path} is a directory, not an audio file; pass the audio "
+                                   f"files it holds")
         what = "a broken link" if path.is_symlink() else "not a file" if path.exists() else "missing"
         raise AudioDecodeError(f"{path}: {what}; restore the file or remove it from the dataset")
     try:

@@ -35,11 +35,11 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g.add_argument("--dataset", required=required, help="dataset layout (see `audioprune datasets`)")
     g.add_argument("--data-root", help="directory holding the dataset in its official layout")
     g.add_argument("--split", help="split scheme, e.g. fsdd: official | speaker:NAME; ravdess: actors:1,2; "
-                   "any dataset with folds: fold:K")
+                   "speech_commands: official; any dataset with folds: fold:K")
     g.add_argument("--fold", type=int, metavar="K", help="cross-validation fold K (= --split fold:K): "
                    "esc50 1-5, urbansound8k 1-10, fsdd 1-6 (leave one speaker out, the next "
-                   "speaker validates), ravdess 1-6 (actor groups), gtzan/folder/synthetic 1-5 "
-                   "(seeded stratified)")
+                   "speaker validates), ravdess 1-6 (actor groups), speech_commands 1-5 "
+                   "(speaker folds), gtzan/folder/synthetic 1-5 (seeded stratified)")
     g.add_argument("--test-fold", type=int, help="fold used as the test set (folded datasets)")
     g.add_argument("--val-fold", type=int, help="fold used for validation (default: a stratified "
                    "part of the training folds)")
@@ -55,7 +55,9 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "skipping it with a warning")
     g.add_argument("--skip-missing", action="store_true", help="train on the files that are "
                    "there when the metadata lists missing ones (named in the log and in "
-                   "metrics.json) instead of refusing")
+                   "metrics.json) instead of refusing; classes left with test clips but no "
+                   "training clip are named in a warning, and training refuses when that is "
+                   "every test clip's class")
 
 
 def split_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,8 +101,11 @@ def data_spec_from_run(args: argparse.Namespace, run: Path) -> "DataSpec":
     return data
 
 
-def add_train_args(p: argparse.ArgumentParser) -> None:
-    from audioprune.train.fit import TrainConfig
+def add_train_args(p: argparse.ArgumentParser, for_prune: bool = False) -> None:
+    """The training options; `for_prune` (prune's fine-tuning): the precision flag is
+    --train-precision only, since prune's --precision is a budget's deployment precision."""
+    from audioprune.train.fit import SAMPLERS, TrainConfig
+    from audioprune.train.precision import PRECISIONS
 
     d = TrainConfig()
     g = p.add_argument_group("training")
@@ -115,8 +120,33 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mixup", type=float, default=d.mixup, help="mixup Beta(a, a) parameter; 0 = off")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N")
-    g.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader worker processes")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    g.add_argument("--workers", type=int, default=d.num_workers, help="DataLoader worker processes "
+                   "(training and evaluation; persistent across epochs; on a GPU batches come "
+                   "from pinned memory)")
+    g.add_argument("--sampler", choices=list(SAMPLERS), default=d.sampler,
+                   help="how training clips are drawn: shuffle (a permutation per epoch, "
+                   "default) or balanced (PANNs' class-balanced draws for long-tailed sets "
+                   "such as AudioSet: every class equally often, rare ones repeated)")
+    s = p.add_argument_group("speed")
+    if for_prune:
+        s.add_argument("--train-precision", dest="train_precision", choices=list(PRECISIONS),
+                       help="fine-tuning precision: fp32, bf16 or fp16 (default: the parent's); "
+                       "not --precision, which is the deployment precision of --target-budget")
+    else:
+        s.add_argument("--precision", "--train-precision", dest="precision",
+                       choices=list(PRECISIONS), default=d.precision,
+                       help="training precision: fp32 (default); bf16 = autocast in bfloat16 "
+                       "(GPUs from Ampere on, CPUs with AVX512-BF16 or AMX); fp16 = autocast "
+                       "in float16 with loss scaling (older GPUs). Weights, loss, metrics, "
+                       "batch-norm statistics and the log-mel front end stay fp32")
+    s.add_argument("--channels-last", action="store_true", default=None if for_prune else False,
+                   help="NHWC memory layout for the convolutions (often faster on GPUs with "
+                   "tensor cores; measure with bench/bench_memory_format.py)")
+    s.add_argument("--compile", action="store_true", default=None if for_prune else False,
+                   help="torch.compile the training forward (compiles for a minute or more "
+                   "first; evaluation stays eager; needs a C++ compiler on CPU)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars (logs only); "
+                   "bars are drawn on a terminal only, AUDIOPRUNE_PROGRESS=1 forces them")
 
 
 def train_config(args: argparse.Namespace) -> "TrainConfig":
@@ -128,7 +158,9 @@ def train_config(args: argparse.Namespace) -> "TrainConfig":
                        seed=args.seed, device=args.device, num_workers=args.workers,
                        progress=not args.no_progress, init=getattr(args, "init", None),
                        freeze=parse_patterns(getattr(args, "freeze", None)),
-                       body_lr_scale=getattr(args, "body_lr_scale", None) or 1.0)
+                       body_lr_scale=getattr(args, "body_lr_scale", None) or 1.0,
+                       precision=args.precision, channels_last=args.channels_last,
+                       compile=args.compile, sampler=args.sampler)
 
 
 def parse_patterns(text: str | None) -> list[str] | None:

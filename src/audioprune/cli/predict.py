@@ -15,7 +15,8 @@ def register(sub: Any) -> None:
                        "softmax for single-label ones). Files longer than the model's clip "
                        "length are cut into windows (half a window apart) whose scores are "
                        "pooled; files that cannot be decoded are named and skipped.")
-    p.add_argument("run", help="run directory (trained, pruned, distilled or imported)")
+    p.add_argument("run", help="run directory (trained, pruned, distilled or imported; an "
+                   "int8 run from `audioprune quantize` runs its int8 model in ONNX Runtime)")
     p.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, aiff, au; any rate)")
     p.add_argument("--top-k", type=int, default=5, help="labels shown per file (default 5)")
     p.add_argument("--pool", choices=["mean", "max"], default="mean",
@@ -28,14 +29,16 @@ def register(sub: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from audioprune.runs.predict import predict_files
+    from audioprune.runs.predict import model_description, predict_files
 
     done, skipped = predict_files(Path(args.run), args.files, args.top_k, args.pool,
                                   args.hop_seconds, args.device)
+    which = model_description(Path(args.run))
+    print(f"{args.run}: {which}", file=sys.stderr)
     for name, why in skipped:
         print(f"skipped {why}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"run": str(args.run), "pool": args.pool,
+        print(json.dumps({"run": str(args.run), "model": which, "pool": args.pool,
                           "predictions": [p.to_dict() for p in done],
                           "skipped": [{"file": f, "reason": w} for f, w in skipped]}, indent=2))
     else:

@@ -59,6 +59,19 @@ def register(sub: Any) -> None:
                       "alone is pruned (sensitivity)")
     what.add_argument("--iterative", type=int, default=1, metavar="K",
                       help="K rounds of prune + fine-tune ending at the requested sparsity")
+    what.add_argument("--prune-schedule", choices=["geometric", "cubic"],
+                      default="geometric", help="how the pruned fraction rises over the K rounds: "
+                      "the same fraction of what is left each round, or cubic (Zhu & Gupta "
+                      "2017: much early, little late)")
+    what.add_argument("--progressive", action="store_true",
+                      help="prune the K rounds inside ONE fine-tuning run, one at the start of each "
+                      "of its first K epochs (with --distill-from parent: progressive pruning "
+                      "inside distillation)")
+    what.add_argument("--resolution", metavar="search|TIME,FREQ",
+                      help="read coarser features before pruning the widths (audioprune's own "
+                      "models): TIME,FREQ multiplies the hop by TIME and the mel bins by FREQ "
+                      "(e.g. 2,0.5), weights kept; search: the grid point that scores best on "
+                      "the validation split after a one-epoch fine-tune at --target-macs")
     crit = p.add_argument_group("criterion options")
     crit.add_argument("--paper-compat", action="store_true",
                       help="graph criteria: raw cosine as the networkx edge weight (authors' code)")
@@ -86,11 +99,11 @@ def register(sub: Any) -> None:
     p.add_argument("--out", help="run directory to create")
     p.add_argument("--resume", metavar="RUN2", help="continue an interrupted prune run")
     add_data_args(p, required=False)
-    add_train_args(p)
+    add_train_args(p, for_prune=True)
     add_distill_args(p, for_prune=True)
     p.set_defaults(func=cmd_prune, epochs=None, batch_size=None, lr=None, weight_decay=None,
                    schedule=None, step_size=None, patience=None, mixup=None, seed=None,
-                   device=None, workers=None)
+                   device=None, workers=None, sampler=None)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -106,7 +119,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     overrides = {"batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
                  "schedule": args.schedule, "step_size": args.step_size, "patience": args.patience,
                  "mixup": args.mixup, "seed": args.seed, "device": args.device,
-                 "num_workers": args.workers, "progress": False if args.no_progress else None}
+                 "num_workers": args.workers, "progress": False if args.no_progress else None,
+                 "precision": args.train_precision, "channels_last": args.channels_last,
+                 "compile": args.compile, "sampler": args.sampler}
+    _check_train_precision(args.train_precision, args.device)
     if args.resume:
         metrics = resume_prune(Path(args.resume), **overrides,
                                **({"epochs": epochs} if epochs is not None else {}))
@@ -127,6 +143,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if "distill" in metrics:
         print_distill_summary(metrics)
     return 0
+
+
+def _check_train_precision(precision: str | None, device: str | None) -> None:
+    """--train-precision against the device before anything runs. TrainConfig names its
+    setting `precision`, which on this command is --precision (the deployment precision of
+    a budget): its complaint is renamed to the fine-tuning flag."""
+    from audioprune.train.fit import TrainConfig
+
+    if precision is None:
+        return
+    try:
+        TrainConfig(precision=precision, device=device or "cpu").validate()
+    except UserError as exc:
+        raise UserError(exc.template.replace("`precision`", "`train_precision`")) from None
 
 
 def prune_spec(args: argparse.Namespace) -> Any:
@@ -150,7 +180,20 @@ def prune_spec(args: argparse.Namespace) -> Any:
     return PruneSpec(args.criterion, plan, options, scope=args.scope,
                      group_reduction=args.group_reduction, aggregate=args.aggregate,
                      quaternion_mode=args.quaternion_mode, iterative=args.iterative,
-                     distill=prune_distill_config(args))
+                     prune_schedule=args.prune_schedule, progressive=args.progressive,
+                     resolution=_resolution(args.resolution), distill=prune_distill_config(args))
+
+
+def _resolution(text: str | None) -> Any:
+    """--resolution: "search", or TIME,FREQ as two numbers (the spec checks their ranges)."""
+    if text is None or text == "search":
+        return text
+    try:
+        time, freq = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--resolution must be search or TIME,FREQ such as 2,0.5, got {text!r}") \
+            from None
+    return (time, freq)
 
 
 def print_prune_summary(metrics: dict[str, Any]) -> None:

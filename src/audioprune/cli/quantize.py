@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
                    "weights and inputs; default 0: post-training only)")
     p.add_argument("--data-root", help="where the run's dataset lives now (if it moved)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=cmd_quantize)
 
 
@@ -36,7 +37,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     setup_logging()
     m = quantize_run(Path(args.run), Path(args.out), method=args.method,
                      calibration_batches_n=args.calibration_batches, per_channel=args.per_channel,
-                     qat_epochs=args.qat_epochs, data_root=args.data_root, seed=args.seed)
+                     qat_epochs=args.qat_epochs, data_root=args.data_root, seed=args.seed,
+                     progress=not args.no_progress)
     head = "mAP" if "mAP" in m else "accuracy"
     fp32 = m["fp32_onnx"].get(head)
     print(f"{args.out}: int8 ({m['quantization']['method']}) {head} {m[head]:.4f} vs fp32 "

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from tqdm import tqdm
 
 from audioprune.audio.io import load_audio
 from audioprune.data.types import Clip, DatasetIndex
 from audioprune.errors import AudioDecodeError, UserError
 from audioprune.fileio import write_json
+from audioprune.progress import progress_bar
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -82,8 +82,8 @@ class AudioSource:
         failed: dict[str, str] = {}
         if self.index.render is not None:
             return failed
-        for clip in tqdm(list(clips), desc=f"checking {self.index.name}", unit="clip",
-                         disable=not progress, leave=False):
+        for clip in progress_bar(list(clips), desc=f"checking {self.index.name}", unit="clip",
+                                 enabled=progress, leave=False):
             try:
                 if clip.path is None:
                     raise AudioDecodeError(f"clip {clip.key} has no file")
@@ -220,8 +220,9 @@ class AudioCache:
         offset = 0
         tmp = data_path.with_suffix(".i16.partial")
         with open(tmp, "wb") as fh:
-            for clip in tqdm(todo, desc=f"caching {self.index.name} @ {self.sample_rate} Hz",
-                             unit="clip", disable=not progress, leave=False):
+            for clip in progress_bar(todo, desc=f"caching {self.index.name} @ "
+                                     f"{self.sample_rate} Hz", unit="clip", enabled=progress,
+                                     leave=False):
                 try:
                     wave = source.get(clip)
                 except AudioDecodeError as exc:

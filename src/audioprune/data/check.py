@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import soundfile as sf
-from tqdm import tqdm
 
 from audioprune.audio.io import load_audio
-from audioprune.data.registry import get_dataset_info, load_dataset
+from audioprune.data.registry import get_dataset_info, inferred_frontend, load_dataset
 from audioprune.data.types import DatasetIndex, Problem
 from audioprune.errors import AudioDecodeError, UserError
+from audioprune.progress import progress_bar
 
 @dataclass
 class DatasetReport:
@@ -113,12 +113,12 @@ class DatasetReport:
             lines.append(f"  {name:<{width}}  " + "/".join(str(counts[k][i]) for k in ix.splits))
         groups = Counter(c.group for v in ix.splits.values() for c in v if c.group)
         if groups:
-            lines.append(f"groups ({len(groups)}): " + ", ".join(
-                f"{g} {n}" for g, n in sorted(groups.items(), key=lambda kv: _natural(kv[0]))))
+            lines.append(f"groups ({len(groups)}): " + _some([
+                f"{g} {n}" for g, n in sorted(groups.items(), key=lambda kv: _natural(kv[0]))]))
         if self.folds:
             lines.append(f"cross-validation ({len(self.folds)} folds, split fold:K):")
-            lines += [f"  fold {f['fold']}: test {', '.join(f['test'])}; validation "
-                      f"{', '.join(f['val']) or 'a part of the training groups'}"
+            lines += [f"  fold {f['fold']}: test {_some(f['test'])}; validation "
+                      f"{_some(f['val']) or 'a part of the training groups'}"
                       for f in self.folds]
         for note in self.notes:
             lines.append(f"note: {note}")
@@ -138,9 +138,10 @@ def check_dataset(name: str, root: str | Path | None, options: dict[str, Any] | 
     """Resolve dataset `name` under `root` with loader `options` and inspect every file; with
     `folds`, also list each cross-validation fold's test and validation groups."""
     index = load_dataset(name, root, seed=seed, skip_missing=True, **(options or {}))
-    report = DatasetReport(index, str(root) if root is not None else None,
-                           get_dataset_info(name).frontend.clip_seconds,
-                           notes=[n for n in index.notes if "skip_missing" not in n],
+    fe, inferred = inferred_frontend(name, index, get_dataset_info(name).frontend, {})
+    report = DatasetReport(index, str(root) if root is not None else None, fe.clip_seconds,
+                           notes=[n for n in index.notes if "skip_missing" not in n]
+                           + ([f"training reads the {inferred}"] if inferred else []),
                            missing=list(index.missing))
     if root is not None and index.render is None:
         report.unlisted = _unlisted(index, Path(root))
@@ -149,8 +150,8 @@ def check_dataset(name: str, root: str | Path | None, options: dict[str, Any] | 
     split_of = {c.key: split for split, clips in index.splits.items() for c in clips}
     clips = [c for v in index.splits.values() for c in v]
     if index.render is None:
-        for clip in tqdm(clips, desc=f"checking {name}", unit="file", disable=not progress,
-                         leave=False):
+        for clip in progress_bar(clips, desc=f"checking {name}", unit="file", enabled=progress,
+                                 leave=False):
             try:
                 if clip.path is None:
                     raise AudioDecodeError(f"clip {clip.key} has no file")
@@ -263,6 +264,13 @@ def _fold_groups(name: str, root: str | Path | None, options: dict[str, Any],
         folds.append({"fold": k, "test": test, "val": val})
         k += 1
     return folds
+
+
+def _some(items: list[str], most: int = 24) -> str:
+    """The first `most` items, comma-separated, and how many there are when that is not all
+    (Speech Commands has thousands of speakers; --json lists every one)."""
+    shown = ", ".join(items[:most])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > most else "")
 
 
 def _channels(n: int) -> str:

@@ -2,8 +2,9 @@
 
 Every dataset with official folds or groups takes `split="fold:K"` (see each loader): esc50 5,
 urbansound8k 10, fsdd one per speaker (6: leave one speaker out, the next validates), ravdess 6
-actor groups, gtzan / folder / synthetic seeded stratified 5-fold ("fold:K/N" for N). tau2020 and
-audioset have one official split and no folds.
+actor groups, speech_commands 5 speaker folds (hashed speaker ids, "fold:K/N" for N), gtzan /
+folder / synthetic seeded stratified 5-fold ("fold:K/N" for N). tau2020 and audioset have one
+official split and no folds.
 """
 
 from __future__ import annotations

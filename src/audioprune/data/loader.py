@@ -89,3 +89,74 @@ class ShardedShuffleSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.per_rank
+
+
+class BalancedClassSampler(Sampler[int]):
+    """Class-balanced draws as PANNs trains on AudioSet (Kong et al. 2020, `BalancedTrainSampler`
+    in audioset_tagging_cnn): the classes come in rounds, each round every class once in a
+    random order, and each class in turn gives its next clip from its own shuffled list (a clip
+    with several labels is in several lists), reshuffled when used up. So a class with 60 clips
+    is drawn as often as one with 50,000 and rare events are not drowned out.
+
+    An epoch is `len(targets)` draws (as many as the shuffled epoch, so schedules and epoch
+    counts keep their meaning). Draws derive from (seed, epoch) alone - PANNs keeps its queues
+    from one epoch to the next; here each epoch starts them afresh, so a resumed or distributed
+    run draws what an uninterrupted one does - and are sharded over ranks as
+    ShardedShuffleSampler shards (rank r takes every world-th draw). Classes without a clip are
+    never drawn."""
+
+    def __init__(self, targets: list[tuple[int, ...]], num_classes: int, seed: int,
+                 rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world = len(targets), seed, rank, world
+        self.epoch = 0
+        self.per_rank = -(-self.n // world)
+        flat = np.fromiter((t for ts in targets for t in ts), dtype=np.int64)
+        owner = np.repeat(np.arange(self.n), [len(ts) for ts in targets])
+        if flat.size and (flat.min() < 0 or flat.max() >= num_classes):
+            raise ValueError(f"targets must be class indices in [0, {num_classes})")
+        order = np.argsort(flat, kind="stable")
+        counts = np.bincount(flat, minlength=num_classes)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        # clips of class k: pools[k] (ascending clip index); classes present: those with clips
+        self.pools = [owner[order[bounds[k]:bounds[k + 1]]] for k in range(num_classes)]
+        self.classes = np.flatnonzero(counts)
+        if self.n and not self.classes.size:
+            raise ValueError("balanced sampling needs clips with at least one label")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_order(self) -> list[int]:
+        """The epoch's `len(targets)` draws, padded by wrapping to a multiple of the ranks (as
+        ShardedShuffleSampler pads): the draws never depend on how many ranks share them."""
+        total = self.per_rank * self.world
+        if not total:
+            return []
+        rng = np.random.default_rng([self.seed, self.epoch, 0xBA1])
+        k = self.classes.size
+        n = self.n
+        rounds = -(-n // k)
+        # the class of every draw: rounds of random permutations of the present classes
+        seq = self.classes[np.argsort(rng.random((rounds, k)), axis=1)].ravel()[:n]
+        slots = np.argsort(seq, kind="stable")  # the draws of class c, in draw order, grouped
+        per_class = np.bincount(seq, minlength=len(self.pools))
+        out = np.empty(n, dtype=np.int64)
+        start = 0
+        for c in self.classes:
+            need = int(per_class[c])
+            if not need:
+                continue
+            pool = self.pools[c]
+            laps = -(-need // pool.size)
+            picks = np.concatenate([rng.permutation(pool) for _ in range(laps)])[:need]
+            out[slots[start:start + need]] = picks
+            start += need
+        order = out.tolist()
+        return (order * (total // n + 1))[:total]
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.global_order()
+        return iter(order if self.world == 1 else order[self.rank::self.world])
+
+    def __len__(self) -> int:
+        return self.per_rank

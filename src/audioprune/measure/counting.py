@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -23,7 +24,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from audioprune.model_inputs import ForwardFn, first_example, move_inputs, resolve_forward
+from audioprune.errors import ArgumentError
+from audioprune.model_inputs import (ForwardFn, first_example, map_tensors, move_inputs,
+                                     output_tensors, resolve_forward)
 from audioprune.nn.layer_support import registered_layer_supports
 
 log = logging.getLogger("audioprune")
@@ -111,19 +114,146 @@ def run_on_meta(model: nn.Module, inputs: Any, forward: ForwardFn,
         return then(model, inputs)
 
 
+# What calling a model on inputs it cannot take raises ('dict' object has no attribute
+# 'unsqueeze' is an AttributeError); the message keeps the original error, and it is chained.
+CALL_ERRORS = (RuntimeError, TypeError, ValueError, IndexError, AttributeError)
+# torch's messages for an input shorter than a kernel, a pooling window or the STFT's padding
+_TOO_SHORT = re.compile(r"Kernel size can't be greater than actual input size|Output size is too "
+                        r"small|Invalid computed output size|Padding size should be less than")
+_MAX_LENGTH = 1 << 26  # the longest input the search for a minimum length tries
+
+
+def explain_call_failure(model: nn.Module, inputs: Any, forward: ForwardFn,
+                         exc: BaseException, doing: str = "calling the model on") -> str:
+    """One line for `exc`, raised by ``forward(model, inputs)``: for an input too short for a
+    convolution or pooling layer, "input too short for <layer>: needs at least N samples"
+    (frames for (batch, channels, frames, mels) features; N searched on a meta-device copy,
+    left out where the model cannot run there), else what failed and what to pass instead."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not _TOO_SHORT.search(str(exc)):
+        if isinstance(inputs, dict) and isinstance(exc, (TypeError, AttributeError)):
+            fix = ("a dict is ONE positional input, model(inputs): for a forward taking keywords "
+                   "pass `forward_fn`=lambda m, kw: m(**kw)")
+        else:
+            fix = ("pass inputs the model accepts (a tensor, a tuple of positional inputs, or a "
+                   "dict as one input), or a `forward_fn`")
+        return f"{doing} `example_inputs` failed ({type(exc).__name__}: {first}); {fix}"
+    meta, meta_inputs = meta_copy(model).eval(), move_inputs(first_example(inputs), "meta")
+    layer, meta_exc = _failing_layer(meta, meta_inputs, forward)
+    on_meta = meta_exc is not None and _TOO_SHORT.search(str(meta_exc)) is not None
+    if not on_meta:  # an op without a meta kernel: find the layer on the model itself
+        was_training = model.training
+        try:
+            layer, _ = _failing_layer(model.eval(), first_example(inputs), forward)
+        finally:
+            model.train(was_training)
+    where = f" for {layer}" if layer else ""
+    length = _time_axis(meta_inputs)
+    needed = _min_length(meta, meta_inputs, forward, *length) if on_meta and length else None
+    if needed is None:
+        return f"input too short{where} ({first}); pass a longer `example_inputs`"
+    return (f"input too short{where}: needs at least {needed} {length[1]}; `example_inputs` "
+            f"has {length[2]}")
+
+
+def _failing_layer(model: nn.Module, inputs: Any, forward: ForwardFn
+                   ) -> tuple[str | None, BaseException | None]:
+    """(the innermost module running when ``forward(model, inputs)`` raised, the exception);
+    (None, None) when it does not raise."""
+    names = {mod: name for name, mod in model.named_modules() if name}
+    stack: list[str] = []
+    done: list[str] = []  # the last module that finished, for an op outside any module
+    handles = []
+
+    def enter(name: str) -> Callable[..., None]:
+        def hook(_mod: nn.Module, _args: object) -> None:
+            stack.append(name)
+        return hook
+
+    def leave(_mod: nn.Module, _args: object, _out: object) -> None:  # returns None: output kept
+        done[:] = [stack.pop()]
+
+    for mod, name in names.items():
+        handles.append(mod.register_forward_pre_hook(enter(name)))
+        handles.append(mod.register_forward_hook(leave))
+    try:
+        forward(model, inputs)
+    except Exception as exc:  # noqa: BLE001  (whatever it is, it is reported)
+        if stack:
+            return stack[-1], exc
+        return (f"the operation after {done[0]}" if done else None), exc
+    finally:
+        for h in handles:
+            h.remove()
+    return None, None
+
+
+def _time_axis(inputs: Any) -> tuple[int, str, int] | None:
+    """(axis, unit, length) of the time axis of the inputs' first tensor of 2+ dimensions:
+    samples on the last axis of (batch, samples) / (batch, channels, samples), frames on axis 2
+    of (batch, channels, frames, mels) features (the package's layout, time first)."""
+    tensors = [t for t in output_tensors(inputs) if t.dim() >= 2]
+    if not tensors:
+        return None
+    t = tensors[0]
+    axis, unit = (2, "frames") if t.dim() == 4 else (t.dim() - 1, "samples")
+    return axis, unit, int(t.shape[axis])
+
+
+def _resized(inputs: Any, axis: int, now: int, length: int) -> Any:
+    """`inputs` with every tensor of `now` entries along `axis` made `length` long (zeros)."""
+    def resize(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() <= axis or t.shape[axis] != now:
+            return t
+        shape = list(t.shape)
+        shape[axis] = length
+        return torch.zeros(shape, dtype=t.dtype, device=t.device)
+
+    return map_tensors(inputs, resize)
+
+
+def _min_length(meta: nn.Module, inputs: Any, forward: ForwardFn, axis: int, _unit: str,
+                now: int) -> int | None:
+    """The shortest length along `axis` at which no layer finds the input too short (doubling,
+    then bisection, on the meta device); None when none up to _MAX_LENGTH is."""
+    def long_enough(length: int) -> bool:
+        try:
+            forward(meta, _resized(inputs, axis, now, length))
+        except Exception as exc:  # noqa: BLE001
+            return not _TOO_SHORT.search(str(exc))
+        return True
+
+    lo, hi = max(now, 0), max(2 * now, 1)
+    while not long_enough(hi):
+        lo, hi = hi, 2 * hi
+        if hi > _MAX_LENGTH:
+            return None
+    while hi - lo > 1:  # long_enough(lo) is False (or lo is the given length), hi is True
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if long_enough(mid) else (mid, hi)
+    return hi
+
+
 @torch.no_grad()
 def count(model: nn.Module, example_inputs: Any, forward_fn: ForwardFn | str | None = None) -> Counts:
     """Parameters and MACs per example of any model, total and per layer.
 
-    `example_inputs` is what the model takes (a tensor, a tuple of tensors or a dict); only its
-    first item along the batch axis is run - on a meta-device copy, so counting a 20-GMAC model
-    costs no arithmetic. `forward_fn(model, inputs)` (or a method name such as "classify")
-    replaces ``model(inputs)``. The model itself is not run and not changed.
+    `example_inputs` is what the model takes: a tensor (``model(x)``), a tuple of tensors
+    (``model(*xs)``) or a dict, which is ONE positional input (``model(batch)``) unless
+    `forward_fn` says otherwise (see audioprune.model_inputs). Only its first item along the
+    batch axis is run - on a meta-device copy, so counting a 20-GMAC model costs no arithmetic.
+    `forward_fn(model, inputs)` (or a method name such as "classify") replaces ``model(inputs)``,
+    e.g. ``lambda m, kw: m(**kw)`` for a forward taking keywords. The model itself is not run
+    and not changed. Inputs the model cannot take raise ArgumentError in one line; an input too
+    short for a convolution or pooling layer says which layer and how long it must be.
     """
     forward = resolve_forward(forward_fn, model)
     inputs = first_example(example_inputs)
-    per_layer = run_on_meta(model, inputs, forward,
-                            lambda m, x: module_macs(m, lambda: forward(m, x)))
+    try:
+        per_layer = run_on_meta(model, inputs, forward,
+                                lambda m, x: module_macs(m, lambda: forward(m, x)))
+    except CALL_ERRORS as exc:
+        raise ArgumentError(explain_call_failure(model, inputs, forward, exc)) from exc
     params = {name or "(model)": sum(p.numel() for p in mod.parameters(recurse=False))
               for name, mod in model.named_modules()}
     names = [n for n in params if params[n] or per_layer.get(n)]

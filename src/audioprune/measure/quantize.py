@@ -8,6 +8,15 @@ channel by default, symmetric) and uint8 activations whose ranges come from cali
 calibration). These are the tools ONNX Runtime documents for CPU deployment; we do not write our
 own quantizer.
 
+A graph that includes the log-mel front end (a waveform input: an STFT node) keeps the front end
+in fp32 by default (`keep_frontend_fp32`): its mel projection is a MatMul ONNX Runtime would
+quantize like any other, but power spectra span some 13 decades (1e-10 to 1e3) and uint8
+activations keep about 2 of them before the log, so quantizing it destroys the features. The
+front end is every node the first convolution after the STFT depends on (`frontend_nodes`); a
+graph where no convolution follows the STFT is refused with the reason, rather than quantized
+blind. ONNX Runtime's own exclusions are exposed as they are: `nodes_to_exclude` (node names),
+`op_types_to_quantize`, and `op_types_to_exclude` (every node of those types excluded by name).
+
 Quantization-aware fine-tuning (`fake_quant_finetune` helpers): before export, the deploy model's
 convolutions and linear layers see their weights and inputs through PyTorch's FakeQuantize
 modules (weights per channel, symmetric int8; inputs per tensor, affine uint8, moving-average
@@ -19,8 +28,10 @@ BN-folded model, so the weights trained are the weights quantized.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audioprune.errors import UserError
+from audioprune.errors import ArgumentError, ArgumentTypeError, UserError
 from audioprune.extras import require
 
-__all__ = ["FP32_ONNX", "INT8_ONNX", "METHODS", "FakeQuantLayer", "quantize_onnx", "strip_fake_quant", "with_fake_quant"]
+log = logging.getLogger("audioprune")
+
+__all__ = ["FP32_ONNX", "INT8_ONNX", "METHODS", "FakeQuantLayer", "frontend_nodes", "quantize_onnx",
+           "strip_fake_quant", "with_fake_quant"]
 
 METHODS = ("static", "dynamic")
 INT8_ONNX = "model.int8.onnx"  # in a quantized run directory: the deployable int8 model
@@ -51,32 +65,167 @@ class _Reader:
         return None if batch is None else {self.name: np.ascontiguousarray(batch, np.float32)}
 
 
-def quantize_onnx(fp32: bytes, calibration: Iterable[np.ndarray] | None = None, *,
-                  method: str = "static", per_channel: bool = True) -> bytes:
-    """int8 ONNX model from the serialised fp32 one (input name taken from the graph)."""
+class _ToDebugLog(logging.Handler):
+    """Other libraries' root-logger records as audioprune debug lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith("audioprune"):
+            log.debug("%s: %s", record.name, record.getMessage())
+
+
+@contextmanager
+def _root_logging_kept() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs through the root logger (``logging.info(...)``), which
+    configures an unconfigured root logger on first use (``logging.basicConfig``): every
+    audioprune log line after that was printed twice. While it runs, an unconfigured root
+    logger holds a handler passing other libraries' records to the debug log instead."""
+    root = logging.getLogger()
+    if root.handlers:  # configured by the application: leave it alone
+        yield
+        return
+    handler = _ToDebugLog()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+
+
+_SPECTRAL_OPS = ("STFT", "DFT")
+_BODY_OPS = ("Conv",)
+
+
+def frontend_nodes(graph: Any) -> list[str] | None:
+    """Names of the nodes of an ONNX graph's front end: [] when it has no STFT / DFT (features
+    in), the nodes the first Conv after the STFT depends on otherwise (the STFT, power, mel
+    MatMul, log, standardisation and the input's padding and reshapes), None when no Conv
+    follows the STFT, so the front end's end cannot be told."""
+    nodes = list(graph.node)  # ONNX keeps nodes in topological order
+    spectral = [n for n in nodes if n.op_type in _SPECTRAL_OPS]
+    if not spectral:
+        return []
+    consumers: dict[str, list[Any]] = {}
+    producer: dict[str, Any] = {}
+    for n in nodes:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+        for name in n.output:
+            producer[name] = n
+    below: set[int] = set()
+    todo = list(spectral)
+    while todo:
+        n = todo.pop()
+        if id(n) in below:
+            continue
+        below.add(id(n))
+        todo += [c for out in n.output for c in consumers.get(out, [])]
+    first = next((n for n in nodes if n.op_type in _BODY_OPS and id(n) in below), None)
+    if first is None:
+        return None
+    front: dict[int, Any] = {}
+    todo = [producer[first.input[0]]] if first.input[0] in producer else []
+    while todo:
+        n = todo.pop()
+        if id(n) in front:
+            continue
+        front[id(n)] = n
+        todo += [producer[i] for i in n.input if i in producer]
+    return [n.name for n in nodes if id(n) in front and n.name]
+
+
+def _to_bytes(model: Any) -> bytes:
+    """The serialised ONNX of bytes, an ExportedOnnx (anything with __bytes__) or a file path."""
+    if isinstance(model, bytes):
+        return model
+    if isinstance(model, (str, Path)):
+        try:
+            return Path(model).read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read the ONNX model {model}: {exc.strerror}") from None
+    if hasattr(model, "__bytes__"):
+        return bytes(model)
+    raise ArgumentTypeError(f"`fp32` must be ONNX bytes, an ap.export_onnx result or a path, got "
+                            f"{type(model).__name__}")
+
+
+def _exclusions(original: Any, graph: Any, keep_frontend_fp32: bool,
+                nodes_to_exclude: Iterable[str], op_types_to_exclude: Iterable[str]) -> list[str]:
+    """The node names ONNX Runtime must leave in fp32 in the pre-processed `graph`."""
+    names = {n.name for n in graph.node}
+    excluded: list[str] = []
+    given = [str(n) for n in nodes_to_exclude]
+    unknown = [n for n in given if n not in names and n not in {m.name for m in original.node}]
+    if unknown:
+        shown = ", ".join(sorted(names - {""})[:8])
+        raise ArgumentError(f"`nodes_to_exclude`: no node named {', '.join(unknown[:5])} in the "
+                        f"graph (its nodes are named like {shown}, ...)")
+    for n in given:
+        if n in names:
+            excluded.append(n)
+        else:
+            log.info("`nodes_to_exclude` %s: merged away by ONNX Runtime's pre-processing", n)
+    types = {str(t) for t in op_types_to_exclude}
+    excluded += [n.name for n in graph.node if n.op_type in types and n.name]
+    if keep_frontend_fp32:
+        front = frontend_nodes(graph)
+        if front is None:
+            raise UserError("the graph starts with an STFT (a front end) but no convolution "
+                            "follows it, so where the front end ends cannot be told and it "
+                            "would be quantized with the rest: give its nodes in "
+                            "`nodes_to_exclude`, or pass `keep_frontend_fp32` False to quantize "
+                            "everything")
+        if front:
+            log.info("front end kept in fp32: %d nodes (STFT, mel MatMul, log, ...)", len(front))
+        excluded += front
+    return sorted(set(excluded))
+
+
+def quantize_onnx(fp32: Any, calibration: Iterable[np.ndarray] | None = None, *,
+                  method: str = "static", per_channel: bool = True,
+                  keep_frontend_fp32: bool = True, nodes_to_exclude: Iterable[str] = (),
+                  op_types_to_exclude: Iterable[str] = (),
+                  op_types_to_quantize: Iterable[str] | None = None) -> bytes:
+    """int8 ONNX model from the fp32 one (bytes, an ap.export_onnx result or a path; the input
+    name is taken from the graph). `keep_frontend_fp32`: a log-mel front end in the graph stays
+    fp32 (module doc); `nodes_to_exclude` / `op_types_to_exclude` stay fp32 too;
+    `op_types_to_quantize` limits quantization to those op types (ONNX Runtime's default:
+    every type it can quantize)."""
     ort_quant = require("onnxruntime.quantization", "int8 quantization")
     onnx = require("onnx", "int8 quantization")
     if method not in METHODS:
         raise UserError(f"unknown quantization `method` {method!r}; choose from {', '.join(METHODS)}")
     if method == "static" and calibration is None:
         raise UserError("static quantization needs calibration batches (training data)")
-    with tempfile.TemporaryDirectory() as tmp:
+    for arg, value in (("nodes_to_exclude", nodes_to_exclude),
+                       ("op_types_to_exclude", op_types_to_exclude),
+                       ("op_types_to_quantize", op_types_to_quantize or ())):
+        if isinstance(value, str):
+            raise ArgumentTypeError(f"`{arg}` takes a list of names, got the string {value!r}")
+    data = _to_bytes(fp32)
+    with tempfile.TemporaryDirectory() as tmp, _root_logging_kept():
         src, pre, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(fp32)
+        src.write_bytes(data)
         try:
-            name = onnx.load(str(src)).graph.input[0].name
+            original = onnx.load(str(src)).graph
+            name = original.input[0].name
             ort_quant.quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            excluded = _exclusions(original, onnx.load(str(pre)).graph, keep_frontend_fp32,
+                                   nodes_to_exclude, op_types_to_exclude)
+            types = list(op_types_to_quantize) if op_types_to_quantize is not None else None
             if method == "dynamic":
                 ort_quant.quantize_dynamic(str(pre), str(dst), per_channel=per_channel,
-                                           weight_type=ort_quant.QuantType.QInt8)
+                                           weight_type=ort_quant.QuantType.QInt8,
+                                           nodes_to_exclude=excluded,
+                                           op_types_to_quantize=types)
             else:
                 ort_quant.quantize_static(
                     str(pre), str(dst), _Reader(name, calibration or []),
                     quant_format=ort_quant.QuantFormat.QDQ, per_channel=per_channel,
                     weight_type=ort_quant.QuantType.QInt8,
                     activation_type=ort_quant.QuantType.QUInt8,
-                    calibrate_method=ort_quant.CalibrationMethod.MinMax)
-        except UserError:
+                    calibrate_method=ort_quant.CalibrationMethod.MinMax,
+                    nodes_to_exclude=excluded, op_types_to_quantize=types)
+        except (UserError, ArgumentError):
             raise
         except Exception as exc:  # ORT raises many types; all mean "this graph cannot be"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -47,7 +47,16 @@ class AudioClassifier(nn.Module):
         return self.frontend_cfg.num_channels
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """Waveform (B, samples) or (B, 2, samples) -> features (B, C, frames, mels)."""
+        """Waveform (B, samples) or (B, 2, samples) -> features (B, C, frames, mels).
+
+        Always in fp32: under mixed-precision autocast the front end runs with autocast off
+        (its mel projection would otherwise be a bf16 matmul of power spectra spanning 1e-10
+        to 1e3, whose rounding the log then magnifies); the body gets fp32 features and
+        autocast takes over again."""
+        device = wave.device.type
+        if device in ("cpu", "cuda", "mps", "xpu") and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return self.frontend(wave.float())
         return self.frontend(wave)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -91,6 +91,23 @@ def layer_support(module: nn.Module) -> LayerSupport | None:
     return None
 
 
+def component_unit(module: nn.Module) -> int:
+    """The channels one filter of `module`'s declared layer type spans (4 for the quaternion
+    layers: r, i, j, k), 1 for a layer that is not declared: what every part of audioprune
+    asks, instead of looking at class names or attributes."""
+    support = layer_support(module)
+    return support.unit if support is not None else 1
+
+
+def is_norm_layer(module: nn.Module) -> bool:
+    """A normalisation layer: torch's batch / instance norms, or a type declared as kind
+    "norm" (the quaternion batch norm, or your own: register_layer_support)."""
+    if isinstance(module, nn.modules.batchnorm._NormBase):
+        return True
+    support = layer_support(module)
+    return support is not None and support.kind == "norm"
+
+
 def registered_layer_supports() -> dict[type[nn.Module], LayerSupport]:
     """Every registered layer type and its support (a copy)."""
     return dict(_SUPPORT)

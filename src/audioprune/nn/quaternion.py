@@ -16,6 +16,12 @@ q + c * (channels / 4), i.e. quaternion q owns channels {q, q+O, q+2O, q+3O}.
 The assembly and its transpose live inside one ``torch.autograd.Function`` so that an
 autograd-graph tracer (Torch-Pruning's DependencyGraph) sees a single op per layer instead of
 the ``torch.cat`` of parameters it cannot map (Torch-Pruning issue #188).
+
+Under autocast (mixed-precision training) each Function does what autocast does to a real conv
+or linear: the kernel, assembled in the components' precision, and the input are cast to the
+autocast dtype and the convolution runs in it; the backward computes in that dtype and folds
+the kernel gradient onto r, i, j, k in the components' precision (fp32). The layer input is
+cast by the module, outside the Function, so the low-precision copy is what is saved.
 """
 
 from __future__ import annotations
@@ -57,8 +63,11 @@ _SIGN = torch.tensor(_SIGN_TABLE, dtype=torch.int8, device="cpu")
 
 
 def is_quaternion(module: nn.Module) -> bool:
-    """True for modules whose channels follow the quaternion layout (they set ``quaternion``)."""
-    return bool(getattr(module, "quaternion", False))
+    """True for modules whose channels follow the quaternion layout: a layer type declared in
+    the layer-support table (nn/layer_support.py) with 4-channel units."""
+    from audioprune.nn.layer_support import component_unit
+
+    return component_unit(module) == 4
 
 
 def _check_multiple_of_4(name: str, value: int) -> int:
@@ -127,6 +136,30 @@ def fold_hamilton(grad_weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 _CONV = {3: F.conv1d, 4: F.conv2d}
+_AUTOCAST_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
+def _autocast_dtype(*tensors: Tensor | None) -> torch.dtype | None:
+    """The dtype autocast runs a conv / matmul of `tensors` in here: its lower precision when
+    autocast is on for their device and none is float64 (autocast leaves those alone), else
+    None."""
+    ref = tensors[0]
+    assert ref is not None
+    device = ref.device.type
+    if device not in _AUTOCAST_DEVICES or not torch.is_autocast_enabled(device):
+        return None
+    if any(t is not None and t.dtype == torch.float64 for t in tensors):
+        return None
+    return torch.get_autocast_dtype(device)
+
+
+def _autocast_input(x: Tensor) -> Tensor:
+    """The layer input as autocast would hand it to a conv: cast to the autocast dtype, by a
+    differentiable cast OUTSIDE the autograd Function, so that the Function saves the
+    low-precision copy for its backward (what a native conv saves under autocast: half the
+    activation memory) and double backward still reaches the original input."""
+    dtype = _autocast_dtype(x)
+    return x if dtype is None or x.dtype == dtype or not x.is_floating_point() else x.to(dtype)
 
 
 def _cast_grads(
@@ -169,9 +202,18 @@ class HamiltonConv(torch.autograd.Function):
         if r.dim() not in _CONV:
             raise ValueError(f"HamiltonConv supports 1-d and 2-d kernels, got rank {r.dim()}")
         weight = assemble_hamilton(r, i, j, k)  # no autograd here: the one-pass assembly
-        ctx.save_for_backward(x, r, i, j, k, bias, weight)
         ctx.conv_args = (stride, padding, dilation)
-        return _CONV[r.dim()](x, weight, bias, stride, padding, dilation)
+        dtype = _autocast_dtype(x, weight, bias)
+        if dtype is None:
+            ctx.save_for_backward(x, r, i, j, k, bias, weight)
+            return _CONV[r.dim()](x, weight, bias, stride, padding, dilation)
+        # under autocast: the conv in `dtype`, as autocast runs a real conv; the kernel is
+        # assembled in the components' precision (exact) and cast once
+        weight = weight.to(dtype)
+        ctx.save_for_backward(x, r, i, j, k, bias, weight)
+        with torch.autocast(x.device.type, enabled=False):
+            return _CONV[r.dim()](x.to(dtype), weight, None if bias is None else bias.to(dtype),
+                                  stride, padding, dilation)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -190,8 +232,8 @@ class HamiltonConv(torch.autograd.Function):
             stride, padding, dilation, False, [0] * len(stride), 1, (need_x, need_w, need_b),
         )
         grad_r = grad_i = grad_j = grad_k = None
-        if need_w:
-            grad_r, grad_i, grad_j, grad_k = fold_hamilton(grad_w)
+        if need_w:  # folded in the components' precision (fp32 under autocast): 4 blocks summed
+            grad_r, grad_i, grad_j, grad_k = fold_hamilton(grad_w.to(r.dtype))
         grads = (grad_x, grad_r, grad_i, grad_j, grad_k, grad_bias)
         return (*_cast_grads(grads, (x, r, i, j, k, bias)), None, None, None)
 
@@ -207,8 +249,14 @@ class HamiltonLinear(torch.autograd.Function):
         ctx: Any, x: Tensor, r: Tensor, i: Tensor, j: Tensor, k: Tensor, bias: Tensor | None
     ) -> Tensor:
         weight = assemble_hamilton(r, i, j, k)
+        dtype = _autocast_dtype(x, weight, bias)
+        if dtype is None:
+            ctx.save_for_backward(x, r, i, j, k, bias, weight)
+            return F.linear(x, weight, bias)
+        weight = weight.to(dtype)  # as HamiltonConv: the matmul in autocast's dtype
         ctx.save_for_backward(x, r, i, j, k, bias, weight)
-        return F.linear(x, weight, bias)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.to(dtype), weight, None if bias is None else bias.to(dtype))
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -222,7 +270,7 @@ class HamiltonLinear(torch.autograd.Function):
             grad_x = grad_out @ weight
         if any(need_comps):
             grad_w = grad_2d.t() @ x.reshape(-1, x.shape[-1]).to(dtype)
-            grad_r, grad_i, grad_j, grad_k = fold_hamilton(grad_w)
+            grad_r, grad_i, grad_j, grad_k = fold_hamilton(grad_w.to(r.dtype))
         if bias is not None and need_bias:
             grad_bias = grad_2d.sum(0)
         grads = (grad_x, grad_r, grad_i, grad_j, grad_k, grad_bias)
@@ -355,7 +403,8 @@ class _QConvNd(_QuaternionWeights):
 
     def forward(self, x: Tensor) -> Tensor:
         return HamiltonConv.apply(
-            x, *self.components(), self.bias, self.stride, self.padding, self.dilation
+            _autocast_input(x), *self.components(), self.bias, self.stride, self.padding,
+            self.dilation,
         )
 
     def extra_repr(self) -> str:
@@ -394,7 +443,7 @@ class QLinear(_QuaternionWeights):
         self._create((out_features // 4, in_features // 4), out_features, bias, init)
 
     def forward(self, x: Tensor) -> Tensor:
-        return HamiltonLinear.apply(x, *self.components(), self.bias)
+        return HamiltonLinear.apply(_autocast_input(x), *self.components(), self.bias)
 
     def extra_repr(self) -> str:
         return (

@@ -97,6 +97,30 @@ def run_prune(step: Step, recipe: Recipe, out: Path, run: Path, state: str, prog
               data_spec(recipe, step.fold), resume=resume)
 
 
+def run_scratch(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
+                progress: bool) -> None:
+    """The pruned run's widths trained from scratch (runs/scratch.py) for the group's
+    fine-tuning epochs, labels only or with KD from the parent (a run name ending in -kd)."""
+    from audioprune.runs.parents import DEFAULT_FINETUNE_EPOCHS
+    from audioprune.runs.scratch import scratch_config, scratch_run
+
+    g = step.group
+    assert isinstance(g, PruneSection) and step.parent is not None
+    pruned = out / step.parent
+    if not (pruned / METRICS_JSON).is_file():
+        raise UserError(f"{step.where}: pruned run {pruned} has not finished")
+    resume = state == "partial" and (run / CONFIG_JSON).is_file() and _has_checkpoint(run)
+    if state == "partial" and not resume:
+        _clear(run)
+    given = g.finetune.given()
+    epochs = given.pop("epochs", DEFAULT_FINETUNE_EPOCHS)
+    given.pop("lr", None)  # from scratch: the parent's rate, not the fine-tune's
+    train = scratch_config(pruned, epochs, **{**given, "seed": recipe.seed,
+                                              "device": recipe.device, "progress": progress})
+    scratch_run(pruned, run, train, data_spec(recipe, step.fold),
+                distill=step.run_name.endswith("-kd"), resume=resume)
+
+
 def run_quantize(step: Step, recipe: Recipe, out: Path, run: Path, state: str) -> None:
     """int8 sibling of a finished run; an interrupted one is simply made again (minutes)."""
     from audioprune.runs.quantize import quantize_run
@@ -167,6 +191,8 @@ def execute_step(step: Step, recipe: Recipe, out: Path, progress: bool,
                 run_train(step, recipe, out, run, state, progress)
             elif step.kind == "prune":
                 run_prune(step, recipe, out, run, state, progress)
+            elif step.kind == "scratch":
+                run_scratch(step, recipe, out, run, state, progress)
             elif step.kind == "quantize":
                 run_quantize(step, recipe, out, run, state)
             else:

@@ -258,9 +258,10 @@ class Progress:
         self.labels, self.total, self.parallel = labels, total, parallel
         self.bar = None
         if bar and parallel and labels:
-            from tqdm import tqdm
+            from audioprune.progress import progress_bar
 
-            self.bar = tqdm(total=len(labels), unit="step", desc="sweep", dynamic_ncols=True)
+            self.bar = progress_bar(total=len(labels), unit="step", desc="sweep",
+                                    dynamic_ncols=True)
 
     def start(self, name: str) -> None:
         if not self.parallel:

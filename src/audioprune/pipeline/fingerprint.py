@@ -9,7 +9,7 @@ from typing import Any
 
 from audioprune.errors import UserError
 from audioprune.fileio import read_json
-from audioprune.pipeline.schema import Recipe
+from audioprune.pipeline.schema import Recipe, TrainSection
 from audioprune.pipeline.steps import Step
 from audioprune.pipeline.units import data_spec, for_step, train_config
 from audioprune.runs.run_dir import METRICS_JSON
@@ -17,12 +17,25 @@ from audioprune.runs.run_dir import METRICS_JSON
 STEP_JSON = "recipe_step.json"
 
 
-_NOT_FINGERPRINTED = {"progress", "device", "num_workers", "eval_batch_size"}
+# how fast a run goes, not what it computes (channels_last and compile change rounding only)
+_NOT_FINGERPRINTED = {"progress", "device", "num_workers", "eval_batch_size", "channels_last",
+                      "compile"}
 
 
 # TrainConfig fields added after recipes were first run: left out at their defaults, so the runs
 # of an older version still match their recipe
-_NEW_AT_DEFAULT = {"init": None, "freeze": None, "body_lr_scale": 1.0}
+_NEW_AT_DEFAULT = {"init": None, "freeze": None, "body_lr_scale": 1.0, "precision": "fp32",
+                   "sampler": "shuffle"}
+# ... the ones of them a fine-tuning section (given keys only) may name at their default
+_NEW_FINETUNE_KEYS = ("precision", "sampler")
+
+
+def _finetune(section: TrainSection) -> dict[str, Any]:
+    """A fine-tuning section as fingerprinted: its given keys, less the speed-only ones and the
+    newer ones at their defaults (so `precision: fp32` matches a run made before the key)."""
+    return {k: v for k, v in section.given().items()
+            if k not in ("channels_last", "compile") and
+            not (k in _NEW_FINETUNE_KEYS and v == _NEW_AT_DEFAULT[k])}
 
 
 def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
@@ -46,6 +59,9 @@ def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
                               "alpha": g.alpha, "teacher_mode": g.teacher_mode}  # type: ignore[union-attr]
         return out
     g = step.group
+    if step.kind == "scratch":
+        return {"step": "scratch", "pruned": step.parent, "kd": step.run_name.endswith("-kd"),
+                "finetune": _finetune(g.finetune), "data": data}  # type: ignore[union-attr]
     if step.kind == "quantize":
         return {"step": "quantize", "parent": step.parent,
                 "quantize": g.model_dump(exclude={"of"}), "data": data}  # type: ignore[union-attr]
@@ -53,11 +69,17 @@ def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
     out = {"step": "prune", "parent": step.parent, "criterion": step.criterion.name,
            "options": step.criterion.options, "plan": step.plan, "iterative": g.iterative,  # type: ignore[union-attr]
            "aggregate": g.aggregate, "quaternion_mode": g.quaternion_mode,  # type: ignore[union-attr]
-           "finetune": g.finetune.given(), "data": data}  # type: ignore[union-attr]
+           "finetune": _finetune(g.finetune), "data": data}  # type: ignore[union-attr]
     if g.scope is not None:  # type: ignore[union-attr]  (recorded only when set: older runs match)
         out["scope"] = g.scope  # type: ignore[union-attr]
     if g.group_reduction != "mean":  # type: ignore[union-attr]
         out["group_reduction"] = g.group_reduction  # type: ignore[union-attr]
+    if g.prune_schedule != "geometric":  # recorded only when set: older runs match
+        out["prune_schedule"] = g.prune_schedule
+    if g.progressive:
+        out["progressive"] = True
+    if g.resolution is not None:
+        out["resolution"] = g.resolution if isinstance(g.resolution, str) else list(g.resolution)
     if g.distill is not None:  # type: ignore[union-attr]
         out["distill"] = g.distill.model_dump()  # type: ignore[union-attr]
     return out

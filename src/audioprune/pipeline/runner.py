@@ -26,7 +26,7 @@ from audioprune.pipeline.execute import execute_step
 from audioprune.pipeline.fingerprint import fingerprint, step_state
 from audioprune.pipeline.recipe import check_names
 from audioprune.pipeline.schema import Recipe
-from audioprune.pipeline.steps import Step, plan_steps
+from audioprune.pipeline.steps import STEP_KINDS, Step, plan_steps
 from audioprune.pipeline.sweep import SWEEP_DIR
 from audioprune.pipeline.units import data_spec, recipe_folds  # noqa: F401  (the runner's API)
 from audioprune.report import Report, write_report
@@ -129,7 +129,7 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, progress: bool = T
         threads = default_threads(jobs)
     gpus = 1.0 if recipe.device.startswith("cuda") else 0.0
     log.info("recipe %s: %d runs (%s) on %s%s -> %s%s", recipe.name, len(steps),
-             ", ".join(f"{sum(s.kind == k for s in steps)} {k}" for k in ("train", "prune", "distill", "quantize")
+             ", ".join(f"{sum(s.kind == k for s in steps)} {k}" for k in STEP_KINDS
                        if any(s.kind == k for s in steps)), recipe.dataset.name,
              f", folds {','.join(map(str, folds))}" if folds else "", out,
              f"; {executor} executor, {jobs} jobs x {threads} thread(s)" if parallel else "")

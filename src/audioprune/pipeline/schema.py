@@ -77,6 +77,12 @@ class TrainSection(_Section):
     eval_batch_size: int | None = Field(None, ge=1)
     freeze: list[str] | None = None  # transfer learning (with a model's `init`)
     body_lr_scale: float | None = Field(None, gt=0)
+    # speed: mixed precision (train/precision.py), NHWC layout, torch.compile; the last two
+    # change no result, so they are not part of a step's fingerprint
+    precision: Literal["fp32", "bf16", "fp16"] | None = None
+    channels_last: bool | None = None
+    compile: bool | None = None
+    sampler: Literal["shuffle", "balanced"] | None = None  # balanced: PANNs' class-balanced draws
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -146,6 +152,14 @@ class PruneSection(_Section):
     normalise: Literal["minmax", "zscore"] = "minmax"
     allocation: Literal["uniform", "sensitivity"] = "uniform"  # budgets split by layer sensitivity
     iterative: int = Field(1, ge=1)
+    prune_schedule: Literal["geometric", "cubic"] = "geometric"  # how the rounds' fraction rises
+    progressive: bool = False  # the rounds inside one fine-tune (one per epoch), not each after one
+    # coarser features before the widths: "search" (a grid scored after a short fine-tune) or
+    # [time, freq] (hop x time, mel bins x freq); audioprune's own models
+    resolution: Literal["search"] | tuple[float, float] | None = None
+    # baselines at each pruned run's widths: trained from scratch for the fine-tune's epochs
+    # at the parent's learning rate, with labels ("labels") and/or KD from the parent ("kd")
+    scratch: list[Literal["labels", "kd"]] = Field(default_factory=list)
     aggregate: Literal["mean", "max", "min", "norm"] = "mean"
     quaternion_mode: Literal["aggregate", "concat"] = "aggregate"
     scope: Literal["root", "group"] | None = None  # None: the criterion's default
@@ -198,7 +212,8 @@ class PruneSection(_Section):
         return PruneSpec(criterion.name, Plan(**plan), criterion.options, scope=self.scope,
                          group_reduction=self.group_reduction, aggregate=self.aggregate,
                          quaternion_mode=self.quaternion_mode, iterative=self.iterative,
-                         distill=distill)
+                         prune_schedule=self.prune_schedule, progressive=self.progressive,
+                         resolution=self.resolution, distill=distill)
 
     @model_validator(mode="after")
     def _has_plan(self) -> PruneSection:

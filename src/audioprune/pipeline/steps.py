@@ -1,8 +1,10 @@
 """A recipe unrolled into its steps: which runs it makes, in which order, under which names.
 
-Parents train first, then every prune group makes one run per (parent, criterion, plan), then KD
-students, then (with `quantize:`) an int8 sibling of each run. Each step's `fingerprint` is what the run depends on; the pipeline stores it beside the
-run (recipe_step.json) so a rerun can tell a finished step from a changed one.
+Parents train first, then every prune group makes one run per (parent, criterion, plan) (and,
+with `scratch:`, its widths trained from scratch), then KD students, then (with `quantize:`) an
+int8 sibling of each run. Each step's fingerprint (pipeline/fingerprint.py) is what the run
+depends on; the pipeline stores it beside the run so a rerun can tell a finished step from a
+changed one.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ if TYPE_CHECKING:
                                             PruneSection, QuantizeSection, Recipe)
 
 
+STEP_KINDS = ("train", "prune", "scratch", "distill", "quantize")  # in the order they run
+
+
 @dataclass
 class Step:
-    kind: str  # "train" | "prune" | "distill" | "quantize"
+    kind: str  # "train" | "prune" | "scratch" | "distill" | "quantize"
     run_name: str
     where: str  # the recipe key that asked for it, for error messages
     model: ModelSection | None = None  # train / distill: the model trained; prune: the parent
@@ -40,6 +45,9 @@ class Step:
             return f"prune {self.parent} with {self.criterion.tag} at {format_plan(self.plan)}"
         if self.kind == "quantize":
             return f"quantize {self.parent} to int8"
+        if self.kind == "scratch":
+            return f"train {self.parent}'s widths from scratch" + \
+                (" with KD" if self.run_name.endswith("-kd") else "")
         assert self.model is not None
         return f"distil {self.parent} into {self.run_name} ({self.model.architecture})"
 
@@ -77,6 +85,17 @@ def plan_tag(plan: dict[str, Any]) -> str:
         (f"-round{plan['round_to']}" if plan.get("round_to") else "")
 
 
+def _schedule_tags(group: PruneSection) -> list[str]:
+    """What besides the plan names a run: coarser features, progressive pruning."""
+    tags = []
+    if group.resolution is not None:
+        r = group.resolution
+        tags.append("res" + (r if isinstance(r, str) else f"{r[0]:g}x{r[1]:g}"))
+    if group.progressive:
+        tags.append(f"prog{group.iterative}")
+    return tags
+
+
 def group_plans(group: PruneSection) -> list[dict[str, Any]]:
     """Every plan of a prune group as PlanSpec keyword arguments."""
     common = {"layers": group.layers, "global_ranking": group.global_ranking,
@@ -106,7 +125,7 @@ def plan_steps(recipe: Recipe, folds: list[int] | None = None) -> list[Step]:
         return _steps(recipe)
     per_unit = {u: _steps(recipe) for u in units}
     out: list[Step] = []
-    for kind in ("train", "prune", "distill", "quantize"):
+    for kind in STEP_KINDS:
         for fold, seed in units:
             suffix = (f"-fold{fold}" if fold is not None else "") + \
                 (f"-s{seed}" if seed is not None else "")
@@ -127,10 +146,15 @@ def _steps(recipe: Recipe) -> list[Step]:
             for c, crit in enumerate(group.criteria):
                 for plan in group_plans(group):
                     name = "-".join([parent] + ([group.tag] if group.tag else []) +
-                                    [crit.tag, plan_tag(plan)])
+                                    [crit.tag, plan_tag(plan)] + _schedule_tags(group))
                     steps.append(Step("prune", name, f"prune[{g}].criteria[{c}]",
                                       model=by_name.get(parent), parent=parent, group=group,
                                       criterion=crit, plan=plan))
+                    for kind in group.scratch:  # the same widths, trained from scratch
+                        steps.append(Step("scratch", f"{name}-scratch" + ("-kd" if kind == "kd"
+                                                                         else ""),
+                                          f"prune[{g}].scratch", model=by_name.get(parent),
+                                          parent=name, group=group, criterion=crit, plan=plan))
     for d, group in enumerate(recipe.distill):
         for s, student in enumerate(group.students):
             steps.append(Step("distill", student.name, f"distill[{d}].students[{s}]",

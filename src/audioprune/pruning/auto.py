@@ -4,16 +4,20 @@ The rule is read off BENCHMARKS.md section 1 (FSDD leave one speaker out, 6 fold
 at the same MACs and fine-tuning; bench/results/criteria_fsdd_loso.json and
 criteria_fsdd_cnn6_loso.json):
 
-- keeping 50% of the MACs, Taylor's first-order loss change (`taylor`, an active criterion that
-  scores on training batches) led every method on dcase21net, ahead of Torch-Pruning's group
-  magnitude by 2.8 points [0.5, 5.5];
+- keeping 50% of the MACs, Torch-Pruning's first-order Taylor importance |w dL/dw| over the
+  dependency group (`tp-taylor`, scored on training batches) led every method on dcase21net,
+  ahead of Torch-Pruning's group magnitude by 2.8 points [0.5, 5.5]. (Until 2026-12 `auto`
+  chose our own per-filter `taylor` here, which that table never measured; `tp-taylor` is the
+  registered form of the measured importance, tp.importance.TaylorImportance.)
 - keeping 30% or 15%, Torch-Pruning's group magnitude (`tp-magnitude`) led on dcase21net and
   on cnn6 at a quarter width (by 10.7 points [1.0, 22.1] over our best on cnn6 at 30%).
 
 Between the measured budgets (0.5 and 0.3) the switch sits at KEEP_SWITCH = 0.4, midway: it is a
-choice, not a measurement. Without calibration data (taylor needs it) the choice is always
+choice, not a measurement. Without calibration data (tp-taylor needs it) the choice is always
 `tp-magnitude`. Quaternion layers have no measured choice (Torch-Pruning's importances cannot
-score them), so `auto` refuses them and says what to pick instead.
+score them), so `auto` refuses them and says what to pick instead. RAVDESS (issue 25) is to
+confirm or change this rule once recipes/ravdess/criteria.yaml has run: a default chosen on one
+dataset stands only where the other agrees.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from audioprune.pruning.engine import PruningGraph
 from audioprune.pruning.plan import Plan, resolve_plan
 
 AUTO = "auto"
-KEEP_SWITCH = 0.4  # keep at least this fraction of the MACs: taylor; below: tp-magnitude
-MODERATE, HEAVY = "taylor", "tp-magnitude"
+KEEP_SWITCH = 0.4  # keep at least this fraction of the MACs: tp-taylor; below: tp-magnitude
+MODERATE, HEAVY = "tp-taylor", "tp-magnitude"
 log = logging.getLogger("audioprune.prune")
 EVIDENCE = ("BENCHMARKS.md section 1: FSDD leave-one-speaker-out, dcase21net and cnn6 w0.25 "
             "at 50/30/15% of the MACs")
@@ -52,7 +56,7 @@ class AutoChoice:
 def rule(kept_macs: float, calibration: bool) -> tuple[str, str]:
     """The criterion for a plan keeping `kept_macs` of the MACs, and why."""
     if not calibration:
-        return HEAVY, "no calibration data (taylor needs training batches)"
+        return HEAVY, "no calibration data (tp-taylor needs training batches)"
     if kept_macs >= KEEP_SWITCH:
         return MODERATE, f"keeps {kept_macs:.2f} of the MACs (>= {KEEP_SWITCH}): moderate budget"
     return HEAVY, f"keeps {kept_macs:.2f} of the MACs (< {KEEP_SWITCH}): heavy budget"

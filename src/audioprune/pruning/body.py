@@ -32,5 +32,5 @@ def prune_body(model: nn.Module, spec: PruneSpec, batches: list[Any] | None = No
     Passive criteria need no data; active ones take (waveforms, targets) `batches`."""
     pruner = body_pruner(model, spec, batches)
     plan = pruner.plan()
-    state = prune_in_rounds(pruner, plan, spec.iterative)
+    state = prune_in_rounds(pruner, plan, spec.iterative, shape=spec.prune_schedule)
     return {"plan": plan.to_dict(), "removed": state.removed(plan), "criterion": pruner.record()}

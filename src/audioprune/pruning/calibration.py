@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from audioprune.model_inputs import ForwardFn, call_model, move_inputs
+from audioprune.nn.layer_support import is_norm_layer
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 DEFAULT_BATCHES = 8
@@ -128,8 +129,6 @@ def _device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
-def _is_norm(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.batchnorm._BatchNorm) or type(module).__name__ == "QBatchNorm2d"
 
 
 @torch.no_grad()
@@ -142,7 +141,7 @@ def feature_taps(model: nn.Module, layers: Mapping[str, nn.Module],
     follow the data (PANNs' original ConvBlock registers conv1, conv2, bn1, bn2).
     """
     order: list[nn.Module] = []
-    leaves = [m for m in model.modules() if not list(m.children()) or _is_norm(m)
+    leaves = [m for m in model.modules() if not list(m.children()) or is_norm_layer(m)
               or m in set(layers.values())]
     handles = [m.register_forward_hook(lambda mod, i, o: order.append(mod)) for m in leaves]
     was_training = model.training
@@ -159,7 +158,7 @@ def feature_taps(model: nn.Module, layers: Mapping[str, nn.Module],
         if module in order:
             pos = order.index(module)
             nxt = order[pos + 1] if pos + 1 < len(order) else None
-            if nxt is not None and _is_norm(nxt):
+            if nxt is not None and is_norm_layer(nxt):
                 tap = nxt
         taps[name] = tap
     return taps

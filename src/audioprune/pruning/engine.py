@@ -51,10 +51,12 @@ import torch_pruning as tp
 from torch import nn
 
 from audioprune.errors import ArgumentError, ArgumentTypeError
+from audioprune.measure.counting import CALL_ERRORS, explain_call_failure
 from audioprune.model_inputs import ForwardFn, output_tensors, resolve_forward
 from audioprune.nn import quaternion_support  # noqa: F401  (declares the quaternion layers)
 from audioprune.nn.layer_support import LayerSupport, layer_support, real_channels_of, registered_layer_supports
 from audioprune.nn.quaternion import is_quaternion
+from audioprune.pruning.layers import is_alias, is_pattern, layer_aliases, match_layers
 
 log = logging.getLogger("audioprune.prune")
 
@@ -161,9 +163,11 @@ def out_width(module: nn.Module) -> int:
 class PruningGraph:
     """A traced model and the Torch-Pruning dependency graph over it (see the module docs).
 
-    ``ignored_layers``: module names or modules whose output channels are never pruned (with
-    every group that would prune them); ``protect_outputs`` / ``protect_frozen`` switch off the
-    automatic protection of output layers and frozen layers.
+    ``ignored_layers``: modules, module names, glob patterns (``block4.*``) or C<k> / C<i>-C<j>
+    aliases, as a plan's ``layers`` takes them, whose output channels are never pruned (with
+    every group that would prune them; a block's name covers its submodules);
+    ``protect_outputs`` / ``protect_frozen`` switch off the automatic protection of output
+    layers and frozen layers.
     """
 
     def __init__(self, model: nn.Module, example_inputs: Any,
@@ -177,19 +181,7 @@ class PruningGraph:
         self.forward_fn = forward_fn
         self.forward = forward = resolve_forward(forward_fn, model)
         self._names = {mod: name for name, mod in model.named_modules()}
-        modules = dict(model.named_modules())
-        ignored: list[nn.Module] = []
-        for item in ignored_layers:
-            if isinstance(item, nn.Module):
-                if item not in self._names:
-                    raise ArgumentError(f"`ignored_layers`: a {type(item).__name__} that is not "
-                                        f"part of the model")
-                ignored.append(item)
-            elif item in modules:
-                ignored.append(modules[item])
-            else:
-                raise ArgumentError(f"`ignored_layers`: no layer named {item!r} in the model")
-        self.protected = sorted(self._names[m] for m in ignored)
+        ignored, aliased = self._resolve_ignored(ignored_layers)
         self._ignored = ignored
         self._frozen = ({m for m in model.modules() if is_weight_layer(m) and _all_frozen(m)}
                         if protect_frozen else set())
@@ -211,9 +203,9 @@ class PruningGraph:
                 self.DG = tp.DependencyGraph().build_dependency(
                     model, example_inputs=example_inputs, forward_fn=traced,
                     customized_pruners=customized_pruners(), verbose=False)
-        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
-            raise ArgumentError(f"tracing the model with `example_inputs` failed ({exc}); pass "
-                                f"inputs the model accepts, or a `forward_fn`") from exc
+        except CALL_ERRORS as exc:
+            raise ArgumentError(explain_call_failure(model, example_inputs, forward, exc,
+                                                     "tracing the model with")) from exc
         finally:
             for p in frozen_params:
                 p.requires_grad_(False)
@@ -221,6 +213,47 @@ class PruningGraph:
         self._output_nodes = {node for node in self.DG.module2node.values()
                               if node.grad_fn in output_fns
                               or type(node.module).__name__ == "_OutputOp"}
+        if aliased:  # C<k> aliases number the prunable convolutions: known once traced
+            aliases = layer_aliases(self.layers())
+            modules = dict(model.named_modules())
+            for pattern in aliased:
+                hit = match_layers(pattern, [], aliases)
+                if not hit:
+                    raise ArgumentError(f"`ignored_layers`: {pattern!r} names no prunable "
+                                        f"convolution (aliases C1-C{len(aliases)})")
+                self._ignored += [m for name in hit for m in modules[name].modules()]
+        self.protected = sorted({self._names[m] for m in self._ignored})
+
+    def _resolve_ignored(self, items: Iterable[str | nn.Module]) -> tuple[list[nn.Module], list[str]]:
+        """The modules `ignored_layers` names - modules, names or glob patterns as `layers` takes
+        them, each with all its submodules (a block's name leaves the whole block alone, as in
+        Torch-Pruning's pruners) - and the C<k> aliases left to resolve after tracing."""
+        modules = {name: mod for name, mod in self.model.named_modules() if name}
+        ignored: list[nn.Module] = []
+        aliased: list[str] = []
+        for item in items:
+            if isinstance(item, nn.Module):
+                if item not in self._names:
+                    raise ArgumentError(f"`ignored_layers`: a {type(item).__name__} that is not "
+                                        f"part of the model")
+                hit = [item]
+            elif not isinstance(item, str):
+                raise ArgumentTypeError(f"`ignored_layers` holds layer names, glob patterns or "
+                                        f"modules, got a {type(item).__name__}")
+            elif is_alias(item) and item not in modules:
+                aliased.append(item)
+                continue
+            else:
+                hit = [modules[n] for n in match_layers(item, list(modules), {})]
+                if not hit:
+                    weight = [n for n, m in modules.items() if is_weight_layer(m)]
+                    shown = ", ".join(weight[:12]) + (", ..." if len(weight) > 12 else "")
+                    what = (f"{item!r} matches no layer of the model" if is_pattern(item)
+                            else f"no layer named {item!r} in the model")
+                    raise ArgumentError(f"`ignored_layers`: {what}; its conv / linear layers: "
+                                        f"{shown}")
+            ignored += [m for mod in hit for m in mod.modules()]
+        return ignored, aliased
 
     # -- inspection
 
@@ -342,10 +375,29 @@ class PruningGraph:
                 continue
             group = self._group_of(module, real_channels_of(chosen, width, unit))
             if not self.DG.check_pruning_group(group):
-                raise ValueError(f"{name}: pruning {len(chosen)} filters would empty a coupled layer")
+                raise ArgumentError(f"{name}: pruning {len(chosen)} of its {width // unit} "
+                                    f"filters would empty {self._emptied(group)}; leave it "
+                                    f"alone with `ignored_layers`=[{name!r}], or prune less "
+                                    f"(a smaller `ratio` or budget)")
             group.prune()
             log.debug("pruned %d of %d filters of %s", len(chosen), width // unit, name)
         return kept
+
+    def _emptied(self, group: Any) -> str:
+        """Which coupled layer a group's removal would leave without channels, in words."""
+        for dep, idxs in group:
+            module = dep.target.module
+            for is_fn, get, side in ((self.DG.is_out_channel_pruning_fn, self.DG.get_out_channels,
+                                      "output"),
+                                     (self.DG.is_in_channel_pruning_fn, self.DG.get_in_channels,
+                                      "input")):
+                if not is_fn(dep.handler):
+                    continue
+                have = get(module)
+                if have is not None and have <= len(idxs):
+                    name = self._names.get(module, type(module).__name__)
+                    return f"{name} (all {have} of its {side} channels would go)"
+        return "a coupled layer"
 
 
 def group_unit(dg: Any, group: Any) -> int:

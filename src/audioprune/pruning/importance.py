@@ -451,25 +451,58 @@ class TorchPruningImportance(tp.importance.Importance):
                  group_reduction: str = "mean", normalize: str | None = None) -> None:
         self.name = name
         self.info = describe_criterion(name)
+        self.inputs = self.info.inputs  # "weights", or "gradients" for tp-taylor
         self.options = dict(options or {})
         unknown = sorted(set(self.options) - set(self.info.options))
         if unknown:
             raise ArgumentError(f"`criterion` {name!r} has no option {', '.join(unknown)} "
                                 f"(allowed: {', '.join(self.info.options)})")
+        self.batches = int(self.options.get("batches", calibration.DEFAULT_BATCHES))
         self.group_reduction = _choice(group_reduction, GROUP_REDUCTIONS, "group_reduction")
         self.normalize = _choice(normalize, NORMALIZERS, "normalize")
         cls = getattr(tp.importance, str(self.info.torch_pruning))
+        tp_options = {k: v for k, v in self.options.items() if k != "batches"}
         try:
-            self.tp_importance = cls(group_reduction=self.group_reduction, **self.options)
+            self.tp_importance = cls(group_reduction=self.group_reduction, **tp_options)
         except (TypeError, ValueError) as exc:
             raise ArgumentError(f"`criterion` {name}: {exc}") from None
+        self._scored: dict[nn.Module, torch.Tensor] = {}  # gradient criteria: per root, calibrated
+
+    def calibrate(self, graph: PruningGraph, batches: Sequence[Any],
+                  loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+                  forward: ForwardFn | None = None) -> None:
+        """A gradient criterion (tp-taylor): accumulate the loss's gradients on `batches`, let
+        Torch-Pruning score every prunable group with them, keep the scores, drop the
+        gradients (again before every pruning step: the weights change)."""
+        if self.inputs != "gradients":
+            return
+        if loss_fn is None:
+            raise ArgumentError(f"{self.name} reads gradients of a loss: pass `loss_fn(outputs, "
+                                f"targets)` or batches of (inputs, class indices | multi-hot)")
+        model, layers = graph.model, graph.layers()
+        calibration.accumulate_gradients(model, batches, loss_fn, forward or call_model)
+        try:
+            self._scored = {layer.module: self._score(graph.group(name, layers))
+                            for name, layer in layers.items()}
+        finally:
+            calibration.clear_gradients(model.parameters())
 
     def describe(self) -> dict[str, Any]:
         return {"criterion": self.name, "options": self.options,
                 "torch_pruning": f"{self.info.torch_pruning} (torch-pruning {tp.__version__})",
-                "group_reduction": self.group_reduction}
+                "group_reduction": self.group_reduction,
+                **({"calibration_batches": self.batches} if self.inputs == "gradients" else {})}
 
     def __call__(self, group: Any) -> torch.Tensor:
+        root = group[0].dep.target.module
+        if self.inputs == "gradients":
+            if root not in self._scored:
+                raise RuntimeError(f"{self.name}: layer not calibrated; call calibrate() with "
+                                   f"data before every pruning step")
+            return self._scored[root]
+        return self._score(group)
+
+    def _score(self, group: Any) -> torch.Tensor:
         root = group[0].dep.target.module
         if not isinstance(root, (nn.modules.conv._ConvNd, nn.Linear)):
             raise ArgumentError(f"{self.name} is Torch-Pruning's {self.info.torch_pruning}, which "

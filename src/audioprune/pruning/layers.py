@@ -14,7 +14,19 @@ from typing import Any
 
 from audioprune.errors import ArgumentError
 
-__all__ = ["layer_aliases", "resolve_layers"]
+__all__ = ["is_alias", "is_pattern", "layer_aliases", "match_layers", "resolve_layers"]
+
+_ALIAS = re.compile(r"[cC]\d+(\s*-\s*[cC]\d+)?")
+
+
+def is_alias(text: str) -> bool:
+    """A C<k> or C<i>-C<j> alias of the prunable convolutions."""
+    return _ALIAS.fullmatch(text) is not None
+
+
+def is_pattern(text: str) -> bool:
+    """A glob pattern (``block4.*``, ``conv?``, ``fc[12]``)."""
+    return any(ch in text for ch in "*?[")
 
 
 def layer_aliases(layers: Mapping[str, Any]) -> dict[str, str]:
@@ -23,7 +35,9 @@ def layer_aliases(layers: Mapping[str, Any]) -> dict[str, str]:
     return {f"C{i}": name for i, name in enumerate(convs, start=1)}
 
 
-def _expand(pattern: str, names: Sequence[str], aliases: Mapping[str, str]) -> list[str]:
+def match_layers(pattern: str, names: Sequence[str], aliases: Mapping[str, str]) -> list[str]:
+    """The names of `names` that `pattern` selects - an exact name, a glob pattern, or a C<k> /
+    C<i>-C<j> alias of `aliases` - in the order of `names` (an alias's: model order)."""
     rng = re.fullmatch(r"[cC](\d+)\s*-\s*[cC](\d+)", pattern)
     if rng:
         lo, hi = int(rng.group(1)), int(rng.group(2))
@@ -32,7 +46,7 @@ def _expand(pattern: str, names: Sequence[str], aliases: Mapping[str, str]) -> l
     if re.fullmatch(r"[cC]\d+", pattern) and pattern not in names:
         alias = aliases.get(pattern.upper())
         return [alias] if alias else []
-    if any(ch in pattern for ch in "*?["):
+    if is_pattern(pattern):
         return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     return [pattern] if pattern in names else []
 
@@ -50,7 +64,7 @@ def resolve_layers(patterns: Sequence[str] | None, layers: Mapping[str, Any],
     aliases = layer_aliases(layers)
     chosen: set[str] = set()
     for pat in patterns:
-        hit = _expand(pat, names, aliases)
+        hit = match_layers(pat, names, aliases)
         if not hit:
             if skipped and pat in skipped:
                 raise ArgumentError(f"`layers`: {pat} is left alone because {skipped[pat]}; "

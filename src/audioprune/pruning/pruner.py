@@ -32,7 +32,6 @@ from audioprune.pruning import calibration
 from audioprune.pruning.auto import AutoChoice, choose_criterion
 from audioprune.pruning.criteria import select_prune
 from audioprune.pruning.engine import PrunableLayer, PruningGraph, out_width
-from audioprune.pruning.importance import ActiveImportance
 from audioprune.pruning.plan import Plan, ResolvedPlan, resolve_plan
 from audioprune.pruning.schedule import prune_in_rounds
 from audioprune.pruning.sensitivity import SensitivityCurve, layer_sensitivity
@@ -152,7 +151,8 @@ class Pruner:
 
     @property
     def active(self) -> bool:
-        return isinstance(self.importance, ActiveImportance)
+        """The criterion reads feature maps or gradients: calibrate before each step."""
+        return getattr(self.importance, "inputs", "weights") != "weights"
 
     def _trace(self) -> PruningGraph:
         return PruningGraph(self.model, self.example_inputs, self.forward_fn, self.ignored_layers,
@@ -190,7 +190,7 @@ class Pruner:
         self.importance = self.spec.importance()
 
     def _calibrate(self) -> None:
-        assert isinstance(self.importance, ActiveImportance)
+        assert self.active
         if self._batches is None:
             raise ArgumentError(f"{self.criterion} is an active criterion: pass "
                                 f"`calibration_data` (an iterable of training batches: inputs, "
@@ -266,6 +266,14 @@ class Pruner:
                        {n: layers[n].unit for n in removal}, removal)
         return removal
 
+    def replay(self, removal: Mapping[str, list[int]]) -> None:
+        """Remove exactly these units (a recorded step, numbered as the layers are now): rebuilds
+        a pruned shape without scoring again, e.g. to resume a progressive prune."""
+        layers = self.graph.layers()
+        self.graph.prune({n: list(v) for n, v in removal.items() if v})
+        _append_record(self.model, self.example_inputs, self.forward_fn,
+                       {n: layers[n].unit for n in removal}, dict(removal))
+
     def record(self) -> dict[str, Any]:
         """The criterion as used (with what `auto` chose, when it was asked)."""
         assert self.importance is not None
@@ -296,6 +304,7 @@ _PLAN_KEYWORDS = ("ratio", "ratios", "target_macs", "target_params", "budget", "
 def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc",
           plan: Plan | None = None, *,
           ignored_layers: Iterable[str | nn.Module] = (), iterative: int = 1,
+          prune_schedule: str = "geometric",
           finetune: Callable[[nn.Module, int], None] | None = None,
           calibration_data: Iterable[Any] | None = None,
           loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
@@ -335,12 +344,16 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc",
                      are never pruned; model outputs and frozen layers are left alone anyway
                      (`protect_outputs`, `protect_frozen`)
     iterative        K rounds, each re-scoring the model; `finetune(model, round)` runs after
-                     every round but the last (your own training loop)
+                     every round but the last (your own training loop); `prune_schedule` is how the
+                     pruned fraction rises: "geometric" (the same fraction of what is left each
+                     round) or "cubic" (Zhu & Gupta 2017: much early, little late)
     calibration_data batches (inputs, or (inputs, targets) for gradient criteria) for the active
                      criteria; `loss_fn(outputs, targets)` the loss taylor differentiates
                      (default cross-entropy / BCE-with-logits on a tensor output)
     forward_fn       how to call the model on `example_inputs` and calibration batches:
-                     a callable (model, inputs) or a method name such as "classify"
+                     a callable (model, inputs) or a method name such as "classify"; e.g.
+                     ``lambda m, kw: m(**kw)`` for a forward taking keywords from a dict
+                     (load_pruned replays a method name, a callable must be given again)
     quaternion       "auto" (= "aggregate"): quaternion layers are scored per component r, i, j,
                      k and combined by `aggregate`; "concat": one score per quaternion
     scope            "root" (the layer's own filters, the papers' setting; default for weight
@@ -365,12 +378,16 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc",
         spec = PruneSpec(criterion, plan, criterion_options, scope=scope,
                          group_reduction=group_reduction, aggregate=aggregate,
                          quaternion_mode="aggregate" if quaternion == "auto" else quaternion,
-                         iterative=iterative)
+                         iterative=iterative, prune_schedule=prune_schedule)
     elif plan is not None or old or criterion_options:
         raise ArgumentError("`spec` holds the criterion, its options and the plan: give it "
                             "alone, or `criterion` and `plan`")
     if spec.plan is None:
         raise ArgumentError("give a `plan`, e.g. ap.Plan(ratio=0.5) or ap.Plan(target_macs=0.5)")
+    if spec.resolution is not None:
+        raise ArgumentError("`resolution` changes the features a model reads, so it makes a new "
+                            "model: coarsen an audioprune model with ap.coarsen(model, time, "
+                            "freq) and prune that, or split a budget with ap.split_budget")
     if calibration_data is None and spec.plan.allocation == "sensitivity":
         raise ArgumentError("`allocation` 'sensitivity' measures the loss: pass "
                             "`calibration_data` (an iterable of (inputs, targets) batches)")
@@ -390,7 +407,8 @@ def prune(model: nn.Module, example_inputs: Any, criterion: str = "wdc",
         if finetune is not None and k < spec.iterative:
             finetune(model, k)
 
-    state = prune_in_rounds(pruner, resolved, spec.iterative, after_round=between_rounds)
+    state = prune_in_rounds(pruner, resolved, spec.iterative, after_round=between_rounds,
+                            shape=spec.prune_schedule)
     after = count(model, example_inputs, pruner.graph.forward)
     _check_outputs(model, example_inputs, pruner.graph.forward)
     return PruneResult(model=model, criterion=pruner.criterion, macs_before=before.macs,

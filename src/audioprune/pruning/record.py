@@ -81,9 +81,11 @@ def load_pruned(path: str | Path, model: nn.Module, *, example_inputs: Any = Non
     """Prune the freshly built, UNPRUNED `model` in place as recorded in `path`, then load the
     saved weights into it; returns the model.
 
-    The record's example-input shapes (zeros) trace the model; give `example_inputs` /
-    `forward_fn` when the model needs other values or the model was traced through a callable
-    (a method name is recorded and reused).
+    The record's example-input shapes (zeros) trace the model, passed as ap.prune passed them
+    (audioprune.model_inputs: a tensor or a dict is one positional input, a tuple several), so
+    a model whose forward takes one dict replays without its inputs. Give `example_inputs` /
+    `forward_fn` when the model needs other values or was traced through a callable (a method
+    name is recorded and reused; a callable cannot be).
     """
     if not isinstance(model, nn.Module):
         raise ArgumentTypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
@@ -95,10 +97,18 @@ def load_pruned(path: str | Path, model: nn.Module, *, example_inputs: Any = Non
                 raise ArgumentError("the record has no example inputs; pass `example_inputs`")
             device = next((p.device for p in model.parameters()), "cpu")
             example_inputs = inputs_from_spec(record["example_inputs"], device)
-        forward_fn = forward_fn if forward_fn is not None else record.get("forward_fn")
+        given = forward_fn is not None
+        forward_fn = forward_fn if given else record.get("forward_fn")
         for k, step in enumerate(steps, start=1):
-            graph = PruningGraph(model, example_inputs, forward_fn, protect_outputs=False,
-                                 protect_frozen=False)
+            try:
+                graph = PruningGraph(model, example_inputs, forward_fn, protect_outputs=False,
+                                     protect_frozen=False)
+            except ArgumentError as exc:
+                if given or forward_fn is not None:
+                    raise
+                raise ArgumentError(f"replaying the pruning record of {path}: {exc.template}; a "
+                                    f"callable `forward_fn` is not recorded (a method name is): "
+                                    f"pass the one the model was pruned with") from exc
             try:
                 graph.prune(step["removed"], units=step["units"])
             except (KeyError, ValueError) as exc:

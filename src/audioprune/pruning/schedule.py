@@ -25,22 +25,37 @@ if TYPE_CHECKING:
     from audioprune.pruning.plan import ResolvedPlan
     from audioprune.pruning.pruner import Pruner
 
-__all__ = ["ScheduleState", "prune_in_rounds", "schedule_counts"]
+__all__ = ["SHAPES", "ScheduleState", "prune_in_rounds", "prune_round", "schedule_counts"]
 
 
-def schedule_counts(final: Mapping[str, int], n_units: Mapping[str, int],
-                    rounds: int) -> list[dict[str, int]]:
-    """Cumulative counts after each of `rounds` rounds, ending exactly at `final`."""
+SHAPES = ("geometric", "cubic")
+
+
+def schedule_counts(final: Mapping[str, int], n_units: Mapping[str, int], rounds: int,
+                    shape: str = "geometric") -> list[dict[str, int]]:
+    """Cumulative counts after each of `rounds` rounds, ending exactly at `final`.
+
+    geometric  the kept fraction shrinks as (kept_final / n) ** (k / rounds): each round removes
+               about the same fraction of what is left
+    cubic      the removed fraction rises as final * (1 - (1 - k / rounds) ** 3) (Zhu & Gupta
+               2017): much early, while the network can recover, little at the end
+    """
     if rounds < 1:
         raise ArgumentError(f"`iterative` needs at least 1 round, got {rounds}")
+    if shape not in SHAPES:
+        raise ArgumentError(f"unknown `prune_schedule` {shape!r}; choose from "
+                            f"{', '.join(SHAPES)}")
     out = []
     prev = {name: 0 for name in final}
     for k in range(1, rounds + 1):
         step = {}
         for name, c in final.items():
             n = n_units[name]
-            kept = n * ((n - c) / n) ** (k / rounds)
-            step[name] = c if k == rounds else min(c, max(prev[name], n - round(kept)))
+            if shape == "cubic":
+                cum = round(c * (1 - (1 - k / rounds) ** 3))
+            else:
+                cum = n - round(n * ((n - c) / n) ** (k / rounds))
+            step[name] = c if k == rounds else min(c, max(prev[name], cum))
         out.append(step)
         prev = step
     return out
@@ -55,6 +70,7 @@ class ScheduleState:
     done: int = 0
     removed_so_far: dict[str, int] = field(default_factory=dict)
     rounds: list[dict[str, list[int]]] = field(default_factory=list)  # as numbered at each round
+    original_rounds: list[dict[str, list[int]]] = field(default_factory=list)  # the same, originally
 
     @classmethod
     def start(cls, plan: ResolvedPlan) -> ScheduleState:
@@ -70,6 +86,7 @@ class ScheduleState:
             gone = set(idxs)
             self.kept[name] = [p for i, p in enumerate(self.kept[name]) if i not in gone]
         self.rounds.append({k: list(v) for k, v in removal.items()})
+        self.original_rounds.append(original)
         self.done += 1
         return original
 
@@ -79,12 +96,13 @@ class ScheduleState:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kept": self.kept, "done": self.done, "removed_so_far": self.removed_so_far,
-                "rounds": self.rounds}
+                "rounds": self.rounds, "original_rounds": self.original_rounds}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ScheduleState:
         return cls({k: list(v) for k, v in d["kept"].items()}, int(d["done"]),
-                   dict(d["removed_so_far"]), [dict(r) for r in d["rounds"]])
+                   dict(d["removed_so_far"]), [dict(r) for r in d["rounds"]],
+                   [dict(r) for r in d.get("original_rounds", [])])
 
 
 # after_round(round number, removal in the original numbering, the state after it) -> a new
@@ -94,18 +112,22 @@ AfterRound = Callable[[int, dict[str, list[int]], ScheduleState], "Pruner | None
 
 def prune_in_rounds(pruner: Pruner, plan: ResolvedPlan, rounds: int, *,
                     after_round: AfterRound | None = None,
-                    state: ScheduleState | None = None) -> ScheduleState:
+                    state: ScheduleState | None = None, shape: str = "geometric") -> ScheduleState:
     """Prune `plan` in `rounds` rounds with `pruner` (its criterion re-scores the model before
     each), calling `after_round` after every round (the last one too: the run layer fine-tunes
     after it; ``ap.prune`` does nothing then). `state` continues a schedule stopped after
-    `state.done` rounds."""
+    `state.done` rounds; `shape` is schedule_counts'."""
     state = state or ScheduleState.start(plan)
-    steps = schedule_counts(plan.counts, plan.n_units, rounds)
+    steps = schedule_counts(plan.counts, plan.n_units, rounds, shape)
     for k in range(state.done + 1, rounds + 1):
-        cumulative = steps[k - 1]
-        removal = pruner.step({n: cumulative[n] - state.removed_so_far[n] for n in cumulative})
-        original = state.record(removal)
-        state.removed_so_far = dict(cumulative)
+        prune_round(pruner, state, steps[k - 1])
         if after_round is not None:
-            pruner = after_round(k, original, state) or pruner
+            pruner = after_round(k, state.original_rounds[-1], state) or pruner
     return state
+
+
+def prune_round(pruner: Pruner, state: ScheduleState, cumulative: Mapping[str, int]) -> None:
+    """One round: remove what `cumulative` adds to what `state` has removed so far."""
+    removal = pruner.step({n: cumulative[n] - state.removed_so_far[n] for n in cumulative})
+    state.record(removal)
+    state.removed_so_far = dict(cumulative)

@@ -22,6 +22,7 @@ from audioprune.pruning.auto import AUTO, check_no_options
 from audioprune.pruning.criteria import describe_criterion
 from audioprune.pruning.importance import ActiveImportance, CriterionImportance, make_importance
 from audioprune.pruning.plan import Plan
+from audioprune.pruning.schedule import SHAPES
 
 __all__ = ["QUATERNION_MODES", "PruneSpec"]
 
@@ -40,6 +41,16 @@ class PruneSpec:
     aggregate        how a quaternion's r, i, j, k scores are combined
     quaternion_mode  "aggregate" (score components, combine) or "concat" (one score per unit)
     iterative        rounds of (prune, fine-tune) ending at the plan (pruning/schedule.py)
+    prune_schedule   how the pruned fraction rises over the rounds: "geometric" (the same
+                     fraction of what is left each round) or "cubic" (Zhu & Gupta 2017)
+    progressive      the run layer: the rounds happen INSIDE one fine-tuning run, one at the
+                     start of each of its first `iterative` epochs, under one learning-rate
+                     schedule (instead of a full fine-tune after each round)
+    resolution       the run layer, audioprune's own models: read coarser features before the
+                     widths are pruned - (time, freq) (hop x time, mel bins x freq, weights
+                     kept: audioprune.models.resolution), or "search" (the (time, freq) of a
+                     small grid that scores best at the plan's MAC budget after a short
+                     fine-tune: audioprune.pruning.split); None: widths only
     distill          fine-tune with knowledge distillation (the run layer; None: labels only)
     """
 
@@ -51,6 +62,9 @@ class PruneSpec:
     aggregate: str = "mean"
     quaternion_mode: str = "aggregate"
     iterative: int = 1
+    prune_schedule: str = "geometric"
+    progressive: bool = False
+    resolution: tuple[float, float] | str | None = None
     distill: DistillConfig | None = None
 
     def __post_init__(self) -> None:
@@ -67,6 +81,14 @@ class PruneSpec:
         if isinstance(self.iterative, bool) or not isinstance(self.iterative, int) \
                 or self.iterative < 1:
             raise ArgumentError(f"`iterative` needs at least 1 round, got {self.iterative!r}")
+        if self.prune_schedule not in SHAPES:
+            raise ArgumentError(f"unknown `prune_schedule` {self.prune_schedule!r}; choose from "
+                                f"{', '.join(SHAPES)}")
+        if self.progressive and self.iterative < 2:
+            raise ArgumentError("`progressive` spreads `iterative` pruning steps over the first "
+                                "epochs of one fine-tuning run: give `iterative` >= 2")
+        if self.resolution is not None:
+            object.__setattr__(self, "resolution", _check_resolution(self.resolution, self.plan))
         if self.quaternion_mode not in QUATERNION_MODES:
             raise ArgumentError(f"unknown `quaternion_mode` {self.quaternion_mode!r}; choose from "
                                 f"{', '.join(QUATERNION_MODES)}")
@@ -119,6 +141,11 @@ class PruneSpec:
                 "criterion_options": dict(self.options), "iterative": self.iterative,
                 "aggregate": self.aggregate, "quaternion_mode": self.quaternion_mode,
                 "scope": self.scope, "group_reduction": self.group_reduction,
+                **({"prune_schedule": self.prune_schedule}
+                   if self.prune_schedule != "geometric" else {}),
+                **({"progressive": True} if self.progressive else {}),
+                **({"resolution": self.resolution if isinstance(self.resolution, str)
+                    else list(self.resolution)} if self.resolution is not None else {}),
                 "distill": self.distill.to_dict() if self.distill is not None else None}
 
     @classmethod
@@ -134,4 +161,24 @@ class PruneSpec:
                    aggregate=d.get("aggregate", "mean"),
                    quaternion_mode=d.get("quaternion_mode", "aggregate"),
                    iterative=int(d.get("iterative", 1)),
+                   prune_schedule=d.get("prune_schedule", "geometric"),
+                   progressive=bool(d.get("progressive", False)),
+                   resolution=d.get("resolution"),
                    distill=DistillConfig.from_dict(kd) if kd else None)
+
+
+def _check_resolution(value: Any, plan: Plan | None) -> tuple[float, float] | str:
+    """(time >= 1, 0 < freq <= 1), or "search" (which needs a MAC budget to search at)."""
+    if value == "search":
+        if plan is not None and plan.mode not in ("target_macs", "budget"):
+            raise ArgumentError("`resolution` search splits a MAC budget between resolution and "
+                                "width: give `target_macs` (or a `budget`)")
+        return "search"
+    if isinstance(value, str) or not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ArgumentError(f"`resolution` must be 'search' or (time, freq), e.g. (2, 0.5): the "
+                            f"hop x time, the mel bins x freq; got {value!r}")
+    t, f = value
+    if isinstance(t, bool) or isinstance(f, bool) or not isinstance(t, (int, float)) \
+            or not isinstance(f, (int, float)) or t < 1 or not 0 < f <= 1:
+        raise ArgumentError(f"`resolution` (time, freq): time >= 1 and 0 < freq <= 1, got {value!r}")
+    return (float(t), float(f))

@@ -64,6 +64,9 @@ class Row:
     precision: str = "fp32"  # int8 for a quantized run (its model.int8.onnx)
     deployed_params: int | None = None  # parameters as deployed (int8: BN folded, fused)
     clip_seconds: float | None = None  # audio per example (model.json's front end)
+    uar: float | None = None  # unweighted average recall (single-label runs)
+    variant: str = ""  # how a prune differs besides criterion and plan: "res(search)", ...
+    scratch_of: str | None = None  # a from-scratch baseline: the key of the prune run it copies
 
     @property
     def params_bytes(self) -> int:
@@ -246,6 +249,10 @@ def read_row(run: Path) -> Row:
     row.precision = str(metrics.get("precision", "fp32"))
     row.deployed_params = metrics.get("params_deployed")
     row.clip_seconds = _clip_seconds(run)
+    row.uar = metrics.get("uar")
+    scratch = metrics.get("scratch_of")
+    if isinstance(scratch, dict) and scratch.get("run"):
+        row.scratch_of = str(Path(scratch["run"]).resolve())
     if quant is not None and isinstance(parent, dict):  # an int8 copy: vs the fp32 run it came from
         row.kind = "quantized"
         row.criterion = f"{row.precision} {quant.get('method', '?')}" + \
@@ -314,9 +321,12 @@ def _describe_method(row: Row, run: Path, metrics: dict[str, Any], config: dict[
                      f"-> {row.plan_key}"
         return
     pruning = metrics.get("pruning") or {}
-    rounds = (pruning.get("schedule") or {}).get("rounds", 1)
+    schedule = pruning.get("schedule") or {}
+    rounds = schedule.get("rounds", 1)
+    row.variant = _variant(pruning)
     row.plan_key = row.plan + (f" ft{train['epochs']}" if train.get("epochs") is not None else "") \
-        + (f" x{rounds} rounds" if rounds and rounds > 1 else "")
+        + (f" x{rounds} rounds" if rounds and rounds > 1 and not schedule.get("progressive")
+           else "") + (f" {row.variant}" if row.variant else "")
     options = dict(pruning.get("options") or {})
     for extra in ("scope", "group_reduction"):
         if pruning.get(extra) is not None:
@@ -327,6 +337,22 @@ def _describe_method(row: Row, run: Path, metrics: dict[str, Any], config: dict[
         options["aggregate"] = pruning["aggregate"]
     opts = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
     row.method = f"{row.criterion}{f'({opts})' if opts else ''} @ {row.plan_key}"
+
+
+def _variant(pruning: dict[str, Any]) -> str:
+    """What a prune did besides its criterion and plan: progressive steps, a cubic schedule,
+    coarser features ("progressive(3, cubic) res(search)"); "" for a plain one."""
+    parts = []
+    schedule = pruning.get("schedule") or {}
+    if schedule.get("progressive"):
+        parts.append(f"progressive({schedule.get('rounds')}, {schedule.get('shape', 'geometric')})")
+    elif schedule.get("shape") and schedule.get("shape") != "geometric":
+        parts.append(f"schedule({schedule['shape']})")
+    res = pruning.get("resolution")
+    if isinstance(res, dict):
+        parts.append("res(search)" if res.get("search") else f"res({res.get('time'):g}x"
+                     f"{res.get('freq'):g})")
+    return " ".join(parts)
 
 
 def _row_from_block(child: Row, block: dict[str, Any]) -> Row:

@@ -15,7 +15,7 @@ from audioprune.audio.frontend import FrontEndConfig, LogMel
 from audioprune.data.cache import AudioCache, AudioSource
 from audioprune.data.fingerprint import data_list_hash
 from audioprune.data.loader import ClipDataset
-from audioprune.data.registry import get_dataset_info, load_dataset
+from audioprune.data.registry import get_dataset_info, inferred_frontend, load_dataset
 from audioprune.data.types import DatasetIndex
 from audioprune.errors import UserError
 
@@ -40,7 +40,7 @@ class DataSpec:
         setting or one that cannot work (checked by building the log-mel once, cheap)."""
         base = get_dataset_info(self.dataset).frontend
         try:
-            fe = FrontEndConfig.from_dict({**base.to_dict(), **self.frontend})
+            fe = base.overridden(self.frontend)  # fmax follows a new sample_rate's Nyquist limit
             LogMel(fe)
         except (TypeError, ValueError) as exc:
             given = ", ".join(f"{k}={v}" for k, v in self.frontend.items()) or "none"
@@ -56,20 +56,61 @@ class DataBundle:
     val: ClipDataset
     test: ClipDataset
     data_list_sha256: str = ""  # which files (and labels) the three splits hold; see fingerprint.py
+    untrained: list[str] = field(default_factory=list)  # classes tested, never trained on
 
 
-def prepare_data(spec: DataSpec, seed: int = 0, progress: bool = True) -> DataBundle:
-    """Resolve the dataset, decode every clip once into the cache, and wrap the three splits."""
+def untrained_classes(index: DatasetIndex) -> list[str]:
+    """The classes that have test clips but no training clip (their test clips can only be
+    misclassified), in class order."""
+    trained = {t for c in index.splits["train"] for t in c.targets}
+    tested = {t for c in index.splits["test"] for t in c.targets}
+    return [index.class_names[i] for i in sorted(tested - trained)]
+
+
+def _check_classes(index: DatasetIndex) -> list[str]:
+    """Warn naming every class that is tested but never trained on (files left out by
+    `skip_missing` or undecodable, a fold without it); refuse when that is every test clip's
+    class, since the test score could only be 0."""
+    absent = untrained_classes(index)
+    if not absent:
+        return []
+    trained = {t for c in index.splits["train"] for t in c.targets}
+    lost = [c for c in index.splits["test"] if not set(c.targets) & trained]
+    why = (f" ({len(index.missing)} listed file(s) missing on disk were left out)"
+           if index.missing else "")
+    shown = ", ".join(absent[:10]) + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
+    if len(lost) == len(index.splits["test"]):
+        raise UserError(f"{index.describe()}: no test clip's class has a training clip "
+                        f"({shown}){why}, so the test score could only be 0; restore the "
+                        f"training files of these classes or choose another split")
+    log.warning("%d class(es) have test clips but no training clip: %s%s; their %d test clip(s) "
+                "can only be misclassified (metrics.json lists them as untrained_classes)",
+                len(absent), shown, why, len(lost))
+    return absent
+
+
+def prepare_data(spec: DataSpec, seed: int = 0, progress: bool = True,
+                 training: bool = True) -> DataBundle:
+    """Resolve the dataset, decode every clip once into the cache, and wrap the three splits.
+
+    For `training` (train, distil, prune's fine-tuning) classes that have test clips but no
+    training clip are named in a warning (and in metrics.json as ``untrained_classes``); when
+    no test clip's class is trained on, the test score could only be 0 and this refuses with a
+    UserError instead. Evaluating a trained model (`training` False) checks neither."""
     fe = spec.frontend_config()
     index = load_dataset(spec.dataset, spec.data_root, seed=seed, skip_missing=spec.skip_missing,
                          **spec.options)
+    fe, inferred = inferred_frontend(spec.dataset, index, fe, spec.frontend)
+    if inferred:
+        log.info("%s: %s", spec.dataset, inferred)
     for key in index.missing:
         log.warning("left out (missing on disk): %s", key)
     for note in index.notes:
         log.warning("%s: %s", spec.dataset, note)
-    for problem in index.problems:  # files the loader left out, and why
-        log.warning("%s: %s (left out; `audioprune datasets check` lists every problem)",
-                    spec.dataset, problem.text)
+    for problem in index.problems:  # files the loader left out and why, or the tree's layout
+        log.warning("%s: %s%s", spec.dataset, problem.text,
+                    " (left out; `audioprune datasets check` lists every problem)"
+                    if problem.key else "")
     clips = [c for part in index.splits.values() for c in part]
     channels = 2 if fe.channels == "stereo" else 1  # (mid, side, left, right) needs both channels
     if spec.cache:
@@ -91,6 +132,7 @@ def prepare_data(spec: DataSpec, seed: int = 0, progress: bool = True) -> DataBu
         raise UserError(f"{index.describe()}: the training split is empty")
     if not index.splits["test"]:
         raise UserError(f"{index.describe()}: the test split is empty")
+    untrained = _check_classes(index) if training else []
     n = index.num_classes
     crop_mode = "full" if fe.clip_samples is None else "centre"
 
@@ -98,7 +140,8 @@ def prepare_data(spec: DataSpec, seed: int = 0, progress: bool = True) -> DataBu
         return ClipDataset(index.splits[split], source, index.task, n, fe.clip_samples, mode, seed)  # type: ignore[arg-type]
 
     return DataBundle(index, fe, ds("train", "random" if fe.clip_samples else "full"),
-                      ds("val", crop_mode), ds("test", crop_mode), data_list_hash(index))
+                      ds("val", crop_mode), ds("test", crop_mode), data_list_hash(index),
+                      untrained)
 
 
 @torch.no_grad()

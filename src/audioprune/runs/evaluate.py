@@ -43,7 +43,7 @@ def evaluate_run(run_dir: Path, data: DataSpec | None = None, device: str = "cpu
             raise UserError(f"{cfg_path} names no usable data ({exc}); pass `dataset` and "
                             f"`data_root`") from None
     data = DataSpec(**{**data.__dict__, "frontend": model.frontend_cfg.to_dict()})
-    bundle = prepare_data(data, progress=progress)
+    bundle = prepare_data(data, progress=progress, training=False)
     if bundle.index.num_classes != model.num_classes:
         raise UserError(f"{run_dir} predicts {model.num_classes} classes but {data.dataset} has "
                         f"{bundle.index.num_classes}; evaluate on a dataset with the same classes")

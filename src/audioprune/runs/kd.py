@@ -92,11 +92,12 @@ class Distiller:
 
     def fit(self, model: AudioClassifier, train: ClipDataset, val: ClipDataset | None,
             cfg: TrainConfig, run_dir: Path, resume: bool = False,
-            ctx: DistContext = DistContext()) -> dict[str, Any]:
-        """audioprune.train.fit.fit with the distillation loss (and the online teacher hooked)."""
+            ctx: DistContext = DistContext(), **hooks: Any) -> dict[str, Any]:
+        """audioprune.train.fit.fit with the distillation loss (and the online teacher hooked);
+        `hooks` are fit's (before_epoch, best_from, extra_state: progressive pruning)."""
         with self.source.attach(model):
             return fit(model, train, val, cfg, run_dir, resume=resume, loss_fn=self.loss_fn,
-                       ctx=ctx)
+                       ctx=ctx, **hooks)
 
     def describe(self, train_seconds: float) -> dict[str, Any]:
         """The `distill` block of metrics.json. `total_seconds` is the wall time that produced

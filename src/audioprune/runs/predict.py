@@ -13,11 +13,18 @@ short events in long recordings). Models trained on full-length clips (`clip_sec
 the whole file at once.
 
 Scores: sigmoid per class for multi-label runs (AudioSet tagging), softmax for single-label
-ones. Files that cannot be decoded are reported by name and skipped.
+ones. Files that cannot be decoded are reported by name and skipped; a directory is refused
+(pass its files).
+
+Which model runs: a quantized run (`audioprune quantize`, model.json `precision: int8`) runs
+its int8 model, model.int8.onnx, in ONNX Runtime on the features of the PyTorch front end -
+what it deploys and what its metrics.json measured - never the fp32 weights it keeps beside
+it; every other run its PyTorch model. :func:`model_description` says which, in words.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +34,11 @@ import torch
 
 from audioprune.audio.clip import fit_length
 from audioprune.audio.io import load_audio
-from audioprune.errors import ArgumentError, AudioDecodeError
-from audioprune.runs.run_dir import load_model
+from audioprune.errors import ArgumentError, AudioDecodeError, UserError
+from audioprune.measure.quantize import INT8_ONNX
+from audioprune.runs.run_dir import MODEL_WEIGHTS, load_model, read_model_info
 
-__all__ = ["Prediction", "predict_files", "predict_wave", "window_starts"]
+__all__ = ["Prediction", "model_description", "predict_files", "predict_wave", "window_starts"]
 
 POOLS = ("mean", "max")
 
@@ -61,12 +69,40 @@ def window_starts(n: int, window: int, hop: int) -> list[int]:
     return starts
 
 
+def model_description(run: str | Path) -> str:
+    """Which model `predict_files` runs for `run`, in words."""
+    info = read_model_info(run)
+    if info.get("precision") == "int8":
+        return f"the int8 model {info.get('onnx') or INT8_ONNX} in ONNX Runtime"
+    return f"the fp32 model {MODEL_WEIGHTS} in PyTorch"
+
+
+def _int8_logits(run: Path, model: torch.nn.Module, info: dict[str, Any]
+                 ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """waveforms -> logits through the PyTorch front end and the run's int8 ONNX model."""
+    from audioprune.measure.latency import default_threads, ort_session
+
+    path = run / (info.get("onnx") or INT8_ONNX)
+    if not path.is_file():
+        raise UserError(f"{path} not found: {run / 'model.json'} says the run is int8; restore "
+                        f"the file or quantize the parent run again")
+    session = ort_session(path.read_bytes(), default_threads())
+    name = session.get_inputs()[0].name
+
+    def logits(wave: torch.Tensor) -> torch.Tensor:
+        feats = model.features(wave).float().cpu().numpy()  # type: ignore[operator]
+        return torch.from_numpy(session.run(None, {name: feats})[0])
+    return logits
+
+
 @torch.no_grad()
-def predict_wave(model: torch.nn.Module, wave: np.ndarray, task: str, window: int | None,
-                 hop: int | None = None, pool: str = "mean", batch_size: int = 16
+def predict_wave(model: Callable[[torch.Tensor], torch.Tensor], wave: np.ndarray, task: str,
+                 window: int | None, hop: int | None = None, pool: str = "mean",
+                 batch_size: int = 16, device: torch.device | str | None = None
                  ) -> tuple[np.ndarray, int]:
     """Class probabilities of one waveform ((samples,) or (channels, samples)) pooled over its
-    windows, and the number of windows."""
+    windows, and the number of windows. `model`: a module, or any waveforms -> logits callable
+    (with `device`, where its inputs go)."""
     if pool not in POOLS:
         raise ArgumentError(f"unknown `pool` {pool!r}; choose from {', '.join(POOLS)}")
     n = wave.shape[-1]
@@ -77,7 +113,9 @@ def predict_wave(model: torch.nn.Module, wave: np.ndarray, task: str, window: in
     else:
         hop = hop or max(window // 2, 1)
         chunks = [wave[..., s:s + window] for s in window_starts(n, window, hop)]
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if device is None:
+        params = model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+        device = next((p.device for p in params), torch.device("cpu"))
     probs = []
     for i in range(0, len(chunks), batch_size):
         x = torch.from_numpy(np.stack(chunks[i:i + batch_size])).to(device)
@@ -97,8 +135,15 @@ def predict_files(run: str | Path, files: list[str | Path], top_k: int = 5, pool
         raise ArgumentError(f"`top_k` must be at least 1, got {top_k}")
     if hop_seconds is not None and hop_seconds <= 0:
         raise ArgumentError(f"`hop_seconds` must be positive, got {hop_seconds}")
+    for f in files:
+        if Path(f).is_dir():
+            raise UserError(f"{f} is a directory; pass its audio files (e.g. {Path(f) / '*.wav'})")
+    run = Path(run)
     model, info = load_model(run, device)
     model.eval()
+    classify: Callable[[torch.Tensor], torch.Tensor] = model
+    if info.get("precision") == "int8":
+        classify = _int8_logits(run, model, info)
     fe = model.frontend_cfg
     labels, task = info["class_names"], info["task"]
     window = fe.clip_samples
@@ -106,6 +151,9 @@ def predict_files(run: str | Path, files: list[str | Path], top_k: int = 5, pool
     stereo = fe.channels == "stereo"
     done, skipped = [], []
     for f in files:
+        if not Path(f).is_file():
+            skipped.append((str(f), f"{f}: {'a broken link' if Path(f).is_symlink() else 'no such file'}"))
+            continue
         try:
             wave = load_audio(f, fe.sample_rate, mono=not stereo)
         except AudioDecodeError as exc:
@@ -113,7 +161,8 @@ def predict_files(run: str | Path, files: list[str | Path], top_k: int = 5, pool
             continue
         if stereo and wave.shape[0] == 1:
             wave = np.repeat(wave, 2, axis=0)
-        scores, n_windows = predict_wave(model, wave, task, window, hop, pool)
+        scores, n_windows = predict_wave(classify, wave, task, window, hop, pool,
+                                         device=torch.device(device))
         order = np.argsort(-scores, kind="stable")[: min(top_k, len(labels))]
         done.append(Prediction(str(f), wave.shape[-1] / fe.sample_rate, n_windows,
                                [(labels[i], float(scores[i])) for i in order], scores))

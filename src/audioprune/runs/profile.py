@@ -32,6 +32,11 @@ profile.json layout (the report pipeline reads it; keep it stable, add keys rath
                                       # model.int8.onnx is timed as latency_ms["onnxruntime-int8"]
                                       # beside the fp32 form it came from
       "onnx_int8": {"size_bytes": int} | absent,
+      "model_sha256": str,            # the run's model files, to tell an earlier profile's model
+      "onnx_kept": {"from", "why"} | absent,   # ONNX Runtime not timed now (no `measure`
+                                      # extra, onnx=False): onnx, onnx_int8 and the onnxruntime
+                                      # latencies are the earlier profile.json's (same model and
+                                      # threads; otherwise they are dropped, with a warning)
       "complexity": {"precision", "params", "params_bytes", "macs_per_example", "clip_seconds",
                      "macs_per_second"},     # by the DCASE rules (measure/budget.py)
       "budget": {"name", "params_bytes", "macs_per_second", "pass": bool, "lines": [str]}
@@ -46,6 +51,7 @@ more tensors alive need more).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -57,7 +63,7 @@ import torch
 from torch import nn
 
 from audioprune.errors import UserError
-from audioprune.fileio import write_json
+from audioprune.fileio import file_sha256, read_json, write_json
 from audioprune.measure.blocking import blocked_macs
 from audioprune.measure.budget import Budget, check_budget, complexity, parse_budget
 from audioprune.measure.counting import (
@@ -83,7 +89,7 @@ from audioprune.measure.onnx_export import (
 )
 from audioprune.measure.quantize import INT8_ONNX
 from audioprune.nn.quaternion import is_quaternion
-from audioprune.runs.run_dir import PROFILE_JSON, load_model
+from audioprune.runs.run_dir import MODEL_JSON, MODEL_WEIGHTS, PROFILE_JSON, load_model
 
 __all__ = ["PROFILE_JSON", "profile_run"]
 
@@ -210,10 +216,14 @@ def profile_run(run_dir: str | Path, *, batch_sizes: tuple[int, ...] = (1, 32),
     result["precision"] = "int8" if int8_path.is_file() else "fp32"
     if int8_path.is_file() and onnx:
         log.info("timing the int8 model %s in ONNX Runtime", int8_path)
-        latency["onnxruntime-int8"] = ort_latency(ort_session(int8_path.read_bytes(), threads),
-                                                  feats.numpy(), sizes, timing)
-        result["onnx_int8"] = {"size_bytes": int8_path.stat().st_size}
+        try:
+            latency["onnxruntime-int8"] = ort_latency(
+                ort_session(int8_path.read_bytes(), threads), feats.numpy(), sizes, timing)
+            result["onnx_int8"] = {"size_bytes": int8_path.stat().st_size}
+        except UserError as exc:  # onnxruntime not installed: the rest is still worth writing
+            log.warning("no ONNX Runtime timing of the int8 model: %s", exc)
     result["latency_ms"] = latency
+    result["model_sha256"] = _model_sha256(run_dir)
     result["frontend_latency_ms"] = {"eager": front}
     # DCASE rules: parameters at the deployed precision (an int8 run stores the deployed form's,
     # BN folded and quaternions fused), MACs per second of audio
@@ -231,8 +241,71 @@ def profile_run(run_dir: str | Path, *, batch_sizes: tuple[int, ...] = (1, 32),
                        "norm folded into convs; body = features -> logits")
     result["environment"] = _environment(threads)
     if write:
+        _keep_earlier_onnx(run_dir / PROFILE_JSON, result)
         write_json(run_dir / PROFILE_JSON, result)
     return result
+
+
+_ONNX_KEYS = ("onnx", "onnx_int8")  # and latency_ms' "onnxruntime" / "onnxruntime-int8"
+_ORT_LATENCY = ("onnxruntime", "onnxruntime-int8")
+
+
+def _model_sha256(run_dir: Path) -> str:
+    """One digest of the files that are the run's model (weights, architecture, int8 graph)."""
+    h = hashlib.sha256()
+    for name in (MODEL_JSON, MODEL_WEIGHTS, INT8_ONNX):
+        if (run_dir / name).is_file():
+            h.update(name.encode() + b"\0" + file_sha256(run_dir / name).encode())
+    return h.hexdigest()
+
+
+def _same_model(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether an earlier profile measured the model profiled now: the same files where it
+    recorded them, else (a profile from before that) the same architecture layer by layer."""
+    if "model_sha256" in old:
+        return old["model_sha256"] == new["model_sha256"]
+    return all(old.get(k) == new.get(k) for k in ("arch", "input", "precision")) and \
+        old.get("params", {}).get("per_layer") == new["params"]["per_layer"] and \
+        old.get("macs", {}).get("per_layer") == new["macs"]["per_layer"]
+
+
+def _keep_earlier_onnx(path: Path, result: dict[str, Any]) -> None:
+    """A profile that could not time ONNX Runtime now (no `measure` extra, `onnx=False`, an
+    export failure) keeps the ONNX Runtime columns of the profile.json it replaces, when that
+    one measured the same model with the same threads (logged, and recorded as
+    ``onnx_kept``); otherwise they are dropped with a warning saying why."""
+    latency = result["latency_ms"]
+    if latency.get("onnxruntime") is not None or not path.is_file():
+        return
+    try:
+        old = read_json(path)
+    except (OSError, ValueError):
+        return
+    if not isinstance(old, dict):
+        return
+    old_latency = old.get("latency_ms") or {}
+    if not any(old_latency.get(k) for k in _ORT_LATENCY):
+        return
+    onnx = result.get("onnx")
+    why = "onnx=False" if onnx is None else onnx.get("error", "no ONNX Runtime timing")
+    if not _same_model(old, result):
+        log.warning("the earlier %s timed ONNX Runtime on another model; its ONNX Runtime "
+                    "columns are dropped (%s)", path, why)
+        return
+    if old.get("threads") != result["threads"]:
+        log.warning("the earlier %s timed ONNX Runtime with %s thread(s), this profile uses %d; "
+                    "its ONNX Runtime columns are dropped (%s)", path, old.get("threads"),
+                    result["threads"], why)
+        return
+    for key in _ORT_LATENCY:
+        if old_latency.get(key):
+            latency[key] = old_latency[key]
+    for key in _ONNX_KEYS:
+        if old.get(key) is not None:
+            result[key] = old[key]
+    result["onnx_kept"] = {"from": str(path), "why": why}
+    log.warning("kept the ONNX Runtime columns of the earlier %s (same model, %d thread(s)): "
+                "not measured now (%s)", path, result["threads"], why)
 
 
 def _onnx_part(model: nn.Module, deploy: nn.Module, feats: torch.Tensor, sizes: tuple[int, ...],

@@ -78,6 +78,10 @@ def profile_summary(prof: dict[str, Any]) -> str:
         lines.append(f"{label:18s}" + "".join(f"{_stats((by_batch or {}).get(b)):>32s}"
                                              for b in batches))
     onnx = prof.get("onnx")
+    kept = prof.get("onnx_kept")
+    if kept:
+        lines.append(f"ONNX Runtime: not timed now ({kept['why']}); the ONNX Runtime rows are "
+                     f"those of the earlier {kept['from']} (same model and threads)")
     if onnx is None:
         lines.append("ONNX Runtime: skipped (--no-onnx)")
     elif "error" in onnx:

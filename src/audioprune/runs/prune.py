@@ -50,13 +50,21 @@ import torch
 from audioprune.distill.config import DistillConfig
 from audioprune.errors import ArgumentError, UserError
 from audioprune.fileio import read_json, read_tensors, write_json
+from audioprune.measure.counting import count
 from audioprune.models.base import AudioClassifier
+from audioprune.models.resolution import coarsen
 from audioprune.pruning.body import body_pruner
 from audioprune.pruning.calibration import DEFAULT_BATCHES, calibration_batches
-from audioprune.pruning.plan import ResolvedPlan
+from audioprune.pruning.plan import Plan, ResolvedPlan
 from audioprune.pruning.pruner import Pruner
-from audioprune.pruning.schedule import ScheduleState, prune_in_rounds, schedule_counts
+from audioprune.pruning.schedule import (
+    ScheduleState,
+    prune_in_rounds,
+    prune_round,
+    schedule_counts,
+)
 from audioprune.pruning.spec import PruneSpec
+from audioprune.pruning.split import split_budget
 from audioprune.runs.data import DataSpec, prepare_data
 from audioprune.runs.kd import Distiller
 from audioprune.runs.logs import environment, run_log
@@ -64,15 +72,19 @@ from audioprune.runs.results import headline_block, source_run_block, test_metri
 from audioprune.runs.run_dir import (
     CONFIG_JSON,
     MODEL_WEIGHTS,
+    fp32_run,
     load_model,
     read_run_json,
     save_model,
     write_metrics,
 )
-from audioprune.train.fit import TrainConfig, fit
+from audioprune.train.checkpoint import checkpoint_extra
+from audioprune.train.fit import TrainConfig, evaluate, fit
+from audioprune.train.metrics import headline
 
 log = logging.getLogger("audioprune")
 
+SEARCH_EPOCHS = 1  # the short fine-tune each resolution candidate gets before it is scored
 PRUNED_WEIGHTS = "pruned.safetensors"  # a round's model right after pruning, before fine-tuning
 
 
@@ -105,19 +117,29 @@ def prune_run(parent: Path, out: Path, spec: PruneSpec, train: TrainConfig, data
     _check_out(out, resume)
     if parent.resolve() == out.resolve():
         raise ArgumentError("`out` must differ from the parent run")
-    model, info = load_model(parent, train.device)
-    # the one trace of the parent; a plan that needs no data (no active global ranking, no
-    # sensitivity allocation) is resolved now, so its errors surface before anything is written
-    pruner = body_pruner(model, spec)
-    pruner.resolve_auto(calibration=True)  # `auto`: this layer always draws calibration batches
-    chosen = pruner.spec
-    needs_data = (chosen.needs_data and chosen.plan.global_ranking) or \
-        chosen.plan.allocation == "sensitivity"
-    plan = None if needs_data else pruner.plan()
-    # the pruned model always keeps its parent's front end (sample rate, clip, standardisation)
+    fp32_run(parent, "prune")  # an int8 run's model.safetensors are its parent's fp32 weights
+    parent_model, info = load_model(parent, train.device)
+    model, width_spec = parent_model, spec
+    if spec.resolution is not None:  # coarser features first, then the widths to the budget
+        width_spec = spec.with_plan(absolute_plan(spec.plan, parent_model))
+        if isinstance(spec.resolution, tuple):
+            model = coarsen(parent_model, *spec.resolution)
+    pruner = plan = None
+    chosen = width_spec
+    if spec.resolution != "search":  # a search chooses the model first (it needs the data)
+        # the one trace; a plan that needs no data (no active global ranking, no sensitivity
+        # allocation) is resolved now, so its errors surface before anything is written
+        pruner = body_pruner(model, width_spec)
+        pruner.resolve_auto(calibration=True)  # `auto`: this layer always draws calibration batches
+        chosen = pruner.spec
+        needs_data = (chosen.needs_data and chosen.plan.global_ranking) or \
+            chosen.plan.allocation == "sensitivity"
+        plan = None if needs_data else pruner.plan()
+    # the pruned model keeps its parent's sample rate, clip length and standardisation
     data = DataSpec(**{**data.__dict__, "frontend": model.frontend_cfg.to_dict()})
     # the spec as resolved (`auto`'s choice in place, and why): a resume prunes the same way
-    resolved = {**chosen.to_dict(), **({"auto": pruner.auto.to_dict()} if pruner.auto else {})}
+    resolved = {**spec.with_plan(chosen.plan).resolved(chosen.criterion).to_dict(),
+                **({"auto": pruner.auto.to_dict()} if pruner and pruner.auto else {})}
     config = {"command": "prune", "parent": str(parent.resolve()), "prune": resolved,
               "model": info["arch"], "data": data.__dict__, "train": train.to_dict(),
               "environment": environment()}
@@ -127,16 +149,32 @@ def prune_run(parent: Path, out: Path, spec: PruneSpec, train: TrainConfig, data
     if not resume:
         write_json(out / CONFIG_JSON, config)
     with run_log(out):
-        return _Pruning(parent, out, model, info, pruner, plan, train, data, distill).run(resume)
+        return _Pruning(parent, out, parent_model, model, info, spec, width_spec, pruner, plan,
+                        train, data, distill).run(resume)
+
+
+def absolute_plan(plan: Plan, parent: AudioClassifier) -> Plan:
+    """`plan` with its MAC and parameter budgets as counts: a fraction means the parent at its
+    own resolution, which a coarsened model no longer is."""
+    fractions = {k: getattr(plan, k) for k in ("target_macs", "target_params")
+                 if isinstance(getattr(plan, k), float)}
+    if not fractions:
+        return plan
+    base = count(parent, parent.example_features(), "classify")
+    own = {"target_macs": base.macs, "target_params": base.params}
+    return plan.replace(**{k: int(round(v * own[k])) for k, v in fractions.items()})
 
 
 class _Pruning:
     """One prune run's state while it runs: data, calibration, the schedule's rounds."""
 
-    def __init__(self, parent: Path, out: Path, model: AudioClassifier, info: dict[str, Any],
-                 pruner: Pruner, plan: ResolvedPlan | None, train: TrainConfig, data: DataSpec,
-                 distill: DistillConfig | None) -> None:
-        self.parent, self.out, self.model, self.info = parent, out, model, info
+    def __init__(self, parent: Path, out: Path, parent_model: AudioClassifier,
+                 model: AudioClassifier, info: dict[str, Any], spec: PruneSpec,
+                 width_spec: PruneSpec, pruner: Pruner | None, plan: ResolvedPlan | None,
+                 train: TrainConfig, data: DataSpec, distill: DistillConfig | None) -> None:
+        self.parent, self.out, self.info = parent, out, info
+        self.parent_model, self.model = parent_model, model  # the same unless coarsened
+        self.spec, self.width_spec = spec, width_spec  # as asked; with budgets as counts
         self.pruner, self.plan, self.train, self.data, self.distill = pruner, plan, train, data, distill
         self.extra = {"dataset": data.dataset, "parent": str(parent.resolve())}
         self.after_prune: dict[str, Any] = {}
@@ -152,8 +190,13 @@ class _Pruning:
         # before seeding: building the teacher draws (then replaces) initial weights
         self.kd = Distiller(self.distill, data, bundle, train) if self.distill is not None else None
         torch.manual_seed(train.seed)
-        self.parent_metrics = source_run_block(self.parent, model, bundle, train, "prune")
+        self.parent_metrics = source_run_block(self.parent, self.parent_model, bundle, train,
+                                               "prune")
         widths_before = model.layer_widths()
+        self.resolution: dict[str, Any] | None = None
+        if self.width_spec.resolution is not None:
+            self._resolution()  # chooses (search) and records the model's front end
+        assert self.pruner is not None
         spec = self.pruner.spec  # `auto` resolved
         batches = None
         if spec.needs_data or spec.plan.allocation == "sensitivity":
@@ -167,13 +210,135 @@ class _Pruning:
         units = {n: layers0[n].unit for n in plan.counts}
         rounds = spec.iterative
         criterion = self.pruner.record()
+        if spec.progressive:
+            state, summary = self._progressive(plan, resume)
+            return self._finish(state, units, widths_before, criterion, summary)
         state = self._resume(rounds) if resume else None
         pruner = self.pruner
         if state is not None:  # the model was reloaded from a round: trace it again
             pruner = body_pruner(self.model, spec, batches)
-        state = prune_in_rounds(pruner, plan, rounds, after_round=self._after_round, state=state)
+        state = prune_in_rounds(pruner, plan, rounds, after_round=self._after_round, state=state,
+                                shape=spec.prune_schedule)
         summary = self.records[rounds]["finetune"] if rounds in self.records else None
         return self._finish(state, units, widths_before, criterion, summary)
+
+    # -- resolution: coarser features, searched or given
+
+    def _resolution(self) -> None:
+        """Coarsen the parent's front end as the spec says: the given (time, freq), or the grid
+        point that scores best on the validation split after a short fine-tune
+        (audioprune.pruning.split); the search's record is kept in search.json (a resume
+        reads it instead of searching again)."""
+        spec, parent = self.width_spec, self.parent_model
+        search = None
+        if spec.resolution == "search":
+            path = self.out / "search.json"
+            if path.is_file():
+                search = read_json(path)
+            else:
+                search = self._search().to_dict()
+                write_json(path, search)
+            t, f = search["chosen"]["time"], search["chosen"]["freq"]
+            self.model = coarsen(parent, t, f)
+            self.pruner = body_pruner(self.model, spec)
+            self.pruner.resolve_auto(calibration=True)
+        else:
+            t, f = spec.resolution  # type: ignore[misc]
+        self.resolution = {"time": t, "freq": f,
+                           "frontend_before": parent.frontend_cfg.to_dict(),
+                           "frontend_after": self.model.frontend_cfg.to_dict(),
+                           **({"search": search} if search else {})}
+        log.info("resolution: hop %d -> %d, mel bins %d -> %d%s", parent.frontend_cfg.hop_length,
+                 self.model.frontend_cfg.hop_length, parent.frontend_cfg.n_mels,
+                 self.model.frontend_cfg.n_mels, " (searched)" if search else "")
+
+    def _search(self) -> Any:
+        """split_budget over the default grid: each candidate pruned by the spec's criterion to
+        the budget and fine-tuned SEARCH_EPOCHS epoch(s) (KD too when the spec distils), scored
+        by the validation split's headline metric."""
+        import copy
+        import tempfile
+
+        spec, parent, train = self.width_spec, self.parent_model, self.train
+        target = spec.plan.target_macs
+        if not isinstance(target, int):
+            raise ArgumentError("`resolution` search needs a MAC budget (`target_macs`)")
+        short = TrainConfig(**{**train.to_dict(), "epochs": SEARCH_EPOCHS})
+        batches = (calibration_batches(self.bundle.train,
+                                       int(spec.options.get("batches", DEFAULT_BATCHES)),
+                                       train.batch_size, train.seed)
+                   if spec.needs_data or spec.is_auto else None)
+
+        def build(t: float, f: float) -> tuple[AudioClassifier, Any]:
+            m = coarsen(parent, t, f)
+            return m, m.example_features()
+
+        def prune(m: AudioClassifier, _x: Any, macs: int) -> None:
+            pruner = body_pruner(m, spec.with_plan(spec.plan.replace(target_macs=macs)), batches)
+            pruner.resolve_auto(calibration=True)
+            prune_in_rounds(pruner, pruner.plan(), 1)
+
+        def score(m: AudioClassifier) -> float:
+            with tempfile.TemporaryDirectory(dir=self.out) as tmp:
+                trial = copy.deepcopy(m)
+                (self.kd.fit if self.kd is not None else fit)(
+                    trial, self.bundle.train, self.bundle.val, short, Path(tmp))
+                return headline(evaluate(trial, self.bundle.val, short))[1]
+
+        result = split_budget(build, target, prune, score, forward_fn="classify")
+        log.info("resolution search (%d candidates, %.0f s): time x%g, freq x%g scored best",
+                 len(result.candidates), result.seconds, result.time, result.freq)
+        return result
+
+    # -- progressive: the rounds inside one fine-tuning run
+
+    def _progressive(self, plan: ResolvedPlan, resume: bool
+                     ) -> tuple[ScheduleState, dict[str, Any] | None]:
+        """Prune at the start of each of the first `iterative` epochs of ONE fine-tuning run
+        (the pruned fraction rising by the spec's schedule), fine-tune on; only epochs after
+        the last pruning step can be the best. A resume rebuilds the shape the checkpoint had
+        from its schedule state (the removals replayed on the parent), then continues."""
+        spec, train, rdir = self.pruner.spec, self.train, self._rdir(1)
+        steps = schedule_counts(plan.counts, plan.n_units, spec.iterative, spec.prune_schedule)
+        if train.epochs < spec.iterative:
+            raise ArgumentError(f"`progressive` prunes in {spec.iterative} steps, one per epoch: "
+                                f"fine-tune for at least {spec.iterative} epochs, not {train.epochs}")
+        state = ScheduleState.start(plan)
+        saved = checkpoint_extra(rdir) if resume else None
+        if saved is not None:  # the checkpoint's shape, rebuilt before fit loads it
+            state = ScheduleState.from_dict(saved["schedule"])
+            for removal in state.rounds:
+                self.pruner.replay(removal)
+            self.after_prune = saved.get("after_prune", {})
+            log.info("progressive pruning: %d of %d steps were done", state.done, spec.iterative)
+
+        def before_epoch(epoch: int) -> bool:
+            if epoch >= spec.iterative or epoch < state.done:
+                return False
+            prune_round(self.pruner, state, steps[epoch])
+            removed = state.original_rounds[-1]
+            log.info("progressive step %d/%d (epoch %d): pruned %s", epoch + 1, spec.iterative,
+                     epoch + 1, ", ".join(f"{n} -{len(v)}" for n, v in removed.items() if v)
+                     or "nothing")
+            if state.done == spec.iterative:  # the final shape: what fine-tuning starts from
+                self.after_prune = headline_block(test_metrics(self.model, self.bundle, train))
+            return True
+
+        hooks = {"before_epoch": before_epoch, "best_from": spec.iterative - 1,
+                 "extra_state": lambda: {"schedule": state.to_dict(),
+                                         "after_prune": self.after_prune}}
+        has_ckpt = resume and saved is not None
+        summary = (self.kd.fit if self.kd is not None else fit)(
+            self.model, self.bundle.train, self.bundle.val, train, rdir, resume=has_ckpt, **hooks)
+        self.model.load_state_dict(read_tensors(rdir / MODEL_WEIGHTS), strict=False)
+        record = {"round": 1, "removed": state.removed(plan), "widths": self.model.layer_widths(),
+                  "index_map": {n: list(v) for n, v in state.kept.items()},
+                  "after_prune": self.after_prune, "state": state.to_dict(), "finetune": summary,
+                  "progressive_steps": state.original_rounds}
+        save_model(rdir, self.model, self.info["class_names"], self.info["task"], self.extra)
+        write_json(rdir / "round.json", record)
+        self.records[1] = record
+        return state, summary
 
     # -- rounds
 
@@ -265,9 +430,15 @@ class _Pruning:
             "before_finetune": self.after_prune,
             "pruning": {
                 **criterion,
-                "plan": {"requested": spec.plan.to_dict(), "resolved": plan.to_dict()},
+                "plan": {"requested": self.spec.plan.to_dict(), "resolved": plan.to_dict(),
+                         **({"widths_to": spec.plan.to_dict()}
+                            if spec.plan != self.spec.plan else {})},
                 "schedule": {"rounds": spec.iterative, "finetune_epochs_per_round": train.epochs,
-                             "counts": schedule_counts(plan.counts, plan.n_units, spec.iterative)},
+                             "counts": schedule_counts(plan.counts, plan.n_units, spec.iterative,
+                                                       spec.prune_schedule),
+                             **({"shape": spec.prune_schedule} if spec.prune_schedule != "geometric" else {}),
+                             **({"progressive": True, "finetune_epochs_per_round": None,
+                                 "finetune_epochs": train.epochs} if spec.progressive else {})},
                 "units": units,
                 "widths_before": widths_before,
                 "widths_after": final.layer_widths(),
@@ -277,6 +448,7 @@ class _Pruning:
                                "kept": kept[n]} for n in plan.counts},
                 "rounds": [{"round": r["round"], "removed": r["removed"],
                             "after_prune": r["after_prune"]} for r in rounds],
+                **({"resolution": self.resolution} if self.resolution else {}),
             },
             "reduction": {
                 "params": 1 - metrics["params"] / parent_metrics["params"],
@@ -296,8 +468,8 @@ class _Pruning:
         if self.kd is not None:
             metrics["distill"] = self.kd.describe(metrics["train_seconds"])
         write_metrics(out, metrics)
-        for r in range(1, spec.iterative + 1):  # complete: checkpoints are no longer needed
-            shutil.rmtree(self._rdir(r) / "checkpoint", ignore_errors=True)
+        for r in range(1, (1 if spec.progressive else spec.iterative) + 1):  # complete:
+            shutil.rmtree(self._rdir(r) / "checkpoint", ignore_errors=True)  # not needed any more
         return metrics
 
 
@@ -312,4 +484,4 @@ def resume_prune(out: Path, **overrides: Any) -> dict[str, Any]:
                      resume=True)
 
 
-__all__ = ["PRUNED_WEIGHTS", "prune_run", "resume_prune"]
+__all__ = ["PRUNED_WEIGHTS", "absolute_plan", "prune_run", "resume_prune"]

@@ -49,7 +49,7 @@ from audioprune.pruning.calibration import calibration_batches
 from audioprune.runs.data import prepare_data
 from audioprune.runs.logs import environment, run_log
 from audioprune.runs.results import headline_block, source_run_block
-from audioprune.runs.run_dir import CONFIG_JSON, load_model, save_model, write_metrics
+from audioprune.runs.run_dir import CONFIG_JSON, fp32_run, load_model, save_model, write_metrics
 from audioprune.train.metrics import multi_label_metrics, single_label_metrics
 
 log = logging.getLogger("audioprune")
@@ -90,8 +90,10 @@ def _metrics(logits: np.ndarray, targets: np.ndarray, task: str, n: int,
 
 def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
                  calibration_batches_n: int = 8, per_channel: bool = True, qat_epochs: int = 0,
-                 data_root: str | None = None, seed: int = 0, batch_size: int = 32) -> dict[str, Any]:
-    """Quantize run `run` into run directory `out`; returns its metrics.json."""
+                 data_root: str | None = None, seed: int = 0, batch_size: int = 32,
+                 progress: bool = True) -> dict[str, Any]:
+    """Quantize run `run` into run directory `out`; returns its metrics.json. `progress`: the
+    bars of decoding the data and of quantization-aware fine-tuning (on a terminal only)."""
     from audioprune.runs.data import DataSpec
     from audioprune.runs.parents import finetune_config, parent_data_spec
     from audioprune.train.fit import fit
@@ -105,6 +107,7 @@ def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
         raise UserError(f"`calibration_batches` must be at least 1, got {calibration_batches_n}")
     if qat_epochs < 0:
         raise UserError(f"`qat_epochs` must be >= 0, got {qat_epochs}")
+    fp32_run(run, "quantize")  # its model.safetensors are the fp32 parent's weights
     model, info = load_model(run)
     model.eval()
     spec = parent_data_spec(run, data_root=data_root)
@@ -117,14 +120,16 @@ def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
     write_json(out / CONFIG_JSON, config)
     with run_log(out):
         t0 = time.perf_counter()
-        bundle = prepare_data(spec, seed, progress=False)
+        bundle = prepare_data(spec, seed, progress=progress)
         task, n = info["task"], bundle.index.num_classes
         parent = source_run_block(run, model, bundle, finetune_config(run, progress=False),
                                   "quantize")
         deploy = inference_model(model)
         qat: dict[str, Any] | None = None
         if qat_epochs > 0:
-            cfg = finetune_config(run, epochs=qat_epochs, seed=seed, progress=False)
+            # fake quantization observes fp32 ranges: no autocast, whatever the parent trained in
+            cfg = finetune_config(run, epochs=qat_epochs, seed=seed, progress=progress,
+                                  precision="fp32", compile=False)
             deploy = copy.deepcopy(deploy).train()
             wrapped = with_fake_quant(deploy)
             log.info("quantization-aware fine-tuning: %d epochs, %d layers fake-quantized, lr %g",
@@ -135,11 +140,16 @@ def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
                    "best_epoch": summary["best_epoch"] + 1, "train_seconds":
                    round(summary["train_seconds"], 2)}
         fp32 = export_onnx(deploy, deployed=True)
-        calib = calibration_batches(bundle.train, calibration_batches_n, batch_size, seed)
+        calib = calibration_batches(bundle.train, calibration_batches_n, batch_size, seed) \
+            if method == "static" else []
         with torch.no_grad():
             calib_feats = [model.features(wave).numpy() for wave, _ in calib]
-        log.info("quantizing (%s, %s weights) with %d calibration batches of training clips",
-                 method, "per-channel" if per_channel else "per-tensor", len(calib_feats))
+        if method == "static":
+            log.info("quantizing (static, %s weights) with %d calibration batches of training "
+                     "clips", "per-channel" if per_channel else "per-tensor", len(calib_feats))
+        else:  # dynamic: activations are quantized per batch at run time, nothing to calibrate
+            log.info("quantizing (dynamic, %s weights)",
+                     "per-channel" if per_channel else "per-tensor")
         int8 = quantize_onnx(fp32, calib_feats if method == "static" else None, method=method,
                              per_channel=per_channel)
         feats, targets, groups = _features(model, bundle.test)

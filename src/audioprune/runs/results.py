@@ -37,6 +37,7 @@ def test_metrics(model: AudioClassifier, bundle: DataBundle, cfg: TrainConfig,
             "num_classes": bundle.index.num_classes, "class_names": bundle.index.class_names,
             "data_files": sum(len(v) for v in bundle.index.splits.values()),
             **({"missing_files": list(bundle.index.missing)} if bundle.index.missing else {}),
+            **({"untrained_classes": bundle.untrained} if bundle.untrained else {}),
             "data_list_sha256": bundle.data_list_sha256}
 
 

@@ -82,6 +82,22 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu",
     return model.to(device), info
 
 
+def fp32_run(run_dir: str | Path, action: str) -> None:
+    """A UserError naming the fp32 parent when `run_dir` is an int8 run (`audioprune quantize`
+    writes model.int8.onnx and keeps its parent's fp32 weights in model.safetensors only so
+    that PyTorch can still read the front end): `action` would silently use those weights."""
+    run_dir = Path(run_dir)
+    info = read_model_info(run_dir)
+    if info.get("precision") != "int8":
+        return
+    config = run_dir / CONFIG_JSON
+    parent = read_run_json(config).get("parent") if config.is_file() else None
+    source = f"its fp32 parent {parent}" if parent else "the fp32 run it was quantized from"
+    raise UserError(f"{run_dir} is an int8 run ({info.get('onnx', 'model.int8.onnx')} by "
+                    f"`audioprune quantize`); {action} needs fp32 weights: {action} {source} "
+                    f"instead, and quantize the result")
+
+
 def read_run_json(path: str | Path) -> dict[str, Any]:
     """A run's JSON file (config.json, metrics.json, ...) as a dict; a UserError naming it when
     it is not readable JSON holding an object (hand-edited, or from another tool)."""

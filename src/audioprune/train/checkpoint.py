@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,10 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     write_json(last_j, meta)
 
 
-def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any) -> dict[str, Any]:
-    """Restore model/optimizer/scheduler in place; return the saved loop state."""
-    ckpt = run_dir / CKPT_DIR
+def _complete_pairs(ckpt: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(tensors file, its metadata) of each complete checkpoint in `ckpt`, newest first: a pair
+    whose JSON does not parse (edited by hand?) or does not name its tensors' digest (killed
+    between the two writes) is skipped for the previous one."""
     for stem in ("last", "prev"):
         t_path, j_path = ckpt / f"{stem}.safetensors", ckpt / f"{stem}.json"
         if not (t_path.is_file() and j_path.is_file()):
@@ -84,9 +85,16 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         try:
             meta = read_json(j_path)
         except ValueError:
-            continue  # not JSON (edited by hand?): try the previous pair
-        if not isinstance(meta, dict) or meta.get("tensors_sha") != _digest(t_path):
-            continue  # killed between the two writes: this pair does not belong together
+            continue
+        if isinstance(meta, dict) and meta.get("tensors_sha") == _digest(t_path):
+            yield t_path, meta
+
+
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any) -> dict[str, Any]:
+    """Restore model/optimizer/scheduler in place; return the saved loop state."""
+    ckpt = run_dir / CKPT_DIR
+    for t_path, meta in _complete_pairs(ckpt):
         try:
             tensors = read_tensors(t_path)
         except Exception as exc:  # safetensors' own error types; nothing was unpickled
@@ -101,3 +109,12 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         return meta
     raise UserError(f"no complete checkpoint in {ckpt}; the run stopped before its first epoch "
                     f"ended — start it again without `resume`")
+
+
+def checkpoint_extra(run_dir: Path) -> dict[str, Any] | None:
+    """What fit's `extra_state` saved with the newest complete checkpoint (None: no checkpoint,
+    or none saved): read before the model is built, e.g. the shape a progressive prune had
+    reached."""
+    for _, meta in _complete_pairs(run_dir / CKPT_DIR):
+        return meta.get("extra")
+    return None

@@ -49,6 +49,7 @@ LAYOUT = """<root>/class_labels_indices.csv          columns index,mid,display_n
     layout=LAYOUT,
     frontend=FrontEndConfig(sample_rate=32000, n_fft=1024, hop_length=320, n_mels=64, fmin=50.0,
                             fmax=14000.0, clip_seconds=10.0),
+    signature=("class_labels_indices.csv", "metadata/class_labels_indices.csv"),
 )
 def load_audioset(root: Path | None, *, split: str | None = None, seed: int = 0,
                   val_fraction: float = 0.1, test_fold: int | None = None,

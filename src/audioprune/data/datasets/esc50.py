@@ -27,6 +27,7 @@ LAYOUT = """<root>/audio/*.wav            e.g. audio/1-100032-A-0.wav
     layout=LAYOUT,
     frontend=FrontEndConfig(sample_rate=32000, n_fft=1024, hop_length=320, n_mels=64, fmin=50.0,
                             fmax=14000.0, clip_seconds=5.0),
+    signature=("meta/esc50.csv",),
 )
 def load_esc50(root: Path | None, *, split: str | None = None, seed: int = 0,
                val_fraction: float = 0.1, test_fold: int | None = None,

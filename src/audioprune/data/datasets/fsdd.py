@@ -23,6 +23,7 @@ LAYOUT = """<root>/recordings/{digit}_{speaker}_{index}.wav   (or .flac)
     layout=LAYOUT,
     frontend=FrontEndConfig(sample_rate=8000, n_fft=256, hop_length=80, n_mels=40, fmin=0.0,
                             fmax=4000.0, clip_seconds=1.0),
+    signature=("recordings/[0-9]_*_[0-9]*.wav", "recordings/[0-9]_*_[0-9]*.flac"),
 )
 def load_fsdd(root: Path | None, *, split: str | None = None, seed: int = 0,
               val_fraction: float | None = None, test_fold: int | None = None,

@@ -35,6 +35,7 @@ LAYOUT = """<root>/genres/<genre>/<genre>.NNNNN.au   (or .wav)  e.g. genres/blue
     layout=LAYOUT,
     frontend=FrontEndConfig(sample_rate=32000, n_fft=1024, hop_length=320, n_mels=64, fmin=50.0,
                             fmax=14000.0, clip_seconds=30.0),
+    signature=("genres/blues", "genres_original", "Data/genres_original"),
 )
 def load_gtzan(root: Path | None, *, split: str | None = None, seed: int = 0,
                val_fraction: float = 0.1, test_fold: int | None = None,

@@ -37,6 +37,7 @@ LAYOUT = """<root>/meta.csv                            filename, scene_label, id
     description="TAU Urban Acoustic Scenes 2020 Mobile dev (DCASE21 Task 1A): 10 scenes, per-device groups",
     layout=LAYOUT,
     frontend=DCASE21_FRONTEND,
+    signature=("evaluation_setup/fold1_train.csv",),
 )
 def load_tau2020(root: Path | None, *, split: str | None = None, seed: int = 0,
                  val_fraction: float = 0.1, test_fold: int | None = None,

@@ -26,6 +26,7 @@ LAYOUT = """<root>/audio/fold{1..10}/*.wav          e.g. audio/fold1/101415-3-0-
     layout=LAYOUT,
     frontend=FrontEndConfig(sample_rate=32000, n_fft=1024, hop_length=320, n_mels=64, fmin=50.0,
                             fmax=14000.0, clip_seconds=4.0),
+    signature=("metadata/UrbanSound8K.csv", "audio/fold1"),
 )
 def load_urbansound8k(root: Path | None, *, split: str | None = None, seed: int = 0,
                       val_fraction: float = 0.1, test_fold: int | None = None,

@@ -28,7 +28,8 @@ Names (options in brackets; defaults in the module docs):
   random                        [seed]
   hrank, activation             [batches]     active: recorded feature maps (active.py)
   taylor                        [batches]     active: weights x loss gradients (active.py)
-  tp-magnitude, tp-lamp, tp-fpgm [p, normalizer]  Torch-Pruning's group importances, run by
+  tp-magnitude, tp-lamp, tp-fpgm [p, normalizer], tp-taylor [batches]  Torch-Pruning's group
+                                                  importances, run by
                                  Torch-Pruning on a dependency group (no per-layer form)
 
 Active criteria (``describe_criterion(name).inputs`` is "activations" or "gradients") are not
@@ -234,6 +235,13 @@ for _name, (_cls, _summary) in _TP_CRITERIA.items():
     register_criterion(_name, None, options=("p", "normalizer"),
                        summary=f"{_summary}, smallest pruned first", scope="group",
                        torch_pruning=_cls)
+# Torch-Pruning's first-order Taylor importance |w * dL/dw| over the group: it reads gradients,
+# accumulated on calibration batches before each pruning step (an active criterion)
+register_criterion("tp-taylor", None, inputs="gradients",
+                   options=("batches", "multivariable", "normalizer"), scope="group",
+                   summary="first-order Taylor |w dL/dw| over the group (Torch-Pruning's "
+                           "GroupTaylorImportance), smallest pruned first",
+                   torch_pruning="GroupTaylorImportance")
 
 register_criterion("hrank", active.hrank_scores, inputs="activations", options=("batches",),
                    map_dims=2,

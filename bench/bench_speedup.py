@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", type=float, nargs="*", default=[0.5, 0.3, 0.15],
                         help="MAC budgets (fractions of the parent) pruned in memory")
     parser.add_argument("--criterion", default="wdc")
-    parser.add_argument("--criteria", type=Path, default=benchlib.RESULTS / "criteria_fsdd.json",
+    parser.add_argument("--criteria", type=Path, default=benchlib.RESULTS / "criteria_fsdd_loso.json",
                         help="bench_criteria.py results whose other structures are timed too")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads, both runtimes")
     parser.add_argument("--rounds", type=int, default=None, help="default 9, 3 with --quick")

@@ -27,20 +27,13 @@ from audioprune.pipeline.runner import recipe_folds, run_recipe
 from audioprune.pipeline.steps import plan_steps
 from audioprune.report.aggregate import MethodSummary, aggregate
 from audioprune.report.collect import collect_rows
-from audioprune.report.stats import PairedDifference, paired_difference
+from audioprune.report.stats import paired_difference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
+from benchmark import diff_record  # noqa: E402  (one JSON shape for a paired difference)
 
 RESULTS = benchlib.RESULTS / "claims"
-
-
-def _diff(d: PairedDifference | None) -> dict[str, Any] | None:
-    if d is None:
-        return None
-    iv = d.interval
-    return {"mean": iv.mean, "low": iv.low, "high": iv.high, "n": iv.n, "method": iv.method,
-            "significant": d.significant, "wilcoxon_p": d.wilcoxon_p, "sign_p": d.sign_p}
 
 
 def _method(s: MethodSummary, by_ci: dict[str, dict[str, MethodSummary]],
@@ -59,11 +52,11 @@ def _method(s: MethodSummary, by_ci: dict[str, dict[str, MethodSummary]],
         twin = summaries["parent"]
         iv = twin.interval
         out[f"mean_ci_{ci}"] = {"mean": iv.mean, "low": iv.low, "high": iv.high, "n": iv.n}
-        out[f"vs_parent_{ci}"] = _diff(twin.difference)
+        out[f"vs_parent_{ci}"] = diff_record(twin.difference)
         for b in baselines:
             other = summaries.get(b)
             if other is not None and other.difference is not None:
-                out[f"vs_{b}_{ci}"] = _diff(other.difference)
+                out[f"vs_{b}_{ci}"] = diff_record(other.difference)
     return out
 
 
@@ -85,7 +78,7 @@ def record(recipe_path: Path, out: Path | None, baselines: list[str],
     # report's baselines do not pair: every method against every method that is not pruned
     references = [s for s in first.values() if s.kind != "pruned"]
     for entry, s in zip(methods, first.values()):
-        entry["vs_methods"] = {ref.label: {ci: _diff(paired_difference(s.values, ref.values,
+        entry["vs_methods"] = {ref.label: {ci: diff_record(paired_difference(s.values, ref.values,
                                                                      method=ci))
                                          for ci in ("t", "bootstrap")}
                              for ref in references if ref is not s}

@@ -1,11 +1,11 @@
-"""Fill the tables of BENCHMARKS.md (and README.md's claims table) from bench/results/.
+"""Fill the tables of BENCHMARKS.md, README.md and docs/**/*.md from bench/results/.
 
 Only the text between `<!-- BEGIN name -->` and `<!-- END name -->` markers is replaced; the
 prose around the tables is written by people and left alone. A table whose JSON is missing says
 which command produces it. Nothing here measures anything: every number comes from a JSON that a
 benchmark script wrote.
 
-    .venv/bin/python bench/write_benchmarks.py            # rewrites both documents in place
+    .venv/bin/python bench/write_benchmarks.py            # rewrites the documents in place
     .venv/bin/python bench/write_benchmarks.py --check    # exit 1 when it would change anything
 """
 
@@ -25,7 +25,9 @@ import benchlib  # noqa: E402
 import claims_table  # noqa: E402
 from benchlib import table  # noqa: E402
 
-DOCS = [benchlib.ROOT / "BENCHMARKS.md", benchlib.ROOT / "README.md"]
+# The documentation pages hold the same markers (docs/explanations/*.md, docs/benchmarks.md).
+DOCS = [benchlib.ROOT / "BENCHMARKS.md", benchlib.ROOT / "README.md",
+        *sorted((benchlib.ROOT / "docs").rglob("*.md"))]
 R = benchlib.RESULTS
 
 
@@ -418,8 +420,283 @@ def claims(path: Path, command: str) -> str:
     return claims_table.render(path)
 
 
+# Variants that spend more fine-tuning than the benchmark's protocol (15 epochs, 3 rounds + KD):
+# the headline compares methods at the same fine-tuning, so they are left out of it.
+_EXTRA_TRAINING = ("+ft", "+iter")
+
+
+def headline(path: Path, command: str) -> str:
+    """README's one table: per MAC budget, the best method of the leave-one-speaker-out criteria
+    benchmark (same fine-tuning for all) with its interval, the runner-up and our best criterion;
+    then each claim of the papers with its verdict (bench/claims_table.py)."""
+    data = _load(path)
+    if not data or not data.get("summary") or "units" not in data["summary"][0]:
+        return _missing(path, command)
+    rows = [r for r in data["summary"] if r["n"] and not any(x in r["method"] for x in _EXTRA_TRAINING)]
+    parents = data["parents"]
+    epochs = (data.get("summary_setup") or {}).get("finetune_epochs")
+
+    def name(r: dict[str, Any]) -> str:
+        return f"`{r['method']}`" + ("" if r["family"] == "audioprune" else " (Torch-Pruning)")
+
+    def acc(r: dict[str, Any]) -> str:
+        return _pct_ci(r, "accuracy_after", "accuracy_after_ci", signed=False)
+
+    body = []
+    for budget in sorted({r["budget"] for r in rows}, reverse=True):
+        full = max(r["n"] for r in rows if r["budget"] == budget)
+        ranked = sorted((r for r in rows if r["budget"] == budget and r["n"] == full),
+                        key=lambda r: -r["accuracy_after"])
+        ours = next((r for r in ranked if r["family"] == "audioprune"), None)
+        best, second = ranked[0], ranked[1] if len(ranked) > 1 else None
+        body.append([f"{budget:.0%}", name(best), acc(best), _pct_ci(best.get("vs_parent")),
+                     "-" if second is None else f"{name(second)} {acc(second)}",
+                     "-" if ours is None else f"{name(ours)} {acc(ours)}"])
+    accs = [p["accuracy"] for p in parents.values()]
+    units = sorted({u for r in rows for u in r["units"]})
+    out = [f"Criteria, `dcase21net` on FSDD, {len(units)} leave-one-speaker-out folds (unpruned "
+           f"parents {100 * min(accs):.1f}-{100 * max(accs):.1f}% test accuracy), every method at "
+           f"the same MACs and {epochs} fine-tuning epochs; test accuracy %, mean [95% bootstrap "
+           f"interval] over the folds; `{path.relative_to(benchlib.ROOT)}`, from `{command}` and the "
+           f"further calls listed in BENCHMARKS.md section 1 (`+sens`: sensitivity allocation; "
+           f"* = the interval excludes 0):", "",
+           table(["MACs kept", "best method", "accuracy %", "vs parent (points)", "runner-up",
+                  "best audioprune criterion"], body), ""]
+    claim_rows = [fn(_load(R / "claims" / f"{name}.json")) for fn, name in
+                  ((claims_table.claim1, claims_table.CLAIM1), (claims_table.claim2, "cnn14_counts"),
+                   (claims_table.claim3, claims_table.CLAIM3), (claims_table.claim4, claims_table.CLAIM4))]
+    out += ["The papers' claims, re-measured (`bench/results/claims/*.json`, from "
+            "`python bench/claims.py RECIPE`):", "",
+            table(["claim", "paper", "verdict"], [[r[0], r[1], r[3]] for r in claim_rows])]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------- recipe benchmarks (bench/benchmark.py)
+
+
+def _iv(d: dict[str, Any] | None, signed: bool = False) -> str:
+    """A mean [low, high] in points (x100) from benchmark.py's interval shape, * if significant."""
+    if not d or not d.get("n") or d.get("mean") is None:
+        return "-"
+    f = "+.1f" if signed else ".1f"
+    text = format(100 * d["mean"], f)
+    if d.get("low") is not None and d["low"] != d["high"]:
+        text += f" [{100 * d['low']:{f}}, {100 * d['high']:{f}}]"
+    return text + (" *" if d.get("significant") else "")
+
+
+def method_name(m: dict[str, Any]) -> str:
+    """How a benchmark table names a method: its criterion (+KD) and variant, or what it is."""
+    if m["scratch_of"]:
+        return "from scratch" + (" + KD" if m["kind"] == "distilled" else "") + \
+            " (the tp-magnitude widths)"
+    if m["kind"] == "unpruned":
+        return m["model"]
+    return " ".join(x for x in (m["criterion"], m["variant"]) if x)
+
+
+def recipe_benchmark(path: Path, command: str) -> str:
+    """A benchmark.py record: per budget, every method's mean [95% CI] over the units, its
+    paired difference to its parent and to the reference, costs and time."""
+    data = _load(path)
+    if not data or not data.get("methods"):
+        return _missing(path, command)
+    methods = data["methods"]
+    refs = data.get("references") or []
+    parents = [m for m in methods if m["kind"] == "unpruned" and not m["scratch_of"]]
+    units = sorted({u for m in methods for u in m["values"]})
+    lines = [f"`{data['recipe']}` ({data['finished']} of {data['steps']} runs finished): "
+             f"{len(units)} units ({', '.join(units)}). Per method: the mean over the units with "
+             f"its 95% interval (Student's t), and paired differences on the same units (points; "
+             f"* = the interval excludes 0) to its own parent and to "
+             f"{' / '.join(refs) or 'the reference'} at the same budget and fine-tuning. Methods "
+             f"more than 2% under their MAC budget on a unit are flagged, not hidden.", ""]
+    if parents:
+        lines.append(table(["parent", "units", "accuracy % [95% CI]", "UAR % [95% CI]",
+                            "params", "MACs", "train s / run"],
+                           [[m["model"], m["mean_ci_t"]["n"], _iv(m["mean_ci_t"]),
+                             _iv(m.get("uar_ci_t")), f"{m['params']:,.0f}", f"{m['macs']:,.0f}",
+                             f"{m['seconds_per_run']:.0f}"] for m in parents]))
+        lines.append("")
+    budgets = sorted({m["budget"] for m in methods if m.get("budget")}, reverse=True)
+    for budget in budgets:
+        rows = [m for m in methods if m.get("budget") == budget]
+        for epochs in sorted({m["base_plan"] for m in rows}):
+            group = [m for m in rows if m["base_plan"] == epochs]
+            lines.append(f"**{epochs}** (MAC budget {budget:.0%} of the parent's)\n")
+            body = []
+            for m in sorted(group, key=lambda m: -m["mean_ci_t"]["mean"]):
+                ref_cells = []
+                for ref in refs:
+                    pair = next((v["t"] for k, v in m["vs"].items()
+                                 if k.split(" / ")[-1].startswith(ref + " @") or
+                                 k.split(" / ")[-1].startswith(ref + "+kd @")), None)
+                    ref_cells.append("-" if pair is None else _iv(pair, signed=True))
+                src = m["vs"].get(m["scratch_of"] or "", {}).get("t") if m["scratch_of"] else None
+                body.append([method_name(m), m["mean_ci_t"]["n"], _iv(m["mean_ci_t"]),
+                             _iv(m.get("uar_ci_t")), _iv(m.get("vs_parent_t"), signed=True),
+                             *ref_cells, "-" if src is None else _iv(src, signed=True),
+                             f"{m['macs_ratio']:.3f}" if m.get("macs_ratio") else "-",
+                             f"{m['params_ratio']:.3f}" if m.get("params_ratio") else "-",
+                             f"{m['seconds_per_run']:.0f}" if m.get("seconds_per_run") else "-",
+                             ", ".join(m["missed_budget"]) or "-"])
+            lines.append(table(["method", "units", "accuracy % [95% CI]", "UAR % [95% CI]",
+                                "vs parent (points)", *[f"vs {r} (points)" for r in refs],
+                                "vs the pruned run it copies", "MACs / parent", "params / parent",
+                                "s / run", "missed budget"], body))
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n\n" + _when(data["machine"])
+
+
+def frontend_study(path: Path, command: str) -> str:
+    """bench/ravdess_frontend.py's record: each front end's cost and its validation / test scores
+    over the folds it ran, the paired difference to the best, and the variant the rule chose."""
+    data = _load(path)
+    if not data or not data.get("variants"):
+        return _missing(path, command)
+    rows, choice = [], data["choice"]
+    for v in data["variants"]:
+        fe = v["frontend"]
+        rows.append([v["variant"], f"{fe['sample_rate'] // 1000} kHz, hop {fe['hop_length']}, "
+                     f"{fe['n_mels']} mels, {fe['clip_seconds']} s", len(v["per_fold"]),
+                     f"{v['macs'] / 1e6:.1f} M", _iv(v["val_uar"]), _iv(v["val_accuracy"]),
+                     "best" if v["variant"] == choice["best_val_uar"] else
+                     _iv({**v["val_uar_vs_best"], "n": len(v["per_fold"])}, signed=True),
+                     _iv(v["test_uar"]),
+                     f"{v['train_seconds']['mean']:.0f}"])
+    return "\n".join([
+        f"`{data['recipe']}`, {data['model']}, {data['variants'][0]['epochs']} epochs per run, "
+        f"selected on the {data['selection']}. Rule: {choice['rule']}. Chosen: "
+        f"**{choice['chosen']}** (ties: {', '.join(choice['ties'])}).", "",
+        table(["variant", "front end", "folds", "MACs / clip", "val UAR % [95% CI]",
+               "val accuracy %", "val UAR vs best (points)", "test UAR %", "train s / run"], rows),
+        "", f"Dataset: RAVDESS, {data['dataset_citation']}, CC BY-NC-SA 4.0. " + _when(data["machine"])])
+
+
+def _ratio(row: dict[str, Any] | None) -> str:
+    """A benchlib timing row as 'ms (ratio x)': median ms, and the median per-round ratio."""
+    if not row:
+        return "-"
+    return f"{row['ms']:.2f} ms ({row['ratio']:.2f}x)"
+
+
+def resolution_latency(path: Path, command: str) -> str:
+    """bench/bench_resolution_latency.py: MAC ratio against ONNX Runtime time ratio for narrower
+    layers and for a coarser front end, and the share of the MAC saving realised as time."""
+    data = _load(path)
+    if not data or not data.get("results"):
+        return _missing(path, command)
+    rows = []
+    for case, variants in data["results"].items():
+        for name, v in variants.items():
+            if name == "parent":
+                continue
+            fe = v["frontend"]
+            share = lambda x: "-" if x is None else f"{100 * x:.0f}%"  # noqa: E731
+            rows.append([case, name, f"hop {fe['hop_length']}, {fe['n_mels']} mels",
+                         f"{v['macs_ratio']:.3f}", f"{v['ort_b1']['ratio']:.3f}",
+                         share(v["realised_b1"]), f"{v['ort_b32']['ratio']:.3f}",
+                         share(v["realised_b32"])])
+    return "\n".join([table(["model at budget", "variant", "front end", "MACs / parent",
+                             "ORT time b1 / parent", "saving realised b1", "ORT time b32 / parent",
+                             "saving realised b32"], rows), "",
+                      f"Random weights (seeded), ONNX Runtime, {data['threads']} thread, "
+                      f"round-robin medians of per-round ratios. " + _when(data["machine"])])
+
+
+def precision_speed(path: Path, command: str) -> str:
+    """bench/bench_precision.py: bf16 (and fp16) autocast against fp32 on this CPU."""
+    data = _load(path)
+    if not data or not data.get("models"):
+        return _missing(path, command)
+    rows = []
+    for name, m in data["models"].items():
+        for prec in data["precisions"]:
+            step, inf = m["train_step"].get(prec), m["inference"].get(prec)
+            rows.append([name, prec, _ratio(step), _ratio(inf),
+                         f"{step['loss_first']:.3f} -> {step['loss_last']:.3f}" if step else "-"])
+    return "\n".join([table(["model (batch 16, 2 s clips)", "precision", "training step",
+                             "inference", "loss first -> last step"], rows), "",
+                      f"CPU flags: {', '.join(data['cpu_flags'])}; {data['threads']} thread, "
+                      f"{data['rounds']} rounds. " + _when(data["machine"])])
+
+
+def memory_format(path: Path, command: str) -> str:
+    """bench/bench_memory_format.py: channels_last and torch.compile against eager training."""
+    data = _load(path)
+    if not data or not data.get("models"):
+        return _missing(path, command)
+    rows = [[name, variant, _ratio(v), f"{v['first_two_steps_s']:.2f}"]
+            for name, m in data["models"].items() for variant, v in m["variants"].items()]
+    return "\n".join([table(["model (batch 16, 2 s clips)", "variant", "training step",
+                             "first two steps, s (compile time)"], rows), "",
+                      f"{data['threads']} thread, {data['rounds']} rounds; first losses agree "
+                      f"to {max(m['max_first_loss_gap'] for m in data['models'].values()):.0e}. "
+                      + _when(data["machine"])])
+
+
+def loader_speed(path: Path, command: str) -> str:
+    """bench/bench_loader.py: index and cache cost per 10,000 clips at 200,000 entries, and the
+    loader's clips/s beside the model's."""
+    data = _load(path)
+    if not data or not data.get("scaling"):
+        return _missing(path, command)
+    s = data["scaling"]
+    rows = [[f"index of {r['n']:,} entries", f"{r['seconds_per_10k']:.3f}",
+             f"{r['peak_mb_per_10k']:.2f}"] for r in s["index"]]
+    rows += [[f"cache build ({s['cache_build']['n']:,} clips)",
+              f"{s['cache_build']['seconds_per_10k']:.3f}",
+              f"{s['cache_build']['peak_mb_per_10k']:.2f}"],
+             [f"cache open ({s['cache_open']['n']:,} clips, memory-mapped)",
+              f"{s['cache_open']['seconds_per_10k']:.3f}", f"{s['cache_open']['peak_mb_per_10k']:.2f}"]]
+    rows += [[f"read 10,000 random clips ({where})", f"{r['seconds_per_10k']:.3f}",
+              f"{r['peak_mb_per_10k']:.3f}"] for where, r in s["read"].items()]
+    lv = data["loader_vs_model"]
+    models = [[name, ", ".join(f"{k.replace('_', ' ')}: {v:,.0f}" for k, v in
+                               m["loader_clips_per_s"].items()), f"{m['model_clips_per_s']:,.1f}",
+               f"{m['loader_over_model']:.1f}", m["limits"]] for name, m in lv["models"].items()]
+    return "\n".join([table(["operation", "s per 10,000", "peak MB per 10,000"], rows), "",
+                      f"{s['entries']:,} entries of {s['samples_per_clip']} samples "
+                      f"({s['cache_bytes'] / 1e6:.0f} MB cache in a temporary folder).", "",
+                      table([f"model ({lv['clip_seconds']} s clips, batch {lv['batch']})",
+                             "loader clips/s", "model training clips/s", "loader / model",
+                             "limits training"], models), "", _when(data["machine"])])
+
+
+def quantize_families(path: Path, command: str) -> str:
+    """bench/bench_quantize.py --families: fp32 against int8 ONNX Runtime time per family."""
+    data = _load(path)
+    if not data or not data.get("families"):
+        return _missing(path, command)
+    rows = []
+    for name, f in data["families"].items():
+        for batch, lat in f["latency"].items():
+            rows.append([name, f"{f['macs'] / 1e6:.1f} M", batch, f"{lat['fp32']['ms']:.2f}",
+                         _ratio(lat.get("int8 static")), _ratio(lat.get("int8 dynamic")),
+                         f"{f['bytes']['int8 static'] / f['bytes']['fp32']:.2f}"])
+    return "\n".join([table(["family", "MACs", "batch", "fp32 ms", "int8 static (ratio)",
+                             "int8 dynamic (ratio)", "int8 / fp32 size"], rows), "",
+                      f"{data['threads']} thread, {data['rounds']} rounds, {data['clip_seconds']} s "
+                      f"clips, ratio = int8 / fp32 (< 1: int8 faster). " + _when(data["machine"])])
+
+
 SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
+    "resolution-latency": (resolution_latency, R / "resolution_latency.json",
+                           "python bench/bench_resolution_latency.py"),
+    "precision": (precision_speed, R / "precision.json",
+                  "python bench/bench_precision.py --quick --precisions fp32 bf16"),
+    "memory-format": (memory_format, R / "memory_format.json", "python bench/bench_memory_format.py"),
+    "loader": (loader_speed, R / "loader.json", "python bench/bench_loader.py --quick"),
+    "quantize-families": (quantize_families, R / "quantize_latency.json",
+                          "python bench/bench_quantize.py --families"),
+    "ravdess-frontend": (frontend_study, R / "ravdess_frontend.json",
+                         "python bench/ravdess_frontend.py"),
+    "ravdess-parents": (recipe_benchmark, R / "ravdess-parents.json",
+                        "python bench/benchmark.py recipes/ravdess/parents.yaml --no-run"),
     "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),
+    "headline": (headline, R / "criteria_fsdd_loso.json",
+                 "python bench/bench_criteria.py --folds all --seeds 0 --out "
+                 "bench/results/criteria_fsdd_loso.json"),
     "sweeps": (sweeps, R / "sweeps.json", "python bench/bench_sweeps.py"),
     "quantize": (quantize, R / "quantize_fsdd.json", "python bench/bench_quantize.py"),
     "criteria-loso": (criteria, R / "criteria_fsdd_loso.json",
@@ -459,7 +736,7 @@ def render(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--doc", type=Path, action="append",
-                        help="the document to fill (default BENCHMARKS.md and README.md)")
+                        help="the document to fill (default BENCHMARKS.md, README.md, docs/**/*.md)")
     parser.add_argument("--check", action="store_true", help="only report whether it is up to date")
     args = parser.parse_args(argv)
     stale = 0

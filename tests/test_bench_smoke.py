@@ -75,7 +75,6 @@ def test_bench_masks_quick(tmp_path: Path) -> None:
         assert v[name]["macs"] == dense["macs"] == res["macs"]  # masks change no MAC
         assert v[name]["params_stored"] == dense["params_stored"]
         assert v[name]["nonzero_weights"] < dense["nonzero_weights"]
-        assert v[name]["latency_b1"]["ms"] > 0
     assert ours["macs"] < 0.5 * dense["macs"] and ours["params_stored"] < 0.5 * dense["params_stored"]
     assert ours["widths"]["conv1"] == dense["widths"]["conv1"] // 2  # ratio 0.5 of 16 filters
     assert v["ln_structured (mask)"]["nonzero_weights"] == v["ln_structured (mask baked)"]["nonzero_weights"]
@@ -83,7 +82,57 @@ def test_bench_masks_quick(tmp_path: Path) -> None:
     # (BN and bias entries differ: structural pruning removes those too)
     gap = v["l1_unstructured (mask)"]["nonzero_weights"] - ours["nonzero_weights"]
     assert 0 < gap < 0.05 * dense["params_stored"]
-    assert v["dense"]["latency_b1"]["ratio"] == 1.0
+    # the timings are one round (--rounds 1) per variant, each ratio that round's time over the
+    # dense model's (how the ratio is taken over several rounds: the test below)
+    for name, row in v.items():
+        t = row["latency_b1"]
+        assert t["rounds"] == 1 and t["p10_ms"] == pytest.approx(t["ms"], abs=1e-4) == t["p90_ms"]
+        assert t["ratio"] == pytest.approx(t["ms"] / dense["latency_b1"]["ms"], rel=2e-3), name
+
+
+def test_round_robin_takes_per_round_medians_and_ratios(monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchlib.round_robin on a fake clock: the dense variant takes 2 ms a call (1 ms of CPU),
+    the half one 1 ms (0.5 ms); in round 2 a load spike triples the dense calls only, in round 3
+    both. A variant's time is the median of its per-round medians; a ratio is the median of the
+    per-round ratios, so the spike that hit one side only does not move it (the ratio of the
+    medians would be 1/6)."""
+    benchlib = _bench_module("benchlib")
+
+    class Clock:  # stands for the time module inside benchlib
+        wall = cpu = 0.0
+
+        def perf_counter(self) -> float:
+            return self.wall
+
+        def process_time(self) -> float:
+            return self.cpu
+
+    clock, calls = Clock(), []
+    monkeypatch.setattr(benchlib, "time", clock)
+    warmup, per_round = 1, 5  # 10 ms budget / 2 ms for the slower variant's probe call
+    first_timed = 2 * (warmup + 1)  # the warm-up calls and one probe call per variant come first
+    load = {"dense": [1, 3, 3], "half": [1, 1, 3]}
+
+    def variant(name: str, ms: float):
+        def fn() -> None:
+            index = len(calls)
+            calls.append(name)
+            r = (index - first_timed) // (2 * per_round)
+            factor = load[name][r] if index >= first_timed else 1
+            clock.wall += ms * factor / 1e3
+            clock.cpu += ms * factor / 2e3
+        return fn
+
+    times = benchlib.round_robin({"dense": variant("dense", 2.0), "half": variant("half", 1.0)},
+                                 rounds=3, budget_s=0.01, warmup=warmup)
+    assert len(calls) == first_timed + 3 * 2 * per_round
+    starts = [calls[first_timed + 2 * per_round * r] for r in range(3)]
+    assert starts == ["dense", "half", "dense"]  # the order rotates from round to round
+    assert times.wall == {"dense": pytest.approx([2.0, 6.0, 6.0]), "half": pytest.approx([1.0, 1.0, 3.0])}
+    assert times.ms("dense") == 6.0 and times.ms("half") == 1.0 and times.ms("half", cpu=True) == 0.5
+    assert times.ratio("half", "dense") == 0.5
+    row = times.row("half", "dense")
+    assert row["rounds"] == 3 and (row["p10_ms"], row["p90_ms"]) == (1.0, 2.6)
 
 
 def test_the_studies_are_recipes_whose_runs_the_summaries_read(tmp_path: Path) -> None:
@@ -177,3 +226,49 @@ def test_claims_3_and_4_verdicts_pair_across_kinds_and_check_the_costs() -> None
     kd["train_seconds"] = 50.0
     assert "lower training cost: does not hold" in claims_table.claim4(
         {"methods": [labels, teacher, pruned, kd], "finished": 4, "steps": 4})[3]
+
+
+def test_the_benchmark_recorder_pairs_methods_at_their_budget(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/benchmark.py: a recipe's runs aggregated over folds - every method's per-unit values
+    and intervals, its budget, the paired difference to the reference at the same budget (a
+    variant and a from-scratch baseline too), the budget check."""
+    import yaml
+
+    from audioprune.pipeline.recipe import load_recipe
+    from audioprune.pipeline.runner import run_recipe
+
+    benchmark = _bench_module("benchmark")
+    recipe = {
+        "name": "tiny-bench", "out": str(tmp_path / "runs"),
+        "dataset": {"name": "synthetic", "split": "fold:1/3",
+                    "frontend": {"n_mels": 40, "clip_seconds": 0.5}},
+        "folds": [1, 2], "seed": 0, "profile": False, "report": False,
+        "models": [{"name": "dcase21net", "train": {"epochs": 1, "batch_size": 8, "lr": 0.003}}],
+        "prune": [{"criteria": ["tp-magnitude", "l1"], "target_macs": [0.5],
+                   "finetune": {"epochs": 1}, "scratch": ["labels"]},
+                  {"criteria": ["tp-magnitude"], "target_macs": [0.5], "resolution": [1.5, 1.0],
+                   "finetune": {"epochs": 1}}]}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    run_recipe(load_recipe(path), tmp_path / "runs", progress=False)
+    out = benchmark.record(path, ["tp-magnitude"], out=tmp_path / "tiny.json")
+    methods = {m["label"]: m for m in read_json(out)["methods"]}
+    by_kind = {}
+    for m in methods.values():
+        by_kind.setdefault((m["criterion"], m["variant"], m["scratch_of"] is not None), m)
+    l1 = by_kind[("l1", "", False)]
+    tpm = by_kind[("tp-magnitude", "", False)]
+    res = by_kind[("tp-magnitude", "res(1.5x1)", False)]
+    assert l1["budget"] == tpm["budget"] == res["budget"] == 0.5
+    assert sorted(l1["values"]) == ["fold1-s0", "fold2-s0"] and l1["mean_ci_t"]["n"] == 2
+    pair = l1["vs"][tpm["label"]]["t"]
+    assert pair["n"] == 2 and pair["mean"] == pytest.approx(
+        sum(l1["values"][u] - tpm["values"][u] for u in l1["values"]) / 2)
+    assert tpm["label"] in res["vs"] and tpm["label"] not in tpm["vs"]
+    assert all(0.4 < m["macs_ratio"] <= 0.5 for m in (l1, tpm, res))
+    assert l1["missed_budget"] == [] or all(u in l1["values"] for u in l1["missed_budget"])
+    scratch = next(m for m in methods.values() if m["scratch_of"])
+    assert scratch["scratch_of"] in methods and scratch["budget"] == 0.5
+    assert scratch["scratch_of"] in scratch["vs"] and scratch["macs"] == pytest.approx(
+        methods[scratch["scratch_of"]]["macs"])

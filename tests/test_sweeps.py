@@ -82,6 +82,22 @@ def test_a_local_ray_cluster_gives_the_same_runs(sequential: tuple[Path, float],
     assert _strip_times(_metrics(out)) == _strip_times(_metrics(sequential[0]))
 
 
+def test_a_local_ray_instance_runs_steps_at_the_drivers_priority() -> None:
+    """Ray starts its workers at niceness 15 unless told otherwise; a local instance started by
+    the Ray executor runs them at the driver's own priority, as the local executor does."""
+    ray = pytest.importorskip("ray")
+    from audioprune.pipeline.executors import RayExecutor
+
+    if ray.is_initialized():
+        ray.shutdown()
+    try:
+        RayExecutor(None, threads=1, gpus=0.0, jobs=1)
+        worker_nice = ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote())
+    finally:
+        ray.shutdown()
+    assert worker_nice == os.nice(0)
+
+
 def test_a_failed_step_blocks_only_what_needs_it(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
     """prune group 2 asks for fewer parameters than any pruning of C1 can give: its steps fail,

@@ -513,9 +513,12 @@ def recipe_benchmark(path: Path, command: str) -> str:
              f"more than 2% under their MAC budget on a unit are flagged, not hidden.", ""]
     if parents:
         lines.append(table(["parent", "units", "accuracy % [95% CI]", "UAR % [95% CI]",
-                            "params", "MACs", "train s / run"],
+                            "accuracy % per unit", "params", "MACs", "train s / run"],
                            [[m["model"], m["mean_ci_t"]["n"], _iv(m["mean_ci_t"]),
-                             _iv(m.get("uar_ci_t")), f"{m['params']:,.0f}", f"{m['macs']:,.0f}",
+                             _iv(m.get("uar_ci_t")),
+                             " / ".join(f"{100 * m['values'][u]:.1f}" for u in units
+                                        if u in m["values"]),
+                             f"{m['params']:,.0f}", f"{m['macs']:,.0f}",
                              f"{m['seconds_per_run']:.0f}"] for m in parents]))
         lines.append("")
     budgets = sorted({m["budget"] for m in methods if m.get("budget")}, reverse=True)

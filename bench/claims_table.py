@@ -9,6 +9,7 @@ measures anything: bench/claims.py writes the JSONs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,16 @@ from benchlib import table
 CLAIM1 = "claim-dcase21-c1c2-loso"
 CLAIM3 = "claim-qcnn-pruned-vs-cnn-loso"
 CLAIM4 = "claim-qcnn-prune-vs-kd-loso"
+# the same claims on RAVDESS's 6 actor folds (issue 25)
+RAVDESS1 = "claim-ravdess-dcase21-c1c2"
+RAVDESS3 = "claim-ravdess-qcnn-pruned-vs-cnn"
+RAVDESS4 = "claim-ravdess-qcnn-prune-vs-kd"
 RECIPES = {CLAIM1: "recipes/claims/dcase21_c1c2_loso.yaml",
            CLAIM3: "recipes/claims/qcnn_pruned_vs_cnn_loso.yaml",
-           CLAIM4: "recipes/claims/qcnn_prune_vs_kd_loso.yaml"}
+           CLAIM4: "recipes/claims/qcnn_prune_vs_kd_loso.yaml",
+           RAVDESS1: "recipes/claims/ravdess_dcase21_c1c2.yaml",
+           RAVDESS3: "recipes/claims/ravdess_qcnn_pruned_vs_cnn.yaml",
+           RAVDESS4: "recipes/claims/ravdess_qcnn_prune_vs_kd.yaml"}
 TOLERANCE = 0.02  # claim 1: "less than 2 points lost"
 
 
@@ -58,11 +66,11 @@ def _pruned(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in data["methods"] if m["kind"] == "pruned"]
 
 
-def claim1(data: dict[str, Any] | None) -> list[str]:
+def claim1(data: dict[str, Any] | None, result: str = CLAIM1) -> list[str]:
     paper = "C1+C2 of the DCASE21 baseline pruned by 50%: -71% MACs, -50% params, < 2 points lost; " \
             "centrality criteria at least as good as norm and similarity ones"
     if data is None:
-        return ["1", paper, "not measured yet", "cannot say yet", _command(CLAIM1)]
+        return ["1", paper, "not measured yet", "cannot say yet", _command(result)]
     pruned = sorted(_pruned(data), key=lambda m: m["criterion"])
     verdicts = [_side(m.get("vs_parent_bootstrap"), -TOLERANCE) for m in pruned]
     parts = [f"{m['criterion']} {_pts(m.get('vs_parent_bootstrap'))} ({len(m['values'])} units)"
@@ -79,7 +87,7 @@ def claim1(data: dict[str, Any] | None) -> list[str]:
             (f"; vs l1: {'; '.join(vs_l1)}" if vs_l1 else "") + _coverage(data))
     provisional = "provisional, " if _coverage(data) else ""
     return ["1", paper, ours, f"< 2 points ({provisional}per criterion): {verdict}",
-            _command(CLAIM1)]
+            _command(result)]
 
 
 def claim2(data: dict[str, Any] | None) -> list[str]:
@@ -106,15 +114,15 @@ def _against(m: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any] | N
     return (m.get("vs_methods", {}).get(reference["label"]) or {}).get("bootstrap")
 
 
-def claim3(data: dict[str, Any] | None) -> list[str]:
+def claim3(data: dict[str, Any] | None, result: str = CLAIM3) -> list[str]:
     paper = "pruned QCNN vs the real CNN: about -50% computation and -80% parameters at " \
             "comparable performance"
     if data is None:
-        return ["3", paper, "not measured yet", "cannot say yet", _command(CLAIM3)]
+        return ["3", paper, "not measured yet", "cannot say yet", _command(result)]
     cnn = next((m for m in data["methods"] if m["kind"] == "unpruned" and m["model"] and
                 m["model"].startswith("cnn")), None)
     if cnn is None or not cnn.get("params"):
-        return ["3", paper, "no CNN run yet" + _coverage(data), "cannot say yet", _command(CLAIM3)]
+        return ["3", paper, "no CNN run yet" + _coverage(data), "cannot say yet", _command(result)]
     parts = []
     levels: list[tuple[str, bool, str]] = []  # pruned: (plan, cost met, accuracy verdict)
     for m in [x for x in data["methods"] if x is not cnn and x["model"] != cnn["model"]]:
@@ -137,7 +145,7 @@ def claim3(data: dict[str, Any] | None) -> list[str]:
                f"CNN's MACs and {CLAIM3_PARAMS:.2f} of its params whose accuracy is within 2 "
                f"points by the interval): " +
                ("; ".join(per_level) if per_level else "no pruned run yet"))
-    return ["3", paper, "; ".join(parts) + _coverage(data), verdict, _command(CLAIM3)]
+    return ["3", paper, "; ".join(parts) + _coverage(data), verdict, _command(result)]
 
 
 def _roles(methods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -157,11 +165,11 @@ def _roles(methods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return roles
 
 
-def claim4(data: dict[str, Any] | None) -> list[str]:
+def claim4(data: dict[str, Any] | None, result: str = CLAIM4) -> list[str]:
     paper = "pruning a QCNN matches or beats distilling a QCNN of the same size, at a lower " \
             "training cost"
     if data is None:
-        return ["4", paper, "not measured yet", "cannot say yet", _command(CLAIM4)]
+        return ["4", paper, "not measured yet", "cannot say yet", _command(result)]
     roles = _roles(data["methods"])
     parts = []
     for role in ("teacher", "pruned", "KD student", "labels-only student"):
@@ -178,7 +186,7 @@ def claim4(data: dict[str, Any] | None) -> list[str]:
     pruned, kd = roles.get("pruned"), roles.get("KD student")
     if pruned is None or kd is None:
         return ["4", paper, "; ".join(parts) + _coverage(data), "cannot say yet",
-                _command(CLAIM4)]
+                _command(result)]
     diff = _against(pruned, kd)
     parts.append(f"pruned - KD student {_pts(diff)} points")
     accuracy = _side(diff, -TOLERANCE)
@@ -187,18 +195,32 @@ def claim4(data: dict[str, Any] | None) -> list[str]:
     verdict = (f"matches (within 2 points) or beats: {provisional}{accuracy}; lower training "
                f"cost: {'holds' if cheaper else 'does not hold'} ({pruned['train_seconds']:.0f} "
                f"vs {kd['train_seconds']:.0f} s over the units, the shared teacher aside)")
-    return ["4", paper, "; ".join(parts) + _coverage(data), verdict, _command(CLAIM4)]
+    return ["4", paper, "; ".join(parts) + _coverage(data), verdict, _command(result)]
+
+
+# (claim function, results name, data) in the order of the table; claim 2 is arithmetic
+ROWS: list[tuple[Callable[..., list[str]], str, str]] = [
+    (claim1, CLAIM1, "FSDD"), (claim1, RAVDESS1, "RAVDESS"),
+    (lambda data, result: claim2(data), "cnn14_counts", "-"),
+    (claim3, CLAIM3, "FSDD"), (claim3, RAVDESS3, "RAVDESS"),
+    (claim4, CLAIM4, "FSDD"), (claim4, RAVDESS4, "RAVDESS")]
+DATA = ("FSDD: 6 leave-one-speaker-out folds; RAVDESS: 6 actor folds (Livingstone & Russo 2018, "
+        "PLoS ONE 13(5): e0196391, CC BY-NC-SA 4.0)")
+
+
+def rows(results: Path) -> list[list[str]]:
+    """[claim, data, paper, ours, verdict, command] for every row of ROWS."""
+    out = []
+    for fn, name, data in ROWS:
+        path = results / f"{name}.json"
+        row = fn(read_json(path) if path.is_file() else None, name)
+        out.append([row[0], data, *row[1:]])
+    return out
 
 
 def render(results: Path) -> str:
-    def load(name: str) -> dict[str, Any] | None:
-        path = results / f"{name}.json"
-        return read_json(path) if path.is_file() else None
-
-    rows = [claim1(load(CLAIM1)), claim2(load("cnn14_counts")), claim3(load(CLAIM3)),
-            claim4(load(CLAIM4))]
     return "\n".join([
-        table(["claim", "paper", "ours (points: mean [95% CI] over FSDD leave-one-speaker-out "
-                                 "folds)", "verdict", "command"], rows), "",
-        "Verdicts follow the intervals: holds = the whole 95% interval on the claim's side, does "
-        "not hold = the whole interval on the other side, inconclusive otherwise."])
+        table(["claim", "data", "paper", "ours (points: mean [95% CI] over the folds)", "verdict",
+               "command"], rows(results)), "",
+        f"{DATA}. Verdicts follow the intervals: holds = the whole 95% interval on the claim's "
+        "side, does not hold = the whole interval on the other side, inconclusive otherwise."])

@@ -462,12 +462,11 @@ def headline(path: Path, command: str) -> str:
            f"* = the interval excludes 0):", "",
            table(["MACs kept", "best method", "accuracy %", "vs parent (points)", "runner-up",
                   "best audioprune criterion"], body), ""]
-    claim_rows = [fn(_load(R / "claims" / f"{name}.json")) for fn, name in
-                  ((claims_table.claim1, claims_table.CLAIM1), (claims_table.claim2, "cnn14_counts"),
-                   (claims_table.claim3, claims_table.CLAIM3), (claims_table.claim4, claims_table.CLAIM4))]
+    claim_rows = claims_table.rows(R / "claims")
     out += ["The papers' claims, re-measured (`bench/results/claims/*.json`, from "
-            "`python bench/claims.py RECIPE`):", "",
-            table(["claim", "paper", "verdict"], [[r[0], r[1], r[3]] for r in claim_rows])]
+            f"`python bench/claims.py RECIPE`; {claims_table.DATA}):", "",
+            table(["claim", "data", "paper", "verdict"], [[r[0], r[1], r[2], r[4]]
+                                                         for r in claim_rows])]
     return "\n".join(out)
 
 

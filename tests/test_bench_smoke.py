@@ -272,3 +272,19 @@ def test_the_benchmark_recorder_pairs_methods_at_their_budget(tmp_path: Path,
     assert scratch["scratch_of"] in methods and scratch["budget"] == 0.5
     assert scratch["scratch_of"] in scratch["vs"] and scratch["macs"] == pytest.approx(
         methods[scratch["scratch_of"]]["macs"])
+
+
+def test_claims_rows_name_their_data_and_their_own_recipe(tmp_path: Path) -> None:
+    """Each claim has an FSDD and a RAVDESS row (claim 2 is arithmetic), each naming the recipe
+    that measures it; a results file missing for one dataset leaves the other's row alone."""
+    claims_table = _bench_module("claims_table")
+    (tmp_path / f"{claims_table.CLAIM3}.json").write_text(
+        '{"methods": [], "finished": 0, "steps": 4}')
+    rows = claims_table.rows(tmp_path)
+    assert [(r[0], r[1]) for r in rows] == [("1", "FSDD"), ("1", "RAVDESS"), ("2", "-"),
+                                            ("3", "FSDD"), ("3", "RAVDESS"), ("4", "FSDD"),
+                                            ("4", "RAVDESS")]
+    fsdd3, ravdess3 = rows[3], rows[4]
+    assert fsdd3[3].startswith("no CNN run yet") and "qcnn_pruned_vs_cnn_loso.yaml" in fsdd3[5]
+    assert ravdess3[3] == "not measured yet"
+    assert ravdess3[5] == "`python bench/claims.py recipes/claims/ravdess_qcnn_pruned_vs_cnn.yaml`"

@@ -682,7 +682,26 @@ def quantize_families(path: Path, command: str) -> str:
                       f"clips, ratio = int8 / fp32 (< 1: int8 faster). " + _when(data["machine"])])
 
 
+def budget_planning(path: Path, command: str) -> str:
+    """bench/bench_budget_planning.py: a MAC-budget prune against a ratio prune of the same
+    model, and against the exact search (every candidate plan recounted)."""
+    data = _load(path)
+    if not data or not data.get("models"):
+        return _missing(path, command)
+    rows = [[name, f"{m['seconds']['ratio']:.2f}", f"{m['seconds']['budget']:.2f}",
+             f"{m['budget_over_ratio']:.2f}", f"{m['seconds']['budget-exact']:.1f}",
+             f"{m['exact_over_budget']:.1f}", "yes" if m["same_plan"] else "NO",
+             f"{m['macs_ratio']['budget']:.4f}"] for name, m in data["models"].items()]
+    return "\n".join([table(["model", "ratio 0.3, s", "target_macs 0.5, s", "budget / ratio",
+                             "exact search, s", "exact / budget", "same plan as exact",
+                             "MACs reached"], rows), "",
+                      f"Medians over {data['rounds']} round-robin rounds ({data['exact_rounds']} "
+                      f"for the exact search), {data['threads']} thread. " + _when(data["machine"])])
+
+
 SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
+    "budget-planning": (budget_planning, R / "budget_planning.json",
+                        "python bench/bench_budget_planning.py"),
     "resolution-latency": (resolution_latency, R / "resolution_latency.json",
                            "python bench/bench_resolution_latency.py"),
     "precision": (precision_speed, R / "precision.json",

@@ -288,3 +288,11 @@ def test_claims_rows_name_their_data_and_their_own_recipe(tmp_path: Path) -> Non
     assert fsdd3[3].startswith("no CNN run yet") and "qcnn_pruned_vs_cnn_loso.yaml" in fsdd3[5]
     assert ravdess3[3] == "not measured yet"
     assert ravdess3[5] == "`python bench/claims.py recipes/claims/ravdess_qcnn_pruned_vs_cnn.yaml`"
+
+
+def test_every_generated_table_matches_its_results_file(capsys: pytest.CaptureFixture) -> None:
+    """BENCHMARKS.md, README.md and the docs hold exactly what bench/write_benchmarks.py renders
+    from bench/results/ today: a results file re-measured without regenerating the documents,
+    or a table edited by hand, fails here."""
+    write_benchmarks = _bench_module("write_benchmarks")
+    assert write_benchmarks.main(["--check"]) == 0, capsys.readouterr().out

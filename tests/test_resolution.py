@@ -100,3 +100,25 @@ def test_resolution_and_width_under_one_budget_end_to_end(tmp_path: Path) -> Non
         _, scratch_info = load_model(run)
         assert scratch_info["widths"] == info["widths"]
         assert scratch_info["frontend"] == info["frontend"]
+
+
+def test_scratch_kd_is_asked_of_the_step_not_of_a_run_name_that_folds_extend() -> None:
+    """With folds (and seeds) every run name gains -fold<K>-s<S>: the KD baseline must still be
+    planned, fingerprinted and described as KD (it was read from a name ending in -kd, so on
+    folds both baselines trained from labels alone)."""
+    from audioprune.pipeline.fingerprint import fingerprint
+    from audioprune.pipeline.steps import plan_steps
+
+    recipe = parse_recipe({
+        "name": "res", "dataset": {"name": "synthetic", "split": "fold:1/3"}, "seeds": [0, 1],
+        "profile": False, "report": False,
+        "models": [{"name": "dcase21net", "train": TRAIN}],
+        "prune": [{"criteria": ["l1"], "target_macs": [0.3], "finetune": {"epochs": 1},
+                   "scratch": ["labels", "kd"]}]}, "res.yaml")
+    scratch = [s for s in plan_steps(recipe, [1, 2]) if s.kind == "scratch"]
+    assert len(scratch) == 2 * 2 * 2  # labels and kd, per fold and seed
+    for step in scratch:
+        kd = "-scratch-kd-" in step.run_name
+        assert step.run_name.endswith(f"-fold{step.fold}-s{step.seed}")
+        assert step.kd is kd and fingerprint(step, recipe)["kd"] is kd
+        assert step.describe().endswith(" with KD") is kd

@@ -100,7 +100,7 @@ def run_prune(step: Step, recipe: Recipe, out: Path, run: Path, state: str, prog
 def run_scratch(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
                 progress: bool) -> None:
     """The pruned run's widths trained from scratch (runs/scratch.py) for the group's
-    fine-tuning epochs, labels only or with KD from the parent (a run name ending in -kd)."""
+    fine-tuning epochs, labels only or with KD from the parent (`step.kd`)."""
     from audioprune.runs.parents import DEFAULT_FINETUNE_EPOCHS
     from audioprune.runs.scratch import scratch_config, scratch_run
 
@@ -118,7 +118,7 @@ def run_scratch(step: Step, recipe: Recipe, out: Path, run: Path, state: str,
     train = scratch_config(pruned, epochs, **{**given, "seed": recipe.seed,
                                               "device": recipe.device, "progress": progress})
     scratch_run(pruned, run, train, data_spec(recipe, step.fold),
-                distill=step.run_name.endswith("-kd"), resume=resume)
+                distill=step.kd, resume=resume)
 
 
 def run_quantize(step: Step, recipe: Recipe, out: Path, run: Path, state: str) -> None:

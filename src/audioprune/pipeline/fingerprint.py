@@ -60,7 +60,7 @@ def fingerprint(step: Step, recipe: Recipe) -> dict[str, Any]:
         return out
     g = step.group
     if step.kind == "scratch":
-        return {"step": "scratch", "pruned": step.parent, "kd": step.run_name.endswith("-kd"),
+        return {"step": "scratch", "pruned": step.parent, "kd": step.kd,
                 "finetune": _finetune(g.finetune), "data": data}  # type: ignore[union-attr]
     if step.kind == "quantize":
         return {"step": "quantize", "parent": step.parent,

@@ -33,6 +33,8 @@ class Step:
     plan: dict[str, Any] = field(default_factory=dict)  # PlanSpec fields
     fold: int | None = None  # cross-validation fold (the recipe's `folds`), None without
     seed: int | None = None  # the unit's seed (the recipe's `seeds`); None: the recipe's `seed`
+    kd: bool = False  # scratch: trained with KD from the parent (the run name ends in -kd
+    #                   before any -fold<K>/-s<S> suffix: ask this flag, not the name)
 
     def describe(self) -> str:
         if self.kind == "train":
@@ -47,7 +49,7 @@ class Step:
             return f"quantize {self.parent} to int8"
         if self.kind == "scratch":
             return f"train {self.parent}'s widths from scratch" + \
-                (" with KD" if self.run_name.endswith("-kd") else "")
+                (" with KD" if self.kd else "")
         assert self.model is not None
         return f"distil {self.parent} into {self.run_name} ({self.model.architecture})"
 
@@ -154,7 +156,8 @@ def _steps(recipe: Recipe) -> list[Step]:
                         steps.append(Step("scratch", f"{name}-scratch" + ("-kd" if kind == "kd"
                                                                          else ""),
                                           f"prune[{g}].scratch", model=by_name.get(parent),
-                                          parent=name, group=group, criterion=crit, plan=plan))
+                                          parent=name, group=group, criterion=crit, plan=plan,
+                                          kd=kind == "kd"))
     for d, group in enumerate(recipe.distill):
         for s, student in enumerate(group.students):
             steps.append(Step("distill", student.name, f"distill[{d}].students[{s}]",

@@ -72,22 +72,28 @@ def describe(s: MethodSummary, ci_parent: dict[str, MethodSummary], budgets: dic
     first = s.rows[0]
     uar = {unit_of(r): float(r.uar) for r in s.rows if r.uar is not None}
     budget = budgets.get(first.key)
+    base_plan, parent_macs, parent_params = _base_plan(first), s.parent_macs, s.parent_params
     if first.scratch_of and first.scratch_of in rows_by_key:
+        # a from-scratch baseline has no parent of its own: it is compared at the budget, plan
+        # and costs of the pruned run whose widths it trains
         source = rows_by_key[first.scratch_of]
         budget = budgets.get(source.key)
+        base_plan = _base_plan(source)
+        parent_macs, parent_params = parent_macs or source.parent_macs, \
+            parent_params or source.parent_params
     missed = [unit_of(r) for r in s.rows
-              if budget is not None and r.parent_macs and
-              r.macs < (1 - BUDGET_TOLERANCE) * budget * r.parent_macs]
+              if budget is not None and (r.parent_macs or parent_macs) and
+              r.macs < (1 - BUDGET_TOLERANCE) * budget * (r.parent_macs or parent_macs)]
     out: dict[str, Any] = {
         "label": s.label, "kind": s.kind, "model": s.model, "criterion": s.criterion,
-        "plan": first.plan, "plan_key": s.plan, "base_plan": _base_plan(first),
+        "plan": first.plan, "plan_key": s.plan, "base_plan": base_plan,
         "variant": first.variant, "scratch_of": label_of.get(first.scratch_of or ""),
         "parent_method": s.parent_method, "metric": s.metric, "budget": budget,
         "values": dict(sorted(s.values.items())), "uar_values": dict(sorted(uar.items())),
-        "params": s.params, "macs": s.macs, "parent_params": s.parent_params,
-        "parent_macs": s.parent_macs,
-        "params_ratio": s.params / s.parent_params if s.parent_params else None,
-        "macs_ratio": s.macs / s.parent_macs if s.parent_macs else None,
+        "params": s.params, "macs": s.macs, "parent_params": parent_params,
+        "parent_macs": parent_macs,
+        "params_ratio": s.params / parent_params if parent_params else None,
+        "macs_ratio": s.macs / parent_macs if parent_macs else None,
         "missed_budget": missed,
         "train_seconds": sum((r.compute_s or 0.0) for r in s.rows),
         "seconds_per_run": (sum((r.compute_s or 0.0) for r in s.rows) / len(s.rows)) if s.rows else None,

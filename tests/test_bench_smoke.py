@@ -272,6 +272,9 @@ def test_the_benchmark_recorder_pairs_methods_at_their_budget(tmp_path: Path,
     assert scratch["scratch_of"] in methods and scratch["budget"] == 0.5
     assert scratch["scratch_of"] in scratch["vs"] and scratch["macs"] == pytest.approx(
         methods[scratch["scratch_of"]]["macs"])
+    source = methods[scratch["scratch_of"]]  # compared at its source's plan and costs
+    assert scratch["base_plan"] == source["base_plan"]
+    assert scratch["macs_ratio"] == pytest.approx(source["macs_ratio"])
 
 
 def test_claims_rows_name_their_data_and_their_own_recipe(tmp_path: Path) -> None:

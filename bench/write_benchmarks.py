@@ -712,6 +712,9 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
                           "python bench/bench_quantize.py --families"),
     "ravdess-frontend": (frontend_study, R / "ravdess_frontend.json",
                          "python bench/ravdess_frontend.py"),
+    "fsdd-heavy": (recipe_benchmark, R / "fsdd-heavy.json",
+                   "python bench/benchmark.py recipes/fsdd/heavy.yaml --no-run --vs tp-magnitude "
+                   "tp-taylor"),
     "ravdess-parents": (recipe_benchmark, R / "ravdess-parents.json",
                         "python bench/benchmark.py recipes/ravdess/parents.yaml --no-run"),
     "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),

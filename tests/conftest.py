@@ -4,12 +4,23 @@ FSDD-layout trees made of links to them, so tests use real speech but stay fast.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "fsdd"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_module(name: str):
+    """A bench/ script imported as a module (bench/ is not a package)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(BENCH))
 
 
 # One intra-op thread in this process and in every child process (CLI runs, sweep workers), set

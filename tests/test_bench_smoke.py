@@ -8,22 +8,14 @@ per-layer weight sparsity as the structural pruning), and that its JSON has the 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from audioprune.fileio import read_json
+from conftest import bench_module
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def _bench_module(name: str):
-    sys.path.insert(0, str(BENCH))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(BENCH))
+_bench_module = bench_module
 
 
 def test_two_criteria_calls_sharing_one_results_file_keep_each_others_runs(tmp_path: Path) -> None:

@@ -4,22 +4,14 @@ speed (no timed assertion)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from audioprune.fileio import read_json
+from conftest import bench_module
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def _bench(name: str):
-    sys.path.insert(0, str(BENCH))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(BENCH))
+_bench = bench_module
 
 
 @pytest.mark.slow  # ~9 s

@@ -1,21 +1,16 @@
 """Quaternion pruning: score-and-aggregate versus one concatenated node per quaternion, side by side.
 
-For trained quaternion runs (default: the qdcase21net parents of bench/fsdd_study.py), each
-criterion prunes C1 and C2 by 50% (whole quaternions) in both modes of
-`audioprune.pruning.engine.CriterionImportance`:
+A recipe, recipes/ravdess/quaternion_modes.yaml (its header says what the two modes are): the
+qdcase21net parents of the RAVDESS actor folds, C1 and C2 pruned by 50% (whole quaternions) by
+each criterion in both modes, scored on the test actors right after pruning. This script runs it
+through the pipeline (resumable; --no-run reads what has finished) and records, per criterion:
+each mode's test accuracy per fold with its mean and 95% interval, the paired difference concat -
+aggregate, and the share of the removed quaternions the two modes have in common (from each
+run's rounds/round1/round.json). wdc's two modes must remove the same quaternions, and so must
+l1's (the engine's docstring proves it); the record says whether they did.
 
-  aggregate  score r, i, j, k as four layers, average the four scores (the QCNN authors' way)
-  concat     one score per quaternion: graph criteria get one node whose representative is the
-             concatenation of the four components' representatives; norms see the four
-             components as one filter
-
-and reports the test accuracy right after pruning (no fine-tuning: where criteria differ most)
-and how many of the removed quaternions the two modes share. The mean aggregate and concat
-provably coincide for wdc and rank l1 identically (see the engine docstring); the check that they
-do is part of the output.
-
-    .venv/bin/python bench/bench_quaternion_modes.py               # needs the fsdd_study runs
-    .venv/bin/python bench/bench_quaternion_modes.py --runs R1 R2  # any quaternion runs
+    .venv/bin/python bench/bench_quaternion_modes.py            # runs the recipe, then records
+    .venv/bin/python bench/bench_quaternion_modes.py --no-run   # only what has finished
 
 Results: bench/results/quaternion_modes.json.
 """
@@ -23,85 +18,98 @@ Results: bench/results/quaternion_modes.json.
 from __future__ import annotations
 
 import argparse
-import copy
-import json
-import statistics
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import torch
+from audioprune.fileio import read_json
+from audioprune.pipeline.recipe import load_recipe
+from audioprune.pipeline.runner import recipe_folds, run_recipe
+from audioprune.pipeline.steps import plan_steps
+from audioprune.report.stats import mean_ci, paired_difference
 
-from audioprune.pruning.body import prune_body
-from audioprune.pruning.plan import Plan
-from audioprune.pruning.spec import PruneSpec
-from audioprune.runs.data import prepare_data
-from audioprune.runs.parents import parent_data_spec
-from audioprune.runs.results import test_metrics
-from audioprune.runs.run_dir import load_model
-from audioprune.train.fit import TrainConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RUNS = [ROOT / "runs" / "fsdd-study" / f"qdcase21net-official-e40-s{s}" for s in range(3)]
-CRITERIA = ("wdc", "betweenness", "eigenvector", "similarity", "l1", "fpgm")
+RECIPE = benchlib.ROOT / "recipes" / "ravdess" / "quaternion_modes.yaml"
 MODES = ("aggregate", "concat")
+SAME_BY_PROOF = ("wdc", "l1")  # mean-aggregate and concat coincide (engine docstring)
 
 
-def evaluate_modes(run: Path, criteria: tuple[str, ...], ratios: dict[str, float]) -> dict:
-    parent, _ = load_model(run)
-    bundle = prepare_data(parent_data_spec(run), seed=0, progress=False)
-    cfg = TrainConfig(progress=False, batch_size=64)
-    out: dict = {"parent_accuracy": test_metrics(parent, bundle, cfg)["accuracy"]}
-    for crit in criteria:
-        row: dict = {}
-        for mode in MODES:
-            model = copy.deepcopy(parent)
-            t0 = time.perf_counter()
-            result = prune_body(model, PruneSpec(crit, Plan(ratios=ratios),
-                                                    quaternion_mode=mode))
-            seconds = time.perf_counter() - t0
-            row[mode] = {"accuracy": test_metrics(model, bundle, cfg)["accuracy"],
-                         "removed": result["removed"], "seconds": round(seconds, 3)}
-        shared = sum(len(set(row["aggregate"]["removed"][n]) & set(row["concat"]["removed"][n]))
-                     for n in row["aggregate"]["removed"])
-        total = sum(len(v) for v in row["aggregate"]["removed"].values())
-        row["shared_fraction"] = shared / total
-        out[crit] = row
-    return out
+def _removed(run: Path) -> dict[str, set[int]]:
+    return {layer: set(idx) for layer, idx in
+            read_json(run / "rounds" / "round1" / "round.json")["removed"].items()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--runs", nargs="+", type=Path, default=DEFAULT_RUNS)
-    ap.add_argument("--criteria", default=",".join(CRITERIA))
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    runs = [r for r in args.runs if (r / "metrics.json").exists()]
-    if not runs:
-        raise SystemExit("no finished quaternion runs found; run `python bench/fsdd_study.py qcnn` "
-                         "first or pass --runs")
-    criteria = tuple(args.criteria.split(","))
-    ratios = {"C1": 0.5, "C2": 0.5}
-    per_run = {str(r): evaluate_modes(r, criteria, ratios) for r in runs}
-    summary: dict = {}
-    for crit in criteria:
-        summary[crit] = {
-            mode: statistics.fmean(v[crit][mode]["accuracy"] for v in per_run.values())
-            for mode in MODES}
-        summary[crit]["shared_fraction"] = statistics.fmean(
-            v[crit]["shared_fraction"] for v in per_run.values())
-    parent = statistics.fmean(v["parent_accuracy"] for v in per_run.values())
-    print(f"{len(runs)} qdcase21net run(s); parent test accuracy {100 * parent:.2f}%; "
-          f"C1+C2 pruned 50% (whole quaternions), before fine-tuning:")
-    print(f"{'criterion':12s} {'aggregate':>10s} {'concat':>10s} {'same prune set':>15s}")
-    for crit, s in summary.items():
-        print(f"{crit:12s} {100 * s['aggregate']:9.2f}% {100 * s['concat']:9.2f}% "
-              f"{100 * s['shared_fraction']:14.1f}%")
-    results = ROOT / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "quaternion_modes.json").write_text(json.dumps(
-        {"ratios": ratios, "parent_accuracy_mean": parent, "summary": summary, "runs": per_run},
-        indent=2) + "\n")
+def _interval(values: dict[str, float]) -> dict[str, Any]:
+    iv = mean_ci(list(values.values()), method="t")
+    return {"mean": iv.mean, "low": iv.low, "high": iv.high, "n": iv.n}
+
+
+def record(recipe_path: Path = RECIPE, out: Path | None = None,
+           wall_seconds: float | None = None) -> Path:
+    recipe = load_recipe(recipe_path)
+    run_dir = benchlib.ROOT / recipe.out_dir
+    steps = plan_steps(recipe, recipe_folds(recipe))
+    done = [s for s in steps if (run_dir / s.run_name / "metrics.json").is_file()]
+    acc: dict[str, dict[str, dict[str, float]]] = {}  # criterion -> mode -> unit -> accuracy
+    runs: dict[tuple[str, str, str], Path] = {}
+    parents: dict[str, float] = {}
+    for s in done:
+        unit = f"fold{s.fold}"
+        metrics = read_json(run_dir / s.run_name / "metrics.json")
+        if s.kind == "train":
+            parents[unit] = metrics["accuracy"]
+            continue
+        mode = s.group.quaternion_mode
+        acc.setdefault(s.criterion.tag, {}).setdefault(mode, {})[unit] = metrics["accuracy"]
+        runs[(s.criterion.tag, mode, unit)] = run_dir / s.run_name
+    criteria = {}
+    for crit, by_mode in acc.items():
+        shared = {}
+        for unit in sorted(set(by_mode.get("aggregate", {})) & set(by_mode.get("concat", {}))):
+            a, c = (_removed(runs[(crit, m, unit)]) for m in MODES)
+            total = sum(len(v) for v in a.values())
+            shared[unit] = sum(len(a[k] & c.get(k, set())) for k in a) / total if total else 1.0
+        entry: dict[str, Any] = {m: {"values": by_mode.get(m, {}),
+                                     "mean_ci_t": _interval(by_mode.get(m, {}))} for m in MODES}
+        d = paired_difference(by_mode.get("concat", {}), by_mode.get("aggregate", {}), method="t")
+        entry["concat_minus_aggregate"] = {"mean": d.interval.mean, "low": d.interval.low,
+                                           "high": d.interval.high, "n": d.interval.n,
+                                           "significant": d.significant}
+        entry["shared_fraction"] = shared
+        entry["shared_fraction_mean"] = sum(shared.values()) / len(shared) if shared else None
+        if crit in SAME_BY_PROOF:
+            entry["same_by_proof_holds"] = bool(shared) and all(v == 1.0 for v in shared.values())
+        criteria[crit] = entry
+    name = recipe_path.resolve()
+    name = name.relative_to(benchlib.ROOT) if name.is_relative_to(benchlib.ROOT) else name
+    result = {"benchmark": "quaternion-modes", "recipe": str(name),
+              "steps": len(steps), "finished": len(done), "parents": parents,
+              "criteria": criteria, "wall_seconds_this_call": wall_seconds,
+              "machine": benchlib.machine(),
+              "command": "python bench/bench_quaternion_modes.py"}
+    path = out or benchlib.RESULTS / "quaternion_modes.json"
+    benchlib.save(path, result)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--no-run", action="store_true", help="only record what has finished")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args(argv)
+    wall = None
+    if not args.no_run:
+        t0 = time.perf_counter()
+        run_recipe(load_recipe(RECIPE), benchlib.ROOT / load_recipe(RECIPE).out_dir,
+                   progress=False, executor="local" if args.jobs > 1 else "sequential",
+                   jobs=args.jobs, threads=1 if args.jobs > 1 else None)
+        wall = round(time.perf_counter() - t0, 1)
+    print(f"wrote {record(wall_seconds=wall)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -9,15 +9,17 @@ the whole MAC saving became wall time, 0 % none of it.
 
 Which models:
   parent     the first dcase21net training run under --runs (default runs/fsdd-study) that has
-             prune runs, else the first dcase21net training run there or in runs/bench-criteria,
+             prune runs, else the first dcase21net training run there or in runs/fsdd-loso,
              else a dcase21net with random weights on the FSDD front end (latency does not depend
              on the weights' values)
   pruned     its prune runs under --runs (e.g. `...-wdc-C10.5_C20.5`), AND the parent pruned in
              memory to MAC budgets of --budgets (default 50 %, 30 %, 15 % of the parent) with
              --criterion (default wdc; uniform ratio over every prunable layer, the plan of
-             bench_criteria.py), AND every other layer-width structure that bench_criteria.py
-             produced for this architecture (e.g. Torch-Pruning's global LAMP, which spends the
-             same MACs in other layers); models with identical widths are timed once.
+             the criteria recipe), AND every other layer-width structure the prune runs under
+             --structures hold for this architecture (default runs/fsdd-loso: the runs of
+             recipes/fsdd/criteria.yaml and recipes/fsdd/heavy.yaml at the parent's front end,
+             e.g. a sensitivity allocation, which spends the same MACs in other layers; random
+             weights); models with identical widths are timed once.
 
 Every (runtime, batch) is timed round-robin over all models (bench/benchlib.py).
 
@@ -76,21 +78,24 @@ def find_models(runs: Path) -> tuple[Path | None, list[Path]]:
         kids = [p for p in pruned if read_json(p / "config.json").get("parent") == str(parent.resolve())]
         if kids:
             return parent, kids
-    fallback = parents or _runs(benchlib.ROOT / "runs" / "bench-criteria", "train")
+    fallback = parents or _runs(benchlib.ROOT / "runs" / "fsdd-loso", "train")
     return (fallback[0] if fallback else None), []
 
 
-def criteria_structures(path: Path) -> dict[str, dict[str, int]]:
-    """{label: widths} of the distinct pruned structures bench_criteria.py recorded."""
-    if not path.is_file():
-        return {}
-    data = read_json(path)
+def criteria_structures(runs: Path, frontend: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """{label: widths} of the distinct pruned structures of this architecture among the prune
+    runs under `runs` (their model.json) that keep the parent's front end `frontend` (a coarsened
+    resolution is another input size, not another structure), labelled by the first run."""
     out: dict[str, dict[str, int]] = {}
-    for rec in data.get("runs", {}).values():
-        if rec.get("arch") != ARCH or "widths" not in rec:
-            continue
-        label = f"{rec['method']} @ {rec['budget']:.0%} MACs"
-        out.setdefault(label, rec["widths"])
+    seen: set[tuple] = set()
+    for run in _runs(runs, "prune"):
+        spec = read_json(run / "model.json")
+        same_input = all((spec.get("frontend") or {}).get(k) == frontend.get(k)
+                         for k in ("sample_rate", "hop_length", "n_mels", "clip_seconds"))
+        key = tuple(sorted(spec.get("widths", {}).items()))
+        if same_input and key and key not in seen:
+            seen.add(key)
+            out[run.name] = spec["widths"]
     return out
 
 
@@ -119,10 +124,10 @@ def models_to_time(args: argparse.Namespace) -> tuple[dict[str, AudioClassifier]
         models[name] = m
         source[name] = f"parent pruned in memory, target_macs {budget:.0%} of the parent, uniform ratio"
     cfg = model_config(parent)
-    for label, widths in criteria_structures(args.criteria).items():
+    for label, widths in criteria_structures(args.structures, cfg["frontend"]).items():
         torch.manual_seed(0)
         models[label] = model_from_config({**cfg, "widths": widths})
-        source[label] = f"widths from {args.criteria.name} (random weights)"
+        source[label] = f"widths of {args.structures.name}/{label} (random weights)"
     unique, same = dedupe(models)
     return unique, {label: {"same_widths": names, "sources": [source[n] for n in names]}
                     for label, names in same.items()}
@@ -202,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", type=float, nargs="*", default=[0.5, 0.3, 0.15],
                         help="MAC budgets (fractions of the parent) pruned in memory")
     parser.add_argument("--criterion", default="wdc")
-    parser.add_argument("--criteria", type=Path, default=benchlib.RESULTS / "criteria_fsdd_loso.json",
-                        help="bench_criteria.py results whose other structures are timed too")
+    parser.add_argument("--structures", type=Path, default=benchlib.ROOT / "runs" / "fsdd-loso",
+                        help="a runs folder whose prune runs' other structures are timed too")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads, both runtimes")
     parser.add_argument("--rounds", type=int, default=None, help="default 9, 3 with --quick")
     parser.add_argument("--budget", type=float, default=0.2, help="seconds per model per round")

@@ -20,6 +20,8 @@ the claims' recipes with the same recorder.
 
     .venv/bin/python bench/benchmark.py recipes/ravdess/criteria.yaml --vs tp-magnitude
     .venv/bin/python bench/benchmark.py recipes/fsdd/heavy.yaml --no-run --vs tp-magnitude tp-taylor
+    .venv/bin/python bench/benchmark.py recipes/fsdd/criteria.yaml --variant quick \
+        --out bench/results/quick/fsdd-criteria-quick.json          # what `make bench` runs
 """
 
 from __future__ import annotations
@@ -132,8 +134,8 @@ def _pair(methods: list[dict[str, Any]], refs: list[str]) -> None:
 
 
 def record(recipe_path: Path, refs: list[str], wall_seconds: float | None = None,
-           out: Path | None = None) -> Path:
-    recipe = load_recipe(recipe_path)
+           out: Path | None = None, variant: str | None = None) -> Path:
+    recipe = load_recipe(recipe_path, variant)
     run_dir = benchlib.ROOT / recipe.out_dir
     steps = plan_steps(recipe, recipe_folds(recipe))
     runs = [run_dir / s.run_name for s in steps if (run_dir / s.run_name / "metrics.json").is_file()]
@@ -158,7 +160,10 @@ def record(recipe_path: Path, refs: list[str], wall_seconds: float | None = None
         "finished": len(runs), "references": refs, "budget_tolerance": BUDGET_TOLERANCE,
         "methods": methods, "wall_seconds_this_call": wall_seconds,
         "machine": benchlib.machine(),
-        "command": f"python bench/benchmark.py {recipe_path}" + (f" --vs {' '.join(refs)}" if refs else "")}
+        "variant": variant,
+        "command": f"python bench/benchmark.py {recipe_path}"
+                   + (f" --variant {variant}" if variant else "")
+                   + (f" --vs {' '.join(refs)}" if refs else "")}
     path = out or benchlib.RESULTS / f"{recipe.name}.json"
     benchlib.save(path, result)
     return path
@@ -171,17 +176,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vs", nargs="*", default=["tp-magnitude"],
                         help="reference criteria each method is paired with at its budget")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--variant", help="the recipe's variant of this name (e.g. quick)")
+    parser.add_argument("--out", type=Path,
+                        help="the results file (default bench/results/<recipe name>.json); "
+                             "with several recipes, a folder")
     args = parser.parse_args(argv)
     for path in args.recipes:
         wall = None
         if not args.no_run:
             t0 = time.perf_counter()
-            recipe = load_recipe(path)
+            recipe = load_recipe(path, args.variant)
             run_recipe(recipe, benchlib.ROOT / recipe.out_dir, progress=False,
                        executor="local" if args.jobs > 1 else "sequential", jobs=args.jobs,
                        threads=1 if args.jobs > 1 else None)
             wall = round(time.perf_counter() - t0, 1)
-        print(f"wrote {record(path, args.vs, wall)}")
+        out = args.out
+        if out is not None and (len(args.recipes) > 1 or out.is_dir()):
+            out = out / f"{load_recipe(path, args.variant).name}.json"
+        print(f"wrote {record(path, args.vs, wall, out, args.variant)}")
     return 0
 
 

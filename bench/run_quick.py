@@ -3,10 +3,10 @@
 Each runs as its own process (`bench/<script>.py --quick ...`) so one failing does not stop the
 rest; results go to bench/results/quick/ and never overwrite the full runs in bench/results/
 (which BENCHMARKS.md is built from; `python bench/write_benchmarks.py` rebuilds its tables).
-About 10 minutes on a quiet 2-core machine, most of it training the FSDD parent for
-bench_criteria the first time (later runs reuse it, and its finished configurations).
+About 10 minutes on a quiet 2-core machine, most of it training the FSDD parent of the criteria
+recipe's quick variant the first time (its runs in runs/fsdd-loso-quick are reused after).
 
-bench_criteria needs the real Free Spoken Digit Dataset at ../shared/datasets/fsdd (or
+The criteria recipe needs the real Free Spoken Digit Dataset at ../shared/datasets/fsdd (or
 $FSDD_ROOT); without it that benchmark is skipped, and says so, and the others still run.
 
     .venv/bin/python bench/run_quick.py            # or: make bench
@@ -31,7 +31,8 @@ BENCHES: dict[str, tuple[list[str], bool]] = {  # name -> (arguments, needs FSDD
                     str(Q / "quaternion.json")], False),
     "masks": (["bench_masks.py", "--quick"], False),
     "speedup": (["bench_speedup.py", "--quick"], False),
-    "criteria": (["bench_criteria.py", "--quick"], True),
+    "criteria": (["benchmark.py", "recipes/fsdd/criteria.yaml", "--variant", "quick", "--jobs", "1",
+                  "--out", str(Q / "fsdd-criteria-quick.json")], True),
 }
 
 
@@ -42,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
     have_fsdd = benchlib.fsdd_available()
     if have_fsdd:
-        print(f"FSDD found at {benchlib.FSDD}: bench_criteria trains/uses a real parent on it")
+        print(f"FSDD found at {benchlib.FSDD}: the criteria recipe trains/uses a real parent on it")
     else:
         print(f"FSDD NOT FOUND at {benchlib.FSDD} (expected {benchlib.FSDD}/recordings): "
-              f"bench_criteria will be skipped; set FSDD_ROOT or put the dataset there")
+              f"the criteria recipe will be skipped; set FSDD_ROOT or put the dataset there")
     status: dict[str, str] = {}
     for name in args.only:
         argv_, needs_fsdd = BENCHES[name]
@@ -54,13 +55,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"\n=== {name}: {' '.join(argv_)}", flush=True)
         t0 = time.perf_counter()
-        rc = subprocess.run([sys.executable, str(here / argv_[0]), *argv_[1:]]).returncode
+        # from the repository root: the recipe's paths (data root, runs/) are relative to it
+        rc = subprocess.run([sys.executable, str(here / argv_[0]), *argv_[1:]],
+                            cwd=benchlib.ROOT).returncode
         took = time.perf_counter() - t0
         status[name] = f"ok ({took:.0f} s)" if rc == 0 else f"FAILED (exit {rc}, {took:.0f} s)"
     print("\nsummary")
     for name, s in status.items():
         print(f"  {name:<11} {s}")
-    print(f"results: {Q}/ (JSON; criteria_fsdd.png for the criteria plot); the full runs behind "
+    print(f"results: {Q}/ (JSON); the full runs behind "
           f"BENCHMARKS.md are in {benchlib.RESULTS}/")
     return 0 if all(not s.startswith("FAILED") for s in status.values()) else 1
 

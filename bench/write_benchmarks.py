@@ -73,85 +73,6 @@ def _pct_ci(d: dict[str, Any] | None, mean_key: str = "mean", ci_key: str = "ci"
     return text + (" *" if d.get("significant") else "")
 
 
-def criteria_units(data: dict[str, Any]) -> str:
-    """The summary bench_criteria.py writes since it counts units: mean and 95% interval over the
-    units that met the budget, paired differences to the parent and to the baseline."""
-    rows = data["summary"]
-    parents = data["parents"]
-    setup = data.get("summary_setup") or {}
-    baseline = next((r["baseline"] for r in rows if r.get("baseline")), setup.get("baseline"))
-    units = sorted({u for r in rows for u in r["units"] + r["missed"]})
-    parent_accs = [p["accuracy"] for p in parents.values()]
-    lines = [f"Units: {', '.join(units)} ({len(parents)} parent(s), test accuracy "
-             f"{100 * min(parent_accs):.1f}-{100 * max(parent_accs):.1f} %). Per method and "
-             f"budget: the mean over the units whose pruned MACs met the budget (within 2 %; "
-             f"\"missed\" units are left out of every number), its 95 % interval (percentile "
-             f"bootstrap), and paired differences on the same units to the unpruned parent and to "
-             f"{baseline}; * = the interval excludes 0.", ""]
-    for budget in sorted({r["budget"] for r in rows}, reverse=True):
-        lines.append(f"**Budget {budget:.0%} of the parent's MACs**\n")
-        body = []
-        for r in sorted((r for r in rows if r["budget"] == budget),
-                        key=lambda r: -(r["accuracy_after"] if r["n"] else -1)):
-            vs_base = r.get("vs_baseline")
-            p = vs_base.get("wilcoxon_p") if vs_base else None
-            body.append([r["method"], "ours" if r["family"] == "audioprune" else "Torch-Pruning",
-                         f"{r['macs_ratio']:.3f}", f"{r['params']:,.0f}",
-                         f"{r['n']}" + (f" ({len(r['missed'])} missed)" if r["missed"] else ""),
-                         _pct_ci(r, "accuracy_after", "accuracy_after_ci", signed=False)
-                         if r["n"] else "missed the budget",
-                         _pct_ci(r.get("vs_parent")), _pct_ci(vs_base),
-                         "-" if p is None else f"{p:.3f}", _pct_ci(r.get("vs_plain")),
-                         f"{r['prune_s']:.1f}" if "prune_s" in r else "-",
-                         f"{r['finetune_s']:.0f}" if "finetune_s" in r else "-"])
-        lines.append(table(["method", "tool", "MACs / parent", "params", "units",
-                            "acc. after FT % [95% CI]", "vs parent (points)",
-                            f"vs {baseline} (points)", "Wilcoxon p",
-                            "NAME+variant vs NAME (points)", "prune s", "fine-tune s"],
-                           body))
-        lines.append("")
-    return "\n".join(lines)
-
-
-def criteria(path: Path, command: str) -> str:
-    data = _load(path)
-    if not data or not data.get("summary"):
-        return _missing(path, command)
-    rows = data["summary"]
-    if "units" in rows[0]:
-        text = criteria_units(data)
-        calls = data.get("calls", [])
-        if calls:
-            wall = sum(c.get("wall_seconds_this_call", 0) for c in calls)
-            text += _when(calls[-1]) + f" Wall time of the calls so far: {wall / 60:.0f} min."
-        return text.rstrip()
-    parents = data["parents"]
-    calls = data.get("calls", [])
-    epochs = data["runs"][next(iter(data["runs"]))]["finetune_epochs"]
-    lines = ["Parents: " + "; ".join(f"`{n}` {_pct(p['accuracy'])} % test accuracy, "
-                                      f"{p['macs']:,} MACs, {p['params']:,} params"
-                                      for n, p in parents.items()) + ".",
-             f"Fine-tuning: {epochs} epochs at the parent's lr / 10, best validation epoch kept. "
-             "Accuracy on the 500 test clips of the held-out speaker, mean ± sd over seeds "
-             "(no ± with one seed).", ""]
-    for budget in sorted({r["budget"] for r in rows}, reverse=True):
-        lines.append(f"**Budget {budget:.0%} of the parent's MACs**\n")
-        body = [[r["method"], "ours" if r["family"] == "audioprune" else "Torch-Pruning",
-                 f"{r['macs_ratio']:.3f}", f"{r['params']:,.0f}", _pct(r["accuracy_before"], r["accuracy_before_sd"]),
-                 _pct(r["accuracy_after"], r["accuracy_after_sd"]),
-                 f"{100 * (r['accuracy_after'] - r['parent_accuracy']):+.1f}",
-                 ",".join(map(str, r["seeds"]))]
-                for r in rows if r["budget"] == budget]
-        body.sort(key=lambda b: -float(b[5].split()[0]))
-        lines.append(table(["method", "tool", "MACs / parent", "params", "acc. before FT %",
-                            "acc. after FT %", "vs parent (points)", "seeds"], body))
-        lines.append("")
-    if calls:
-        wall = sum(c.get("wall_seconds_this_call", 0) for c in calls)
-        lines.append(_when(calls[-1]) + f" Wall time of the calls so far: {wall / 60:.0f} min.")
-    return "\n".join(lines).rstrip()
-
-
 def speedup(path: Path, command: str) -> str:
     data = _load(path)
     if not data:
@@ -420,48 +341,56 @@ def claims(path: Path, command: str) -> str:
     return claims_table.render(path)
 
 
-# Variants that spend more fine-tuning than the benchmark's protocol (15 epochs, 3 rounds + KD):
-# the headline compares methods at the same fine-tuning, so they are left out of it.
-_EXTRA_TRAINING = ("+ft", "+iter")
+# README's headline: the criteria benchmark of each dataset (bench/benchmark.py records).
+HEADLINE = (("FSDD", R / "fsdd-criteria.json", "leave-one-speaker-out"),
+            ("RAVDESS", R / "ravdess-criteria.json", "actor folds"))
+
+
+def _tool(m: dict[str, Any]) -> str:
+    return "Torch-Pruning" if m["criterion"].startswith("tp-") else "audioprune"
 
 
 def headline(path: Path, command: str) -> str:
-    """README's one table: per MAC budget, the best method of the leave-one-speaker-out criteria
-    benchmark (same fine-tuning for all) with its interval, the runner-up and our best criterion;
-    then each claim of the papers with its verdict (bench/claims_table.py)."""
-    data = _load(path)
-    if not data or not data.get("summary") or "units" not in data["summary"][0]:
+    """README's one table: per dataset and MAC budget, the best method of the criteria benchmark
+    (every method at the same MACs and fine-tuning) with its interval, the runner-up, our best
+    criterion and its paired difference to Torch-Pruning's best; then each claim of the papers
+    with its verdict (bench/claims_table.py)."""
+    body, sources = [], []
+    for dataset, record_path, folds in HEADLINE:
+        data = _load(record_path)
+        if not data or not data.get("methods"):
+            continue
+        sources.append(f"`{record_path.relative_to(benchlib.ROOT)}` (`python bench/benchmark.py "
+                       f"{data['recipe']} --vs {' '.join(data['references'])}`, "
+                       f"{data['finished']} of {data['steps']} runs)")
+        plain = [m for m in data["methods"] if m["kind"] == "pruned" and not m["variant"]]
+        for budget in sorted({m["budget"] for m in plain}, reverse=True):
+            at = [m for m in plain if m["budget"] == budget]
+            full = max(m["mean_ci_t"]["n"] for m in at)
+            ranked = sorted((m for m in at if m["mean_ci_t"]["n"] == full),
+                            key=lambda m: -m["mean_ci_t"]["mean"])
+            ours = next((m for m in ranked if _tool(m) == "audioprune"), None)
+            theirs = next((m for m in ranked if _tool(m) == "Torch-Pruning"), None)
+            gap = None
+            if ours is not None and theirs is not None:
+                gap = (ours["vs"].get(theirs["label"]) or {}).get("t")
+
+            def cell(m: dict[str, Any] | None) -> str:
+                return "-" if m is None else f"`{m['criterion']}` {_iv(m['mean_ci_t'])}"
+            best = ranked[0]
+            body.append([f"{dataset} ({folds})", f"{budget:.0%}",
+                         f"{full} of {len(data['folds'] or [])}", cell(best),
+                         _iv(best.get("vs_parent_t"), signed=True),
+                         cell(ranked[1]) if len(ranked) > 1 else "-", cell(ours),
+                         "-" if gap is None else _iv(gap, signed=True)])
+    if not body:
         return _missing(path, command)
-    rows = [r for r in data["summary"] if r["n"] and not any(x in r["method"] for x in _EXTRA_TRAINING)]
-    parents = data["parents"]
-    epochs = (data.get("summary_setup") or {}).get("finetune_epochs")
-
-    def name(r: dict[str, Any]) -> str:
-        return f"`{r['method']}`" + ("" if r["family"] == "audioprune" else " (Torch-Pruning)")
-
-    def acc(r: dict[str, Any]) -> str:
-        return _pct_ci(r, "accuracy_after", "accuracy_after_ci", signed=False)
-
-    body = []
-    for budget in sorted({r["budget"] for r in rows}, reverse=True):
-        full = max(r["n"] for r in rows if r["budget"] == budget)
-        ranked = sorted((r for r in rows if r["budget"] == budget and r["n"] == full),
-                        key=lambda r: -r["accuracy_after"])
-        ours = next((r for r in ranked if r["family"] == "audioprune"), None)
-        best, second = ranked[0], ranked[1] if len(ranked) > 1 else None
-        body.append([f"{budget:.0%}", name(best), acc(best), _pct_ci(best.get("vs_parent")),
-                     "-" if second is None else f"{name(second)} {acc(second)}",
-                     "-" if ours is None else f"{name(ours)} {acc(ours)}"])
-    accs = [p["accuracy"] for p in parents.values()]
-    units = sorted({u for r in rows for u in r["units"]})
-    out = [f"Criteria, `dcase21net` on FSDD, {len(units)} leave-one-speaker-out folds (unpruned "
-           f"parents {100 * min(accs):.1f}-{100 * max(accs):.1f}% test accuracy), every method at "
-           f"the same MACs and {epochs} fine-tuning epochs; test accuracy %, mean [95% bootstrap "
-           f"interval] over the folds; `{path.relative_to(benchlib.ROOT)}`, from `{command}` and the "
-           f"further calls listed in BENCHMARKS.md section 1 (`+sens`: sensitivity allocation; "
-           f"* = the interval excludes 0):", "",
-           table(["MACs kept", "best method", "accuracy %", "vs parent (points)", "runner-up",
-                  "best audioprune criterion"], body), ""]
+    out = ["The criteria benchmark, `dcase21net` pruned to each MAC budget by every method and "
+           "fine-tuned the same 5 epochs; test accuracy %, mean [95% Student's t interval] over "
+           "the folds; the differences are paired over the same folds, in points (* = the "
+           "interval excludes 0). From " + "; ".join(sources) + ":", "",
+           table(["data", "MACs kept", "folds", "best method", "vs parent", "runner-up",
+                  "best audioprune criterion", "it vs Torch-Pruning's best"], body), ""]
     claim_rows = claims_table.rows(R / "claims")
     out += ["The papers' claims, re-measured (`bench/results/claims/*.json`, from "
             f"`python bench/claims.py RECIPE`; {claims_table.DATA}):", "",
@@ -548,6 +477,33 @@ def recipe_benchmark(path: Path, command: str) -> str:
                                 "s / run", "missed budget"], body))
             lines.append("")
     return "\n".join(lines).rstrip() + "\n\n" + _when(data["machine"])
+
+
+def quaternion_modes(path: Path, command: str) -> str:
+    """bench/bench_quaternion_modes.py's record: each criterion's accuracy in both quaternion
+    modes right after pruning, their paired difference and the quaternions they share."""
+    data = _load(path)
+    if not data or not data.get("criteria") or data.get("benchmark") != "quaternion-modes":
+        return _missing(path, command)
+    parents = list(data["parents"].values())
+    body = []
+    for crit, c in sorted(data["criteria"].items(),
+                          key=lambda kv: -(kv[1]["aggregate"]["mean_ci_t"]["mean"] or 0)):
+        proof = c.get("same_by_proof_holds")
+        body.append([crit, c["aggregate"]["mean_ci_t"]["n"], _iv(c["aggregate"]["mean_ci_t"]),
+                     _iv(c["concat"]["mean_ci_t"]), _iv(c["concat_minus_aggregate"], signed=True),
+                     "-" if c["shared_fraction_mean"] is None
+                     else f"{100 * c['shared_fraction_mean']:.0f}%",
+                     "-" if proof is None else ("yes" if proof else "**no**")])
+    head = (f"`{data['recipe']}` ({data['finished']} of {data['steps']} runs finished); "
+            f"qdcase21net parents {100 * min(parents):.1f}-{100 * max(parents):.1f}% test "
+            f"accuracy. Test accuracy % right after pruning C1+C2 by 50% (no fine-tuning), mean "
+            f"[95% Student's t interval] over the folds; concat - aggregate paired over the same "
+            f"folds (* = the interval excludes 0):" if parents else "")
+    return "\n".join([head, "", table(
+        ["criterion", "folds", "aggregate % [95% CI]", "concat % [95% CI]",
+         "concat - aggregate (points)", "removed quaternions in common",
+         "same set, as proved (wdc, l1)"], body), "", _when(data["machine"])])
 
 
 def frontend_study(path: Path, command: str) -> str:
@@ -715,29 +671,25 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "fsdd-heavy": (recipe_benchmark, R / "fsdd-heavy.json",
                    "python bench/benchmark.py recipes/fsdd/heavy.yaml --no-run --vs tp-magnitude "
                    "tp-taylor"),
+    "quaternion-modes": (quaternion_modes, R / "quaternion_modes.json",
+                         "python bench/bench_quaternion_modes.py"),
     "ravdess-parents": (recipe_benchmark, R / "ravdess-parents.json",
                         "python bench/benchmark.py recipes/ravdess/parents.yaml --no-run"),
     "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),
-    "headline": (headline, R / "criteria_fsdd_loso.json",
-                 "python bench/bench_criteria.py --folds all --seeds 0 --out "
-                 "bench/results/criteria_fsdd_loso.json"),
+    "headline": (headline, R / "fsdd-criteria.json",
+                 "python bench/benchmark.py recipes/fsdd/criteria.yaml --vs tp-magnitude "
+                 "tp-taylor"),
     "sweeps": (sweeps, R / "sweeps.json", "python bench/bench_sweeps.py"),
     "quantize": (quantize, R / "quantize_fsdd.json", "python bench/bench_quantize.py"),
-    "criteria-loso": (criteria, R / "criteria_fsdd_loso.json",
-                      "python bench/bench_criteria.py --folds all --seeds 0 --methods wdc "
-                      "betweenness similarity l1 opnorm fpgm random tp-magnitude tp-taylor "
-                      "tp-fpgm tp-lamp --out bench/results/criteria_fsdd_loso.json; python "
-                      "bench/bench_criteria.py --folds all --seeds 0 --budgets 0.3 0.15 --methods "
-                      "tp-magnitude+sens l1+sens wdc+group betweenness+group --out "
-                      "bench/results/criteria_fsdd_loso.json; python bench/bench_criteria.py "
-                      "--folds all --seeds 0 --budgets 0.15 --methods tp-magnitude+iter3kd "
-                      "tp-magnitude+ft3x --out bench/results/criteria_fsdd_loso.json; the same "
-                      "with --methods betweenness+ft3x"),
-    "criteria-cnn6-loso": (criteria, R / "criteria_fsdd_cnn6_loso.json",
-                           "python bench/bench_criteria.py --model cnn6 --width 0.25 --folds all "
-                           "--seeds 0 --budgets 0.3 0.15 --methods tp-magnitude tp-magnitude+sens "
-                           "similarity --out bench/results/criteria_fsdd_cnn6_loso.json"),
-    "criteria-quick": (criteria, R / "quick" / "criteria_fsdd.json", "python bench/bench_criteria.py --quick"),
+    "criteria-loso": (recipe_benchmark, R / "fsdd-criteria.json",
+                      "python bench/benchmark.py recipes/fsdd/criteria.yaml --vs tp-magnitude "
+                      "tp-taylor"),
+    "criteria-ravdess": (recipe_benchmark, R / "ravdess-criteria.json",
+                         "python bench/benchmark.py recipes/ravdess/criteria.yaml --vs "
+                         "tp-magnitude tp-taylor"),
+    "criteria-quick": (recipe_benchmark, R / "quick" / "fsdd-criteria-quick.json",
+                       "python bench/benchmark.py recipes/fsdd/criteria.yaml --variant quick "
+                       "--out bench/results/quick/fsdd-criteria-quick.json"),
     "speedup": (speedup, R / "speedup.json", "python bench/bench_speedup.py"),
     "masks": (masks, R / "masks.json", "python bench/bench_masks.py"),
     "quaternion": (quaternion, R / "quaternion.json", "python bench/bench_quaternion.py --threads 1"),

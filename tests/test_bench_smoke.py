@@ -18,42 +18,6 @@ from conftest import bench_module
 _bench_module = bench_module
 
 
-def test_two_criteria_calls_sharing_one_results_file_keep_each_others_runs(tmp_path: Path) -> None:
-    bench_criteria = _bench_module("bench_criteria")
-    out = tmp_path / "criteria.json"
-    a = {"runs": {"p|wdc|0.5|s1|ft5": {"seed": 1}}, "parents": {"p": {}}, "seed_parents": {"1": "p"}}
-    b = {"runs": {}, "parents": {}, "seed_parents": {}}
-    bench_criteria.save_shared(out, a)  # call A (seed 1) saves first ...
-    b["runs"]["q|l1|0.5|s2|ft5"] = {"seed": 2}
-    b["seed_parents"]["2"] = "q"
-    bench_criteria.save_shared(out, b)  # ... call B (seed 2), which read the file before A wrote
-    a["runs"]["p|l1|0.5|s1|ft5"] = {"seed": 1}
-    a["calls"] = [{"seeds": [1]}]
-    bench_criteria.save_shared(out, a)
-    saved = read_json(out)
-    assert set(saved["runs"]) == {"p|wdc|0.5|s1|ft5", "p|l1|0.5|s1|ft5", "q|l1|0.5|s2|ft5"}
-    assert saved["seed_parents"] == {"1": "p", "2": "q"}
-    assert saved["calls"] == [{"seeds": [1]}]
-
-
-def test_study_summary_never_replaces_saved_results_with_fewer_runs(capsys) -> None:
-    fsdd_study = _bench_module("fsdd_study")
-    five = fsdd_study.mean_sd([0.7, 0.8, 0.75, 0.72, 0.69])
-    one = fsdd_study.mean_sd([0.7])
-    saved = {"study A": {"finetune_epochs": 10, "parent": {"accuracy": five},
-                         "wdc": {"after_finetune": five}, "betweenness": {"after_finetune": five}},
-             "study B": {"parent": {"accuracy": five}}}
-    # a checkout whose runs/ holds one parent and a new betweenness run for 5 seeds
-    fresh = {"study A": {"finetune_epochs": 10, "parent": {"accuracy": one},
-                         "betweenness": {"after_finetune": fsdd_study.mean_sd([0.6] * 5)}}}
-    merged = fsdd_study.keep_saved(saved, fresh, depth=2)
-    assert merged["study B"] == saved["study B"]  # not run here: kept
-    assert merged["study A"]["parent"] == saved["study A"]["parent"]  # 1 run < 5: kept
-    assert merged["study A"]["wdc"] == saved["study A"]["wdc"]
-    assert merged["study A"]["betweenness"]["after_finetune"]["mean"] == 0.6  # 5 runs: replaced
-    assert "kept the saved study A / parent" in capsys.readouterr().err
-
-
 @pytest.mark.slow  # ~7 s of CPU, most of it first-time imports (meta-device model rebuilds)
 def test_bench_masks_quick(tmp_path: Path) -> None:
     bench_masks = _bench_module("bench_masks")
@@ -125,32 +89,6 @@ def test_round_robin_takes_per_round_medians_and_ratios(monkeypatch: pytest.Monk
     assert times.ratio("half", "dense") == 0.5
     row = times.row("half", "dense")
     assert row["rounds"] == 3 and (row["p10_ms"], row["p90_ms"]) == (1.0, 2.6)
-
-
-def test_the_studies_are_recipes_whose_runs_the_summaries_read(tmp_path: Path) -> None:
-    """bench/fsdd_study.py and bench/kd_study.py build recipes; the paths their summaries read
-    are the recipe runner's run names (a rename on one side would silently empty a table)."""
-    from audioprune.pipeline.steps import plan_steps
-
-    fsdd_study, kd_study = _bench_module("fsdd_study"), _bench_module("kd_study")
-    names = {}
-    for recipe in fsdd_study.study_recipes():
-        names.update({tmp_path / recipe.name / s.run_name: s for s in plan_steps(recipe)})
-    for model, split, epochs, ft, criteria in fsdd_study.STUDIES:
-        for seed in fsdd_study.SEEDS:
-            assert fsdd_study.parent_run(tmp_path, model, split, epochs, seed) in names
-            for c in criteria:
-                step = names[fsdd_study.prune_run(tmp_path, model, split, epochs, ft, c, seed)]
-                assert step.seed == seed and step.group.finetune.epochs == ft
-                assert step.criterion.tag == c and step.plan["ratios"] == {"C1": 0.5, "C2": 0.5}
-    for m in ("dcase21net", "qdcase21net"):
-        assert fsdd_study.parent_run(tmp_path, m, "official", 40, 0) in names
-    recipe = kd_study.study_recipe(20, 10)
-    kd_names = {tmp_path / recipe.name / s.run_name: s for s in plan_steps(recipe)}
-    for seed in kd_study.SEEDS:
-        kd = kd_names[kd_study.run_dir(tmp_path, 20, 10, "student-kd", seed)]
-        assert kd.kind == "distill" and kd.parent == f"teacher-s{seed}"
-        assert kd_study.run_dir(tmp_path, 20, 10, "student-labels", seed) in kd_names
 
 
 def test_claims_table_verdicts_follow_the_intervals_and_flag_partial_runs() -> None:
@@ -268,6 +206,43 @@ def test_the_benchmark_recorder_pairs_methods_at_their_budget(tmp_path: Path,
     assert scratch["base_plan"] == source["base_plan"]
     assert scratch["macs_ratio"] == pytest.approx(source["macs_ratio"])
 
+    # README's headline reads these records: per budget the best plain method, our best
+    # criterion and its paired difference to Torch-Pruning's best, all from the record
+    write_benchmarks = _bench_module("write_benchmarks")
+    monkeypatch.setattr(write_benchmarks, "HEADLINE", (("TINY", out, "2 folds"),))
+    monkeypatch.setattr(write_benchmarks.benchlib, "ROOT", tmp_path)
+    row = next(line for line in write_benchmarks.headline(out, "cmd").splitlines()
+               if line.startswith("| TINY (2 folds) |")).split(" | ")
+    best, second = sorted((l1, tpm), key=lambda m: -m["mean_ci_t"]["mean"])
+    assert row[2] == "2 of 2"
+    assert row[3].startswith(f"`{best['criterion']}` {100 * best['mean_ci_t']['mean']:.1f}")
+    assert row[5].startswith(f"`{second['criterion']}`")
+    assert row[6].startswith(f"`l1` {100 * l1['mean_ci_t']['mean']:.1f}")
+    assert row[7].startswith(f"{100 * pair['mean']:+.1f}")
+    assert "res(" not in row[3] + row[5]  # a variant is not a criterion of the headline
+
+
+def test_the_quick_criteria_benchmark_is_a_variant_of_the_full_recipe() -> None:
+    """`make bench` runs the criteria recipe's `quick` variant: the same recipe, a smaller
+    matrix, in its own runs folder so it never mixes with the full benchmark's runs."""
+    from audioprune.pipeline.recipe import load_recipe
+    from audioprune.pipeline.runner import recipe_folds
+    from audioprune.pipeline.steps import plan_steps
+
+    root = Path(__file__).resolve().parents[1]
+    full = load_recipe(root / "recipes/fsdd/criteria.yaml")
+    quick = load_recipe(root / "recipes/fsdd/criteria.yaml", "quick")
+    assert quick.out_dir != full.out_dir and quick.name == f"{full.name}-quick"
+    steps = plan_steps(quick, recipe_folds(quick))
+    prunes = [s for s in steps if s.kind == "prune"]
+    assert {s.fold for s in steps} == {1} and len(prunes) == 4
+    assert {s.criterion.tag for s in prunes} < {s.criterion.tag for s in
+                                               plan_steps(full, recipe_folds(full))
+                                               if s.kind == "prune"}
+    run_quick = _bench_module("run_quick")
+    argv = run_quick.BENCHES["criteria"][0]
+    assert argv[:4] == ["benchmark.py", "recipes/fsdd/criteria.yaml", "--variant", "quick"]
+
 
 def test_claims_rows_name_their_data_and_their_own_recipe(tmp_path: Path) -> None:
     """Each claim has an FSDD and a RAVDESS row (claim 2 is arithmetic), each naming the recipe
@@ -291,3 +266,41 @@ def test_every_generated_table_matches_its_results_file(capsys: pytest.CaptureFi
     or a table edited by hand, fails here."""
     write_benchmarks = _bench_module("write_benchmarks")
     assert write_benchmarks.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_quaternion_modes_record_pairs_the_modes_and_checks_the_proved_equalities(
+        tmp_path: Path) -> None:
+    """bench/bench_quaternion_modes.py: each criterion's accuracy per fold in both modes, their
+    paired difference, and the share of removed quaternions in common, read from the runs;
+    wdc and l1 remove the same quaternions in both modes (the engine's proof), and the record
+    finds that from the runs themselves."""
+    import yaml
+
+    from audioprune.pipeline.recipe import load_recipe
+    from audioprune.pipeline.runner import run_recipe
+
+    modes = _bench_module("bench_quaternion_modes")
+    group = {"criteria": ["wdc", "l1", "betweenness"], "per_layer": [{"C1": 0.5, "C2": 0.5}],
+             "finetune": {"epochs": 0}}
+    recipe = {"name": "tiny-qmodes", "out": str(tmp_path / "runs"),
+              "dataset": {"name": "synthetic", "split": "fold:1/3",
+                          "frontend": {"n_mels": 40, "clip_seconds": 0.5}},
+              "folds": [1, 2], "seed": 0, "profile": False, "report": False,
+              "models": [{"name": "qdcase21net", "train": {"epochs": 1, "batch_size": 8}}],
+              "prune": [{**group, "quaternion_mode": "aggregate", "tag": "qa"},
+                        {**group, "quaternion_mode": "concat", "tag": "qc"}]}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    run_recipe(load_recipe(path), tmp_path / "runs", progress=False)
+    data = read_json(modes.record(path, out=tmp_path / "modes.json"))
+    assert data["finished"] == data["steps"] == 14 and set(data["parents"]) == {"fold1", "fold2"}
+    for crit in ("wdc", "l1"):
+        c = data["criteria"][crit]
+        assert c["same_by_proof_holds"] and c["shared_fraction_mean"] == 1.0
+        assert c["aggregate"]["values"] == c["concat"]["values"]  # same filters, same model
+        assert c["concat_minus_aggregate"]["mean"] == 0.0
+    b = data["criteria"]["betweenness"]
+    assert sorted(b["aggregate"]["values"]) == ["fold1", "fold2"]
+    assert 0.0 <= b["shared_fraction_mean"] <= 1.0
+    diff = sum(b["concat"]["values"][u] - b["aggregate"]["values"][u] for u in ("fold1", "fold2"))
+    assert b["concat_minus_aggregate"]["mean"] == pytest.approx(diff / 2)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.loader import BalancedClassSampler, ClipDataset
 from audioprune.data.types import Clip
+from tones import ToneWaves
 from audioprune.models.registry import create_model
 from audioprune.train.fit import TrainConfig, _pinned, fit
 
@@ -76,26 +77,10 @@ def test_balanced_sampler_with_several_labels_per_clip_and_bad_targets() -> None
         BalancedClassSampler([(), ()], 3, seed=0)
 
 
-class _Memory:
-    """In-memory waves: class k is a tone at 200 * (k + 1) Hz with noise; 1 s long, so random
-    crops of 0.5 s differ from epoch to epoch."""
-
-    def __init__(self, n: int, classes: int, samples: int) -> None:
-        rng = np.random.default_rng(0)
-        t = np.arange(samples) / 8000
-        self.waves = {f"c{i}": (0.3 * np.sin(2 * np.pi * 200 * (i % classes + 1) * t)
-                                * np.linspace(0.2, 1.0, samples)
-                                + 0.05 * rng.standard_normal(samples)).astype(np.float32)
-                      for i in range(n)}
-
-    def get(self, clip: Clip) -> np.ndarray:
-        return self.waves[clip.key]
-
-
 def _long_tail_dataset(mode: str = "random") -> ClipDataset:
     targets = [i % 4 if i < 8 else 0 for i in range(32)]  # class 0: 26 clips, 1-3: 2 each
     clips = [Clip(f"c{i}", None, (t,)) for i, t in enumerate(targets)]
-    source = _Memory(32, 4, 8000)
+    source = ToneWaves(32, 4, 8000, ramp=True)
     for clip in clips:  # each clip's tone is its own class's
         k = clip.targets[0]
         source.waves[clip.key] = source.waves[f"c{k}"] * (1 + 0.01 * int(clip.key[1:]))

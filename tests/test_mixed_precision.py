@@ -17,6 +17,7 @@ from torch import nn
 from audioprune.audio.frontend import FrontEndConfig
 from audioprune.data.loader import ClipDataset
 from audioprune.data.types import Clip
+from tones import ToneWaves
 from audioprune.errors import UserError
 from audioprune.models.registry import create_model
 from audioprune.nn import QBatchNorm2d, QConv1d, QConv2d, QLinear
@@ -139,22 +140,8 @@ def test_front_end_stays_fp32_under_autocast() -> None:
     assert logits.dtype == torch.bfloat16  # ... and back on for the body
 
 
-class _Memory:
-    """An in-memory wave source: class k is a tone at 200 * (k + 1) Hz plus noise."""
-
-    def __init__(self, n: int, classes: int, samples: int) -> None:
-        rng = np.random.default_rng(0)
-        t = np.arange(samples) / 8000
-        self.waves = {f"c{i}": (0.3 * np.sin(2 * np.pi * 200 * (i % classes + 1) * t)
-                                + 0.05 * rng.standard_normal(samples)).astype(np.float32)
-                      for i in range(n)}
-
-    def get(self, clip: Clip) -> np.ndarray:
-        return self.waves[clip.key]
-
-
 def _tones(n: int = 32, classes: int = 4, samples: int = 4000) -> ClipDataset:
-    source = _Memory(n, classes, samples)
+    source = ToneWaves(n, classes, samples)
     clips = [Clip(f"c{i}", None, (i % classes,)) for i in range(n)]
     return ClipDataset(clips, source, "single-label", classes, samples, "centre")
 

@@ -221,7 +221,7 @@ register_criterion("random", norms.random_scores, options=("seed",), summary="se
 
 
 # Torch-Pruning's group importances as criteria of their own (issue 18): the method that led at
-# heavy budgets in bench/bench_criteria.py, selectable without code. Scored by Torch-Pruning on
+# heavy budgets in BENCHMARKS section 1 (recipes/fsdd/criteria.yaml), selectable without code. Scored by Torch-Pruning on
 # the dependency group (root filters, coupled BN, next layers' input slices), `p` and
 # `normalizer` as in Torch-Pruning; `group_reduction` is the importance's own argument.
 _TP_CRITERIA = {

@@ -106,20 +106,18 @@ def cnn14_counts(out: Path | None = None) -> Path:
     counter on a meta-device model (shapes only: no weights, no data)."""
     import torch
 
+    import audioprune as ap
     from audioprune.audio.frontend import FrontEndConfig
-    from audioprune.measure.counting import count
     from audioprune.models.registry import create_model
-    from audioprune.pruning.engine import PruningGraph
-    from audioprune.pruning.plan import Plan, resolve_plan
 
     with torch.device("meta"):
         model = create_model("cnn14", 527, frontend=FrontEndConfig(clip_seconds=10.0))
     example = torch.zeros(1, *model.feature_shape(model.frontend_cfg.clip_samples), device="meta")
-    graph = PruningGraph(model, example, "classify")
-    base = count(model, example, graph.forward)
+    base = ap.count(model, example, "classify")
+    pruner = ap.Pruner(model, example, "random", forward_fn="classify")  # plans only: no scores
     settings = {}
     for name, ratios in CNN14_SETTINGS.items():
-        after = resolve_plan(Plan(ratios=ratios), graph).predicted
+        after = pruner.plan(ap.Plan(ratios=ratios)).predicted
         settings[name] = {"ratios": ratios, **after,
                           "params_reduction": 1 - after["params"] / base.params,
                           "macs_reduction": 1 - after["macs"] / base.macs}

@@ -17,13 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from audioprune.errors import ArgumentError
 
 if TYPE_CHECKING:
     from audioprune.pruning.plan import ResolvedPlan
-    from audioprune.pruning.pruner import Pruner
+
+
+class Stepper(Protocol):
+    """What a schedule needs of a pruner (pruning.pruner.Pruner is one): remove counts[name]
+    units from each layer and return the removed indices. A protocol, so that the schedule does
+    not import the pruner that calls it."""
+
+    def step(self, counts: Mapping[str, int]) -> dict[str, list[int]]: ...
 
 __all__ = ["SHAPES", "ScheduleState", "prune_in_rounds", "prune_round", "schedule_counts"]
 
@@ -106,11 +113,11 @@ class ScheduleState:
 
 
 # after_round(round number, removal in the original numbering, the state after it) -> a new
-# Pruner when the caller replaced the model (e.g. reloaded it), else None to go on with this one
-AfterRound = Callable[[int, dict[str, list[int]], ScheduleState], "Pruner | None"]
+# pruner when the caller replaced the model (e.g. reloaded it), else None to go on with this one
+AfterRound = Callable[[int, dict[str, list[int]], ScheduleState], "Stepper | None"]
 
 
-def prune_in_rounds(pruner: Pruner, plan: ResolvedPlan, rounds: int, *,
+def prune_in_rounds(pruner: Stepper, plan: ResolvedPlan, rounds: int, *,
                     after_round: AfterRound | None = None,
                     state: ScheduleState | None = None, shape: str = "geometric") -> ScheduleState:
     """Prune `plan` in `rounds` rounds with `pruner` (its criterion re-scores the model before
@@ -126,7 +133,7 @@ def prune_in_rounds(pruner: Pruner, plan: ResolvedPlan, rounds: int, *,
     return state
 
 
-def prune_round(pruner: Pruner, state: ScheduleState, cumulative: Mapping[str, int]) -> None:
+def prune_round(pruner: Stepper, state: ScheduleState, cumulative: Mapping[str, int]) -> None:
     """One round: remove what `cumulative` adds to what `state` has removed so far."""
     removal = pruner.step({n: cumulative[n] - state.removed_so_far[n] for n in cumulative})
     state.record(removal)

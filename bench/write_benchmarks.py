@@ -673,6 +673,9 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
                    "tp-taylor"),
     "quaternion-modes": (quaternion_modes, R / "quaternion_modes.json",
                          "python bench/bench_quaternion_modes.py"),
+    "ravdess-heavy": (recipe_benchmark, R / "ravdess-heavy.json",
+                      "python bench/benchmark.py recipes/ravdess/heavy.yaml --no-run --vs "
+                      "tp-magnitude tp-taylor"),
     "ravdess-parents": (recipe_benchmark, R / "ravdess-parents.json",
                         "python bench/benchmark.py recipes/ravdess/parents.yaml --no-run"),
     "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),

@@ -122,3 +122,38 @@ def test_scratch_kd_is_asked_of_the_step_not_of_a_run_name_that_folds_extend() -
         assert step.run_name.endswith(f"-fold{step.fold}-s{step.seed}")
         assert step.kd is kd and fingerprint(step, recipe)["kd"] is kd
         assert step.describe().endswith(" with KD") is kd
+
+
+def test_the_split_ranks_only_candidates_that_meet_the_budget() -> None:
+    """ap.split_budget: a candidate whose width plan lands more than `tolerance` under the
+    budget is skipped, however well it scores (the benchmarks would flag it as having missed
+    the budget), and so is a coarsening that alone undercuts it; the best of the rest wins."""
+    import torch
+    from torch import nn
+
+    import audioprune as ap
+
+    target = 1000  # MACs of a Linear(k, n) on one example: k * n
+    lands = {(1.0, 1.0): 1000, (2.0, 1.0): 970, (1.5, 1.0): 990}  # 0%, 4% and 1% under
+
+    def build(t: float, f: float) -> tuple[nn.Module, torch.Tensor]:
+        k = {1.0: 40, 2.0: 20, 1.5: 30, 0.5: 2}[t if f == 1.0 else 0.5]
+        model = nn.Sequential(nn.Linear(k, 100, bias=False))
+        model.key = (t, f)
+        return model, torch.zeros(1, k)
+
+    def prune(model: nn.Module, x: torch.Tensor, macs: int) -> None:
+        assert macs == target
+        model[0] = nn.Linear(x.shape[1], lands[model.key] // x.shape[1], bias=False)
+
+    scores = {(1.0, 1.0): 0.5, (2.0, 1.0): 0.9, (1.5, 1.0): 0.7, (1.0, 0.5): 1.0}
+    result = ap.split_budget(build, target, prune, lambda m: scores[m.key],
+                             grid=[(1.0, 1.0), (2.0, 1.0), (1.5, 1.0), (1.0, 0.5)])
+    assert (result.time, result.freq) == (1.5, 1.0)  # the 4%-under one scored higher
+    by = {(c.time, c.freq): c for c in result.candidates}
+    assert by[(2.0, 1.0)].macs == 960 and by[(2.0, 1.0)].score is None
+    assert "more than 2% under the budget's 1,000" in by[(2.0, 1.0)].skipped
+    assert "the coarsening alone keeps 200 MACs" in by[(1.0, 0.5)].skipped
+    assert by[(1.0, 1.0)].score == 0.5 and by[(1.5, 1.0)].macs == 990
+    with pytest.raises(ap.ArgumentError, match="within 2%"):
+        ap.split_budget(build, target, prune, lambda m: 1.0, grid=[(2.0, 1.0)])

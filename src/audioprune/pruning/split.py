@@ -10,7 +10,10 @@ rates it. The best-scoring candidate wins; every candidate's costs and score are
 the choice can be recorded beside the plan.
 
 Candidates whose coarsening alone leaves less than (1 - `tolerance`) of the budget used are
-skipped: widths cannot grow back, so they could not be compared at the budget.
+skipped: widths cannot grow back, so they could not be compared at the budget. So are those
+whose width plan lands more than `tolerance` under the budget (a few wide filters can make the
+plan's steps coarse): a candidate that spends less than the budget is not a comparison at it,
+and the benchmarks would flag the winner as having missed it.
 """
 
 from __future__ import annotations
@@ -101,11 +104,17 @@ def split_budget(build: Callable[[float, float], tuple[nn.Module, Any]], target_
             prune(model, inputs, target_macs)
         after = count(model, inputs, forward_fn)
         cand.macs, cand.params = after.macs, after.params
+        if after.macs < (1 - tolerance) * target_macs:
+            cand.skipped = (f"its widths land at {after.macs:,} MACs, more than {tolerance:.0%} "
+                            f"under the budget's {target_macs:,}: not comparable at the budget")
+            cand.seconds = round(timer.perf_counter() - t0, 2)
+            continue
         cand.score = float(score(model))
         cand.seconds = round(timer.perf_counter() - t0, 2)
         if best is None or cand.score > best.score:  # ties: the earlier (finer) one
             best = cand
     if best is None:
-        raise ArgumentError(f"no (time, freq) of `grid` fits {target_macs:,} MACs: every "
-                            f"coarsening undercuts it; use a finer grid or a ratio")
+        raise ArgumentError(f"no (time, freq) of `grid` fits {target_macs:,} MACs within "
+                            f"{tolerance:.0%}: every coarsening, or its width plan, undercuts it; "
+                            f"use a finer grid, a larger `tolerance` or a ratio")
     return SplitResult(best.time, best.freq, tried, timer.perf_counter() - started)

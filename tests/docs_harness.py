@@ -41,7 +41,8 @@ bash, and `cmd1 && cmd2` runs both; pipes, redirections and `;` are refused. The
 
 Small settings: the arguments of `audioprune` and `python` commands are rewritten, mechanically:
 
-  --epochs N, --finetune-epochs N, --qat-epochs N     N -> 1
+  --epochs N, --finetune-epochs N, --qat-epochs N     N -> 1 (with --progressive --iterative K,
+                             --finetune-epochs N -> K: one pruning step per epoch)
   a path whose last part is `fsdd` (data/fsdd, ../shared/datasets/fsdd)
                              -> the small FSDD tree: links to the real recordings of every
                                 speaker, digit and takes 0 and 5 (120 clips; tests/conftest.py)
@@ -242,6 +243,14 @@ def small_args(argv: list[str], small: Small, audioprune: bool) -> list[str]:
         else:
             token = _small_value(None, token, small)
         out.append(token)
+    steps = _value_of(argv, "--iterative")
+    if "--progressive" in argv and steps and steps.isdigit():
+        given = _value_of(argv, "--finetune-epochs")
+        keep = str(min(int(steps), int(given))) if given and given.isdigit() else steps
+        out = [f"--finetune-epochs={keep}" if t.startswith("--finetune-epochs=") else t
+               for t in out]
+        if "--finetune-epochs" in out:
+            out[out.index("--finetune-epochs") + 1] = keep
     if audioprune and out and out[0] != "run" and out[0] != "demo":
         given = {t.partition("=")[0] for t in out}
         dataset = _value_of(out, "--dataset")

@@ -159,6 +159,8 @@ def record(recipe_path: Path, refs: list[str], wall_seconds: float | None = None
         "folds": recipe_folds(recipe), "seed": recipe.seed, "steps": len(steps),
         "finished": len(runs), "references": refs, "budget_tolerance": BUDGET_TOLERANCE,
         "methods": methods, "wall_seconds_this_call": wall_seconds,
+        # the training loops' own seconds over every finished run (one thread per job)
+        "train_seconds_total": round(sum(m["train_seconds"] for m in methods), 1),
         "machine": benchlib.machine(),
         "variant": variant,
         "command": f"python bench/benchmark.py {recipe_path}"

@@ -433,7 +433,9 @@ def recipe_benchmark(path: Path, command: str) -> str:
     refs = data.get("references") or []
     parents = [m for m in methods if m["kind"] == "unpruned" and not m["scratch_of"]]
     units = sorted({u for m in methods for u in m["values"]})
-    lines = [f"`{data['recipe']}` ({data['finished']} of {data['steps']} runs finished): "
+    spent = data.get("train_seconds_total")
+    lines = [f"`{data['recipe']}` ({data['finished']} of {data['steps']} runs finished"
+             + (f"; {spent / 3600:.1f} core-hours in the training loops" if spent else "") + "): "
              f"{len(units)} units ({', '.join(units)}). Per method: the mean over the units with "
              f"its 95% interval (Student's t), and paired differences on the same units (points; "
              f"* = the interval excludes 0) to its own parent and to "

@@ -183,7 +183,11 @@ def test_the_benchmark_recorder_pairs_methods_at_their_budget(tmp_path: Path,
     path.write_text(yaml.safe_dump(recipe))
     run_recipe(load_recipe(path), tmp_path / "runs", progress=False)
     out = benchmark.record(path, ["tp-magnitude"], out=tmp_path / "tiny.json")
-    methods = {m["label"]: m for m in read_json(out)["methods"]}
+    record = read_json(out)
+    methods = {m["label"]: m for m in record["methods"]}
+    assert record["train_seconds_total"] == pytest.approx(
+        sum(m["train_seconds"] for m in methods.values()), abs=0.1)
+    assert all(m["train_seconds"] > 0 for m in methods.values())
     by_kind = {}
     for m in methods.values():
         by_kind.setdefault((m["criterion"], m["variant"], m["scratch_of"] is not None), m)

@@ -1,23 +1,25 @@
 """`criterion="auto"`: the criterion our cross-validated measurements support at a given budget.
 
-The rule is read off BENCHMARKS.md section 1 (FSDD leave one speaker out, 6 folds, every method
-at the same MACs and fine-tuning; bench/results/criteria_fsdd_loso.json and
-criteria_fsdd_cnn6_loso.json):
+The rule is read off two benchmarks, each with every method at the same MACs and the same 5
+fine-tuning epochs, dcase21net pruned to 50, 30 and 15% of its MACs, 95% Student's t intervals
+over 6 folds (`python bench/benchmark.py RECIPE --no-run --vs tp-magnitude tp-taylor`):
 
-- keeping 50% of the MACs, Torch-Pruning's first-order Taylor importance |w dL/dw| over the
-  dependency group (`tp-taylor`, scored on training batches) led every method on dcase21net,
-  ahead of Torch-Pruning's group magnitude by 2.8 points [0.5, 5.5]. (Until 2026-12 `auto`
-  chose our own per-filter `taylor` here, which that table never measured; `tp-taylor` is the
-  registered form of the measured importance, tp.importance.TaylorImportance.)
-- keeping 30% or 15%, Torch-Pruning's group magnitude (`tp-magnitude`) led on dcase21net and
-  on cnn6 at a quarter width (by 10.7 points [1.0, 22.1] over our best on cnn6 at 30%).
+- FSDD, leave one speaker out (BENCHMARKS section 1, bench/results/fsdd-criteria.json);
+- RAVDESS, 6 folds of 4 actors (section 15, bench/results/ravdess-criteria.json).
 
-Between the measured budgets (0.5 and 0.3) the switch sits at KEEP_SWITCH = 0.4, midway: it is a
-choice, not a measurement. Without calibration data (tp-taylor needs it) the choice is always
-`tp-magnitude`. Quaternion layers have no measured choice (Torch-Pruning's importances cannot
-score them), so `auto` refuses them and says what to pick instead. RAVDESS (issue 25) is to
-confirm or change this rule once recipes/ravdess/criteria.yaml has run: a default chosen on one
-dataset stands only where the other agrees.
+Torch-Pruning's group magnitude (`tp-magnitude`) is not behind any method by a resolved
+difference at any budget on either dataset: it leads both at 30% (FSDD 77.7%, RAVDESS 36.3%)
+and FSDD at 15%; where another leads (tp-taylor at 50% on FSDD, +1.4 [-3.6, +6.4] points; l1 at
+50% and 15% on RAVDESS, +0.1 [-1.6, +1.9] and +2.2 [-5.9, +10.2]) the interval includes 0. So it
+is the choice at every budget, and it needs no calibration data.
+
+Until 2026-12 `auto` chose Torch-Pruning's Taylor importance (`tp-taylor`) when the plan kept at
+least 40% of the MACs, on the FSDD comparison of an earlier script (+2.8 [0.5, 5.5] points over
+tp-magnitude at 50%, a percentile-bootstrap interval). Neither re-measurement resolves that lead
+(RAVDESS at 50%: 0.0 [-3.5, +3.5]), and on RAVDESS at 15% tp-taylor is resolved BEHIND our
+betweenness (-4.4 [-7.9, -0.9]): a default chosen on one dataset stands only where the other
+agrees, and here it did not. Quaternion layers have no measured choice (Torch-Pruning's
+importances cannot score them), so `auto` refuses them and says what to pick instead.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ from audioprune.pruning.engine import PruningGraph
 from audioprune.pruning.plan import Plan, resolve_plan
 
 AUTO = "auto"
-KEEP_SWITCH = 0.4  # keep at least this fraction of the MACs: tp-taylor; below: tp-magnitude
-MODERATE, HEAVY = "tp-taylor", "tp-magnitude"
+CHOICE = "tp-magnitude"  # at every measured budget (see the module doc)
 log = logging.getLogger("audioprune.prune")
-EVIDENCE = ("BENCHMARKS.md section 1: FSDD leave-one-speaker-out, dcase21net and cnn6 w0.25 "
-            "at 50/30/15% of the MACs")
+EVIDENCE = ("BENCHMARKS.md sections 1 and 15: dcase21net at 50/30/15% of the MACs, FSDD "
+            "leave-one-speaker-out and RAVDESS actor folds (bench/results/fsdd-criteria.json, "
+            "ravdess-criteria.json)")
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,10 @@ class AutoChoice:
 
 
 def rule(kept_macs: float, calibration: bool) -> tuple[str, str]:
-    """The criterion for a plan keeping `kept_macs` of the MACs, and why."""
-    if not calibration:
-        return HEAVY, "no calibration data (tp-taylor needs training batches)"
-    if kept_macs >= KEEP_SWITCH:
-        return MODERATE, f"keeps {kept_macs:.2f} of the MACs (>= {KEEP_SWITCH}): moderate budget"
-    return HEAVY, f"keeps {kept_macs:.2f} of the MACs (< {KEEP_SWITCH}): heavy budget"
+    """The criterion for a plan keeping `kept_macs` of the MACs, and why. `calibration` (whether
+    training batches were given) no longer changes the choice: the measured one needs none."""
+    return CHOICE, (f"keeps {kept_macs:.2f} of the MACs: tp-magnitude is behind no method by a "
+                    f"resolved difference at 50/30/15% on FSDD or RAVDESS")
 
 
 def check_no_options(options: Mapping[str, Any] | None) -> None:

@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from audioprune.fileio import read_json
 from audioprune.pipeline.recipe import load_recipe
-from audioprune.pipeline.runner import recipe_folds, run_recipe
+from audioprune.pipeline.runner import recipe_folds
 from audioprune.pipeline.steps import plan_steps
-from audioprune.report.stats import mean_ci, paired_difference
+from audioprune.report.stats import paired_difference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
+from benchmark import diff_record, interval_record, run  # noqa: E402  (the recorder's shapes)
 
 RECIPE = benchlib.ROOT / "recipes" / "ravdess" / "quaternion_modes.yaml"
 MODES = ("aggregate", "concat")
@@ -40,11 +40,6 @@ SAME_BY_PROOF = ("wdc", "l1")  # mean-aggregate and concat coincide (engine docs
 def _removed(run: Path) -> dict[str, set[int]]:
     return {layer: set(idx) for layer, idx in
             read_json(run / "rounds" / "round1" / "round.json")["removed"].items()}
-
-
-def _interval(values: dict[str, float]) -> dict[str, Any]:
-    iv = mean_ci(list(values.values()), method="t")
-    return {"mean": iv.mean, "low": iv.low, "high": iv.high, "n": iv.n}
 
 
 def record(recipe_path: Path = RECIPE, out: Path | None = None,
@@ -73,11 +68,10 @@ def record(recipe_path: Path = RECIPE, out: Path | None = None,
             total = sum(len(v) for v in a.values())
             shared[unit] = sum(len(a[k] & c.get(k, set())) for k in a) / total if total else 1.0
         entry: dict[str, Any] = {m: {"values": by_mode.get(m, {}),
-                                     "mean_ci_t": _interval(by_mode.get(m, {}))} for m in MODES}
-        d = paired_difference(by_mode.get("concat", {}), by_mode.get("aggregate", {}), method="t")
-        entry["concat_minus_aggregate"] = {"mean": d.interval.mean, "low": d.interval.low,
-                                           "high": d.interval.high, "n": d.interval.n,
-                                           "significant": d.significant}
+                                     "mean_ci_t": interval_record(by_mode.get(m, {}))}
+                                 for m in MODES}
+        entry["concat_minus_aggregate"] = diff_record(paired_difference(
+            by_mode.get("concat", {}), by_mode.get("aggregate", {}), method="t"))
         entry["shared_fraction"] = shared
         entry["shared_fraction_mean"] = sum(shared.values()) / len(shared) if shared else None
         if crit in SAME_BY_PROOF:
@@ -100,13 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-run", action="store_true", help="only record what has finished")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    wall = None
-    if not args.no_run:
-        t0 = time.perf_counter()
-        run_recipe(load_recipe(RECIPE), benchlib.ROOT / load_recipe(RECIPE).out_dir,
-                   progress=False, executor="local" if args.jobs > 1 else "sequential",
-                   jobs=args.jobs, threads=1 if args.jobs > 1 else None)
-        wall = round(time.perf_counter() - t0, 1)
+    wall = None if args.no_run else run(load_recipe(RECIPE), args.jobs)
     print(f"wrote {record(wall_seconds=wall)}")
     return 0
 

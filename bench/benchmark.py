@@ -29,10 +29,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from audioprune.pipeline.recipe import load_recipe
+from audioprune.pipeline.recipe import Recipe, load_recipe
 from audioprune.pipeline.runner import recipe_folds, run_recipe
 from audioprune.pipeline.steps import plan_steps
 from audioprune.report.aggregate import MethodSummary, aggregate, unit_of
@@ -54,9 +55,21 @@ def diff_record(d: PairedDifference | None) -> dict[str, Any] | None:
             "significant": d.significant, "wilcoxon_p": d.wilcoxon_p, "sign_p": d.sign_p}
 
 
-def _interval(values: dict[str, float], ci: str) -> dict[str, Any]:
-    iv = mean_ci(list(values.values()), method=ci)
+def interval_record(values: Mapping[str, float] | Iterable[float], ci: str = "t") -> dict[str, Any]:
+    """The mean of `values` (per-unit values, or the values alone) with its 95% interval: the
+    one JSON shape of an interval in bench/results (with diff_record's for a difference)."""
+    iv = mean_ci(list(values.values() if isinstance(values, Mapping) else values), method=ci)
     return {"mean": iv.mean, "low": iv.low, "high": iv.high, "n": iv.n}
+
+
+def run(recipe: Recipe, jobs: int) -> float:
+    """Run `recipe` through the pipeline into its output directory (finished steps are skipped),
+    one thread per job when `jobs` > 1; the wall seconds it took."""
+    t0 = time.perf_counter()
+    run_recipe(recipe, benchlib.ROOT / recipe.out_dir, progress=False,
+               executor="local" if jobs > 1 else "sequential", jobs=jobs,
+               threads=1 if jobs > 1 else None)
+    return round(time.perf_counter() - t0, 1)
 
 
 def _budget(step_plan: dict[str, Any]) -> float | None:
@@ -101,9 +114,9 @@ def describe(s: MethodSummary, ci_parent: dict[str, MethodSummary], budgets: dic
         "seconds_per_run": (sum((r.compute_s or 0.0) for r in s.rows) / len(s.rows)) if s.rows else None,
     }
     for ci in CIS:
-        out[f"mean_ci_{ci}"] = _interval(s.values, ci)
+        out[f"mean_ci_{ci}"] = interval_record(s.values, ci)
         if uar:
-            out[f"uar_ci_{ci}"] = _interval(uar, ci)
+            out[f"uar_ci_{ci}"] = interval_record(uar, ci)
         out[f"vs_parent_{ci}"] = diff_record(ci_parent[ci].difference) if ci in ci_parent else None
     return out
 
@@ -184,17 +197,11 @@ def main(argv: list[str] | None = None) -> int:
                              "with several recipes, a folder")
     args = parser.parse_args(argv)
     for path in args.recipes:
-        wall = None
-        if not args.no_run:
-            t0 = time.perf_counter()
-            recipe = load_recipe(path, args.variant)
-            run_recipe(recipe, benchlib.ROOT / recipe.out_dir, progress=False,
-                       executor="local" if args.jobs > 1 else "sequential", jobs=args.jobs,
-                       threads=1 if args.jobs > 1 else None)
-            wall = round(time.perf_counter() - t0, 1)
+        recipe = load_recipe(path, args.variant)
+        wall = None if args.no_run else run(recipe, args.jobs)
         out = args.out
         if out is not None and (len(args.recipes) > 1 or out.is_dir()):
-            out = out / f"{load_recipe(path, args.variant).name}.json"
+            out = out / f"{recipe.name}.json"
         print(f"wrote {record(path, args.vs, wall, out, args.variant)}")
     return 0
 

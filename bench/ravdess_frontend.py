@@ -23,28 +23,25 @@ from typing import Any
 
 from audioprune.fileio import read_json
 from audioprune.pipeline.recipe import load_recipe
-from audioprune.pipeline.runner import recipe_folds, run_recipe
+from audioprune.pipeline.runner import recipe_folds
 from audioprune.pipeline.steps import plan_steps
-from audioprune.report.stats import mean_ci, paired_difference
+from audioprune.report.stats import paired_difference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
+from benchmark import interval_record  # noqa: E402  (the recorder's shape of an interval)
+from benchmark import run as run_recipe_jobs  # noqa: E402
 
 RECIPE = benchlib.ROOT / "recipes" / "ravdess" / "frontend.yaml"
 RESULT = benchlib.RESULTS / "ravdess_frontend.json"
 VARIANTS = [None, "audioset32k", "hop20", "hop20-mel40", "hop20-clip5.3"]
 
 
-def _interval(values: list[float]) -> dict[str, Any]:
-    iv = mean_ci(values, method="t")
-    return {"mean": iv.mean, "low": iv.low, "high": iv.high, "n": iv.n}
-
-
 def measure(variant: str | None, run: bool) -> dict[str, Any]:
     recipe = load_recipe(RECIPE, variant)
     out = benchlib.ROOT / recipe.out_dir
     if run:
-        run_recipe(recipe, out, progress=False, executor="local", jobs=2, threads=1)
+        run_recipe_jobs(recipe, 2)
     steps = plan_steps(recipe, recipe_folds(recipe))
     per_fold: dict[str, dict[str, Any]] = {}
     for step in steps:
@@ -63,7 +60,7 @@ def measure(variant: str | None, run: bool) -> dict[str, Any]:
         first = per_fold[folds[0]]
         entry.update({"macs": first["macs"], "params": first["params"]})
         for key in ("val_accuracy", "val_uar", "test_accuracy", "test_uar", "train_seconds"):
-            entry[key] = _interval([per_fold[k][key] for k in folds])
+            entry[key] = interval_record([per_fold[k][key] for k in folds])
     return entry
 
 

@@ -360,8 +360,7 @@ def headline(path: Path, command: str) -> str:
         data = _load(record_path)
         if not data or not data.get("methods"):
             continue
-        sources.append(f"`{record_path.relative_to(benchlib.ROOT)}` (`python bench/benchmark.py "
-                       f"{data['recipe']} --vs {' '.join(data['references'])}`, "
+        sources.append(f"`{record_path.relative_to(benchlib.ROOT)}` (`{data['command']}`, "
                        f"{data['finished']} of {data['steps']} runs)")
         plain = [m for m in data["methods"] if m["kind"] == "pruned" and not m["variant"]]
         for budget in sorted({m["budget"] for m in plain}, reverse=True):

@@ -103,7 +103,7 @@ def _set(d: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("profile", {"batch_sizes": ["one"]}, "profile.batch_sizes[0]: Input should be a valid integer"),
     ("prune.budgets", ["dcase1999"], "prune[0].budgets: budget 'dcase1999': give a name"),
     ("prune.distill", {"alpha": 3}, "prune[0].distill.alpha: Input should be less than or equal to 1"),
-    ("quantize", {"method": "fp8"}, "quantize.method: Input should be 'static' or 'dynamic'"),
+    ("quantize", {"method": "fp8"}, "quantize[0].method: Input should be 'static' or 'dynamic'"),
     ("seeds", [1, 1], "seeds: give distinct non-negative seeds"),
     ("name", "my recipe", "name: use letters, digits"),
 ])
@@ -153,6 +153,10 @@ def test_run_names_for_every_kind_of_plan() -> None:
         ("train", "dcase21net", None), ("prune", "dcase21net-l1-dcase2024-fp32", "dcase21net"),
         ("quantize", "dcase21net-l1-dcase2024-fp32-int8-qat2", "dcase21net-l1-dcase2024-fp32")]
     assert steps[1].plan["budget"] == "dcase2024" and steps[1].plan["precision"] == "fp32"
+    both = plan_steps(parse_recipe({**BASE, "quantize": [{"of": ["train"]},
+                                                         {"of": ["train"], "method": "dynamic"}]}))
+    assert [(s.run_name, s.where) for s in both if s.kind == "quantize"] == [
+        ("dcase21net-int8", "quantize[0]"), ("dcase21net-int8-dynamic", "quantize[1]")]
     matrix = parse_recipe({**BASE, "seeds": [3, 5]})
     steps = plan_steps(matrix, [2])
     assert [(s.run_name, s.parent, s.fold, s.seed) for s in steps] == [

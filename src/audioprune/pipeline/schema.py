@@ -17,7 +17,8 @@ reads and checks it, so that a typo fails in the first second with the key named
 is one group or a list of groups, each pruning some parents (`models`, default all) with every
 criterion at every plan (`ratios`, `per_layer`, `target_macs`, `target_params`, `budgets`),
 fine-tuned plainly or with KD from the parent (`distill:`); `distill` trains KD students from a
-recipe model; `quantize` makes an int8 sibling of every run. The sections below are the full
+recipe model; `quantize` (one section or a list: static and dynamic side by side) makes an int8
+sibling of every run per section. The sections below are the full
 set of keys (docs: recipe reference).
 """
 
@@ -284,7 +285,7 @@ class Recipe(_Section):
     models: list[ModelSection] = Field(min_length=1)
     prune: list[PruneSection] = Field(default_factory=list)
     distill: list[DistillSection] = Field(default_factory=list)
-    quantize: QuantizeSection | None = None
+    quantize: list[QuantizeSection] = Field(default_factory=list)  # one section or several
     profile: ProfileSection | None = Field(default_factory=ProfileSection)
     report: ReportSection | None = Field(default_factory=ReportSection)  # false: no report
 
@@ -298,7 +299,7 @@ class Recipe(_Section):
     def _dataset_word(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
 
-    @field_validator("prune", "distill", mode="before")
+    @field_validator("prune", "distill", "quantize", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, dict) else ([] if v is None else v)

@@ -162,8 +162,8 @@ def _steps(recipe: Recipe) -> list[Step]:
         for s, student in enumerate(group.students):
             steps.append(Step("distill", student.name, f"distill[{d}].students[{s}]",
                               model=student, parent=group.teacher, group=group))
-    q = recipe.quantize
-    if q is not None:
-        steps += [Step("quantize", f"{s.run_name}-{q.suffix}", "quantize", model=s.model,
-                       parent=s.run_name, group=q) for s in list(steps) if s.kind in q.of]
+    quantizable = list(steps)
+    for i, q in enumerate(recipe.quantize):
+        steps += [Step("quantize", f"{s.run_name}-{q.suffix}", f"quantize[{i}]", model=s.model,
+                       parent=s.run_name, group=q) for s in quantizable if s.kind in q.of]
     return steps

@@ -107,11 +107,9 @@ def cnn14_counts(out: Path | None = None) -> Path:
     import torch
 
     import audioprune as ap
-    from audioprune.audio.frontend import FrontEndConfig
-    from audioprune.models.registry import create_model
 
     with torch.device("meta"):
-        model = create_model("cnn14", 527, frontend=FrontEndConfig(clip_seconds=10.0))
+        model = ap.create_model("cnn14", 527, frontend=ap.FrontEndConfig(clip_seconds=10.0))
     example = torch.zeros(1, *model.feature_shape(model.frontend_cfg.clip_samples), device="meta")
     base = ap.count(model, example, "classify")
     pruner = ap.Pruner(model, example, "random", forward_fn="classify")  # plans only: no scores

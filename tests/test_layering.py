@@ -75,3 +75,27 @@ def test_no_two_modules_import_each_other_through_any_path() -> None:
         if start not in state and visit(start, []):
             break
     assert not cycle, "import cycle: " + " -> ".join(cycle)
+
+
+# bench/ is a layer on top (DEVELOPERS.md, bench/): the scripts that run and record accuracy
+# benchmarks and render the tables use the public API, the pipeline, report and file helpers
+# only. The speed and memory benchmarks (the other bench_*.py, gpu_check.py) time named internal
+# modules side by side with the naive path or the peer, and so may import them.
+BENCH = SRC.parent / "bench"
+RECORDERS = ("benchmark.py", "claims.py", "claims_table.py", "bench_quaternion_modes.py",
+             "ravdess_frontend.py", "write_benchmarks.py", "run_quick.py", "benchlib.py")
+RECORDER_MAY_IMPORT = ("audioprune.pipeline", "audioprune.report", "audioprune.fileio")
+
+
+def test_benchmark_recorders_import_only_the_api_the_pipeline_and_report() -> None:
+    wrong = []
+    for name in RECORDERS:
+        for node in ast.walk(ast.parse((BENCH / name).read_text(encoding="utf-8"))):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for module in modules:
+                allowed = any(module == m or module.startswith(m + ".")
+                              for m in RECORDER_MAY_IMPORT)
+                if module.startswith("audioprune.") and not allowed:
+                    wrong.append(f"{name}: {module}")
+    assert not wrong, "bench recorders importing internals: " + ", ".join(wrong)

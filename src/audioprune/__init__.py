@@ -18,6 +18,7 @@ The Python API (everything else is internal)::
     imp = ap.importance("betweenness")   # a torch_pruning Importance for Torch-Pruning's pruners
     ap.list_criteria()                   # wdc, betweenness, similarity, l1, opnorm, taylor, auto, ...
     ap.fuse_quaternion(qmodel)           # quaternion layers -> plain convs (ap.nn holds them)
+    ap.create_model("cnn6", 10, ap.FrontEndConfig(sample_rate=16000, fmax=8000), width=0.5)
 
 Data flows one way: audio -> features -> model -> (prune | distill) -> fine-tune -> measure ->
 report. Names are loaded on first use, so ``import audioprune`` stays light for the CLI.
@@ -35,10 +36,12 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # pragma: no cover
     from audioprune import nn
     from audioprune.api import importance, list_criteria
+    from audioprune.audio.frontend import FrontEndConfig
     from audioprune.measure.blocking import blocked_macs
     from audioprune.measure.counting import Counts, count
     from audioprune.measure.onnx_module import ExportedOnnx, export_onnx
     from audioprune.measure.quantize import quantize_onnx
+    from audioprune.models.registry import create_model
     from audioprune.nn.fuse import fuse_quaternion
     from audioprune.pruning.engine import customized_pruners
     from audioprune.pruning.pruner import PruneResult, Pruner, prune
@@ -53,6 +56,8 @@ _LAZY = {
     "Pruner": "audioprune.pruning.pruner",
     "PruneResult": "audioprune.pruning.pruner",
     "count": "audioprune.measure.counting",
+    "create_model": "audioprune.models.registry",
+    "FrontEndConfig": "audioprune.audio.frontend",
     "blocked_macs": "audioprune.measure.blocking",
     "quantize_onnx": "audioprune.measure.quantize",
     "export_onnx": "audioprune.measure.onnx_module",
@@ -66,9 +71,9 @@ _LAZY = {
     "customized_pruners": "audioprune.pruning.engine",
 }
 
-__all__ = ["ArgumentError", "Counts", "ExportedOnnx", "Plan", "PruneResult", "PruneSpec", "Pruner",
+__all__ = ["ArgumentError", "Counts", "ExportedOnnx", "FrontEndConfig", "Plan", "PruneResult", "PruneSpec", "Pruner",
            "UserError", "__version__",
-           "blocked_macs", "coarsen", "count", "customized_pruners", "export_onnx",
+           "blocked_macs", "coarsen", "count", "create_model", "customized_pruners", "export_onnx",
            "fuse_quaternion",
            "importance", "list_criteria", "load_pruned", "nn", "prune", "quantize_onnx",
            "save_pruned", "split_budget"]

@@ -34,9 +34,12 @@ def list_models() -> dict[str, str]:
 
 def create_model(name: str, num_classes: int, frontend: FrontEndConfig | None = None,
                  widths: dict[str, int] | None = None, **kwargs: Any) -> AudioClassifier:
-    """Build model `name`. `frontend` defaults to the PANNs AudioSet setting (32 kHz, 64 mels);
-    `widths` overrides per-layer widths (used to rebuild pruned models); other keyword arguments
-    are the model's own (e.g. `width` multiplier, `dropout`, `spec_augment`)."""
+    """Build audioprune's model `name` (`list_models()`: dcase21net, cnn6, cnn10, cnn14, their
+    quaternion twins qdcase21net, qcnn6, ...) for `num_classes` classes, with its own front end
+    (waveform in, log-mel inside: `model.classify(features)` skips it). `frontend` defaults to the
+    PANNs AudioSet setting (32 kHz, 64 mels); `widths` overrides per-layer widths (used to rebuild
+    pruned models); other keyword arguments are the model's own (e.g. `width` multiplier,
+    `dropout`, `spec_augment`). Raises UserError naming an unknown model or option."""
     _ensure_loaded()
     if name not in _REGISTRY:
         raise UserError(f"unknown model {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")

@@ -69,31 +69,6 @@ def save(path: Path, result: Mapping[str, Any]) -> Path:
     return path
 
 
-def train_parent(run: Path, model: str, split: str, epochs: int, seed: int,
-                 data_root: Path = FSDD, kwargs: Mapping[str, Any] | None = None,
-                 device: str = "cpu") -> Path:
-    """The trained run `run` (FSDD `split`, e.g. "fold:4" or "speaker:nicolas"), trained now
-    through the recipe runner when missing (resumed when interrupted): a one-model recipe whose
-    run is `run`, no profile, no report."""
-    if (run / "metrics.json").is_file():
-        return run
-    if (run / "config.json").is_file() and not (run / "recipe_step.json").is_file():
-        raise SystemExit(f"{run} was started by `audioprune train`, not the recipe runner: "
-                         f"finish it with `audioprune train --resume {run}` or delete it")
-    from audioprune.pipeline.recipe import parse_recipe
-    from audioprune.pipeline.runner import run_recipe
-
-    recipe = parse_recipe({
-        "name": "parent", "dataset": {"name": "fsdd", "root": str(data_root), "split": split},
-        "seed": seed, "device": device,
-        "models": [{"name": run.name, "arch": model, "kwargs": dict(kwargs or {}),
-                    "train": {"epochs": epochs}}],
-        "profile": False, "report": False})
-    print(f"training the parent {run} ({model}, {split}, {epochs} epochs, seed {seed})", flush=True)
-    run_recipe(recipe, run.parent, progress=False)
-    return run
-
-
 def calls_for(fn: Callable[[], Any], budget_s: float, lo: int = 1, hi: int = 200) -> int:
     """How many calls of `fn` fill about `budget_s` (one call is made to find out)."""
     t0 = time.perf_counter()

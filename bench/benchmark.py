@@ -5,12 +5,14 @@ resumable, `--jobs`, Ray); this script runs it (or, with --no-run, reads what ha
 aggregates its runs with audioprune.report over the (fold, seed) units into
 bench/results/<recipe name>.json:
 
-  per method   its label (report's method), kind, criterion, plan, variant (progressive,
-               resolution), the budget it was given, per-unit values of the headline metric and
-               of the unweighted average recall, mean and 95% interval (Student's t and the
-               percentile bootstrap), the paired difference to its own parent, the MACs and
-               parameters and their ratios to the parent, whether it missed its MAC budget
-               (more than 2% under it: not comparable at the budget), and its training seconds
+  per method   its label (report's method), kind (unpruned, pruned, distilled, quantized),
+               criterion, plan, variant (progressive, resolution), the budget it was given,
+               per-unit values of the headline metric and of the unweighted average recall,
+               mean and 95% interval (Student's t and the percentile bootstrap), the paired
+               difference to its own parent (an int8 copy: to the fp32 run it came from), the
+               MACs and parameters and their ratios to the parent, the model file's bytes,
+               whether it missed its MAC budget (more than 2% under it: not comparable at the
+               budget), and its training seconds
   vs methods   for every method, the paired difference to each reference of --vs (e.g.
                tp-magnitude) at the same budget and fine-tuning, with Wilcoxon and sign-test
                p-values; a from-scratch baseline is paired with the pruned run it copies too
@@ -72,6 +74,11 @@ def run(recipe: Recipe, jobs: int) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
+def _mean(values: list[int | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
 def _budget(step_plan: dict[str, Any]) -> float | None:
     target = step_plan.get("target_macs")
     return float(target) if isinstance(target, float) else None
@@ -103,9 +110,17 @@ def describe(s: MethodSummary, ci_parent: dict[str, MethodSummary], budgets: dic
         "label": s.label, "kind": s.kind, "model": s.model, "criterion": s.criterion,
         "plan": first.plan, "plan_key": s.plan, "base_plan": base_plan,
         "variant": first.variant, "scratch_of": label_of.get(first.scratch_of or ""),
-        "parent_method": s.parent_method, "metric": s.metric, "budget": budget,
+        "parent_method": s.parent_method,
+        # the label of the method its parent runs belong to (an int8 copy: the fp32 method)
+        "parent_label": label_of.get(first.parent or ""),
+        "metric": s.metric, "budget": budget,
         "values": dict(sorted(s.values.items())), "uar_values": dict(sorted(uar.items())),
-        "params": s.params, "macs": s.macs, "parent_params": parent_params,
+        "params": s.params, "macs": s.macs,
+        # the model file as written (an int8 copy: its ONNX file; fp32: model.safetensors)
+        "size_bytes": sum(r.size_bytes for r in s.rows) / len(s.rows) if s.rows else None,
+        # an int8 copy: the fp32 ONNX file it was quantized from (fused, BN folded)
+        "fp32_onnx_bytes": _mean([r.fp32_onnx_bytes for r in s.rows]),
+        "parent_params": parent_params,
         "parent_macs": parent_macs,
         "params_ratio": s.params / parent_params if parent_params else None,
         "macs_ratio": s.macs / parent_macs if parent_macs else None,

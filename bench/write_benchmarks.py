@@ -290,35 +290,41 @@ def latency_gap(path: Path, command: str) -> str:
     return "\n".join(out)
 
 
+def _kb(n: float | None) -> str:
+    return "-" if n is None else f"{n / 1e3:,.0f}"
+
+
 def quantize(path: Path, command: str) -> str:
+    """benchmark.py's record of a recipe with a `quantize:` section: each int8 copy against the
+    fp32 run it came from, paired unit by unit, with the files' sizes."""
     data = _load(path)
-    if not data:
+    if not data or not any(m["kind"] == "quantized" for m in data.get("methods", [])):
         return _missing(path, command)
-    rows = []
-    for name, sm in data["summary"].items():
-        split, method = name.split(" ", 1)
-        rows.append([split, method, str(sm["units"]), _pct_ci(sm["fp32"], signed=False),
-                     _pct_ci(sm["int8"], signed=False), _pct_ci(sm["int8_minus_fp32"]),
-                     f"{sm['size_ratio']['mean']:.3f}",
-                     f"{sm['latency_ratio_b1']['mean']:.2f}", f"{sm['latency_ratio_b32']['mean']:.2f}"])
-    units = [[u["unit"], _pct(u["fp32_accuracy"]),
-              *[_pct(u["int8"][m]["accuracy"]) for m in data["methods"]],
-              f"{u['fp32_ms']['b1']:.2f} / {u['fp32_ms']['b32']:.1f}",
-              *[f"{u['int8'][m]['ms']['b1']:.2f} / {u['int8'][m]['ms']['b32']:.1f}"
-                for m in data["methods"]]] for u in data["units"]]
-    meta = {**data["machine"], "threads": data["threads"]}
+    by_label = {m["label"]: m for m in data["methods"]}
+    units = sorted({u for m in data["methods"] for u in m["values"]})
+    body = []
+    for m in data["methods"]:
+        if m["kind"] != "quantized":
+            continue
+        fp32 = by_label.get(m.get("parent_label") or "")
+        body.append([m.get("parent_label") or m["parent_method"], m["criterion"], m["mean_ci_t"]["n"],
+                     _iv(fp32["mean_ci_t"]) if fp32 else "-", _iv(m["mean_ci_t"]),
+                     _iv(m.get("vs_parent_t"), signed=True),
+                     _iv(fp32.get("uar_ci_t")) if fp32 else "-", _iv(m.get("uar_ci_t")),
+                     _kb(m.get("size_bytes")), _kb(m.get("fp32_onnx_bytes")),
+                     _kb(fp32.get("size_bytes")) if fp32 else "-"])
     return "\n".join([
-        f"**{data['model']}** parents trained {data['epochs']} epochs per unit (FSDD official split "
-        f"x 3 seeds; leave-one-speaker-out folds 1-6, seed 0), quantized by ONNX Runtime; test "
-        f"accuracy of the int8 model run by ONNX Runtime vs its fp32 parent in PyTorch, paired per "
-        f"unit (95% CI; * = significant); size and latency (ONNX Runtime, batch 1 and 32) as "
-        f"int8 / fp32 ONNX\n",
-        table(["split", "int8", "units", "fp32 acc. %", "int8 acc. %", "int8 - fp32 (points)",
-               "size ratio", "latency ratio b1", "latency ratio b32"], rows),
-        "",
-        table(["unit", "fp32 %", *[f"int8 {m} %" for m in data["methods"]], "fp32 ms b1 / b32",
-               *[f"{m} ms b1 / b32" for m in data["methods"]]], units),
-        "", _when(meta)])
+        f"`{data['recipe']}` ({data['finished']} of {data['steps']} runs finished): "
+        f"{len(units)} units ({', '.join(units)}). Test accuracy and unweighted average recall of "
+        f"each int8 model run by ONNX Runtime, against the fp32 model it was quantized from in "
+        f"PyTorch, mean [95% Student's t interval] over the units; int8 - fp32 paired on the same "
+        f"units (points; * = the interval excludes 0); sizes in kB: the int8 ONNX file, the "
+        f"fp32 ONNX file it was quantized from (the inference graph: batch norm folded, "
+        f"quaternion layers fused into real convs) and the fp32 model.safetensors checkpoint.\n",
+        table(["fp32 model", "int8", "units", "fp32 acc. %", "int8 acc. %",
+               "int8 - fp32 (points)", "fp32 UAR %", "int8 UAR %", "int8 ONNX kB",
+               "fp32 ONNX kB", "fp32 checkpoint kB"], body),
+        "", _when(data["machine"])])
 
 
 def sweeps(path: Path, command: str) -> str:
@@ -362,7 +368,9 @@ def headline(path: Path, command: str) -> str:
             continue
         sources.append(f"`{record_path.relative_to(benchlib.ROOT)}` (`{data['command']}`, "
                        f"{data['finished']} of {data['steps']} runs)")
-        plain = [m for m in data["methods"] if m["kind"] == "pruned" and not m["variant"]]
+        # a method more than 2% under its MAC budget on some fold is not at the budget: left out
+        plain = [m for m in data["methods"] if m["kind"] == "pruned" and not m["variant"]
+                 and not m["missed_budget"]]
         for budget in sorted({m["budget"] for m in plain}, reverse=True):
             at = [m for m in plain if m["budget"] == budget]
             full = max(m["mean_ci_t"]["n"] for m in at)
@@ -387,7 +395,7 @@ def headline(path: Path, command: str) -> str:
     out = ["The criteria benchmark, `dcase21net` pruned to each MAC budget by every method and "
            "fine-tuned the same 5 epochs; test accuracy %, mean [95% Student's t interval] over "
            "the folds; the differences are paired over the same folds, in points (* = the "
-           "interval excludes 0). From " + "; ".join(sources) + ":", "",
+           "interval excludes 0); a method that missed its budget on a fold is left out. From " + "; ".join(sources) + ":", "",
            table(["data", "MACs kept", "folds", "best method", "vs parent", "runner-up",
                   "best audioprune criterion", "it vs Torch-Pruning's best"], body), ""]
     claim_rows = claims_table.rows(R / "claims")
@@ -623,7 +631,7 @@ def loader_speed(path: Path, command: str) -> str:
 
 
 def quantize_families(path: Path, command: str) -> str:
-    """bench/bench_quantize.py --families: fp32 against int8 ONNX Runtime time per family."""
+    """bench/bench_quantize.py: fp32 against int8 ONNX Runtime time per family."""
     data = _load(path)
     if not data or not data.get("families"):
         return _missing(path, command)
@@ -666,7 +674,7 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "memory-format": (memory_format, R / "memory_format.json", "python bench/bench_memory_format.py"),
     "loader": (loader_speed, R / "loader.json", "python bench/bench_loader.py --quick"),
     "quantize-families": (quantize_families, R / "quantize_latency.json",
-                          "python bench/bench_quantize.py --families"),
+                          "python bench/bench_quantize.py"),
     "ravdess-frontend": (frontend_study, R / "ravdess_frontend.json",
                          "python bench/ravdess_frontend.py"),
     "fsdd-heavy": (recipe_benchmark, R / "fsdd-heavy.json",
@@ -684,7 +692,8 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
                  "python bench/benchmark.py recipes/fsdd/criteria.yaml --vs tp-magnitude "
                  "tp-taylor"),
     "sweeps": (sweeps, R / "sweeps.json", "python bench/bench_sweeps.py"),
-    "quantize": (quantize, R / "quantize_fsdd.json", "python bench/bench_quantize.py"),
+    "quantize": (quantize, R / "ravdess-quantize.json",
+                 "python bench/benchmark.py recipes/ravdess/quantize.yaml --no-run --vs"),
     "criteria-loso": (recipe_benchmark, R / "fsdd-criteria.json",
                       "python bench/benchmark.py recipes/fsdd/criteria.yaml --vs tp-magnitude "
                       "tp-taylor"),

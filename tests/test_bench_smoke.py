@@ -9,10 +9,11 @@ per-layer weight sparsity as the structural pruning), and that its JSON has the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from audioprune.fileio import read_json
+from audioprune.fileio import read_json, write_json
 from conftest import bench_module
 
 _bench_module = bench_module
@@ -158,30 +159,38 @@ def test_claims_3_and_4_verdicts_pair_across_kinds_and_check_the_costs() -> None
         {"methods": [labels, teacher, pruned, kd], "finished": 4, "steps": 4})[3]
 
 
-def test_the_benchmark_recorder_pairs_methods_at_their_budget(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """bench/benchmark.py: a recipe's runs aggregated over folds - every method's per-unit values
-    and intervals, its budget, the paired difference to the reference at the same budget (a
-    variant and a from-scratch baseline too), the budget check."""
+def _run_tiny_recipe(tmp_path: Path, name: str, **sections: Any) -> Path:
+    """A 2-fold recipe on synthetic clips (dcase21net, 1 epoch) with `sections` (prune,
+    quantize, ...), run into tmp_path/runs; the recipe file's path."""
     import yaml
 
     from audioprune.pipeline.recipe import load_recipe
     from audioprune.pipeline.runner import run_recipe
 
-    benchmark = _bench_module("benchmark")
     recipe = {
-        "name": "tiny-bench", "out": str(tmp_path / "runs"),
+        "name": name, "out": str(tmp_path / "runs"),
         "dataset": {"name": "synthetic", "split": "fold:1/3",
                     "frontend": {"n_mels": 40, "clip_seconds": 0.5}},
         "folds": [1, 2], "seed": 0, "profile": False, "report": False,
         "models": [{"name": "dcase21net", "train": {"epochs": 1, "batch_size": 8, "lr": 0.003}}],
-        "prune": [{"criteria": ["tp-magnitude", "l1"], "target_macs": [0.5],
-                   "finetune": {"epochs": 1}, "scratch": ["labels"]},
-                  {"criteria": ["tp-magnitude"], "target_macs": [0.5], "resolution": [1.5, 1.0],
-                   "finetune": {"epochs": 1}}]}
-    path = tmp_path / "tiny.yaml"
+        **sections}
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     run_recipe(load_recipe(path), tmp_path / "runs", progress=False)
+    return path
+
+
+def test_the_benchmark_recorder_pairs_methods_at_their_budget(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/benchmark.py: a recipe's runs aggregated over folds - every method's per-unit values
+    and intervals, its budget, the paired difference to the reference at the same budget (a
+    variant and a from-scratch baseline too), the budget check."""
+    benchmark = _bench_module("benchmark")
+    path = _run_tiny_recipe(tmp_path, "tiny-bench", prune=[
+        {"criteria": ["tp-magnitude", "l1"], "target_macs": [0.5], "finetune": {"epochs": 1},
+         "scratch": ["labels"]},
+        {"criteria": ["tp-magnitude"], "target_macs": [0.5], "resolution": [1.5, 1.0],
+         "finetune": {"epochs": 1}}])
     out = benchmark.record(path, ["tp-magnitude"], out=tmp_path / "tiny.json")
     record = read_json(out)
     methods = {m["label"]: m for m in record["methods"]}
@@ -224,6 +233,54 @@ def test_the_benchmark_recorder_pairs_methods_at_their_budget(tmp_path: Path,
     assert row[6].startswith(f"`l1` {100 * l1['mean_ci_t']['mean']:.1f}")
     assert row[7].startswith(f"{100 * pair['mean']:+.1f}")
     assert "res(" not in row[3] + row[5]  # a variant is not a criterion of the headline
+    # a method more than 2% under its budget on some fold is not at the budget: never the best
+    missed = dict(record, methods=[dict(m, missed_budget=["fold1-s0"]) if m is best else m
+                                   for m in record["methods"]])
+    write_json(tmp_path / "missed.json", missed)
+    monkeypatch.setattr(write_benchmarks, "HEADLINE", (("TINY", tmp_path / "missed.json", "2"),))
+    row = next(line for line in write_benchmarks.headline(out, "cmd").splitlines()
+               if line.startswith("| TINY (2) |")).split(" | ")
+    assert row[3].startswith(f"`{second['criterion']}`") and row[5] == "-"
+
+
+@pytest.mark.slow  # ~40 s: 2 folds x (train, prune, 4 quantizations)
+def test_the_int8_benchmark_pairs_each_copy_with_the_fp32_run_it_came_from(
+        tmp_path: Path) -> None:
+    """BENCHMARKS section 8 is a recipe with two `quantize:` sections, recorded by benchmark.py:
+    each int8 copy (static, dynamic; of the parent and of the pruned model) is a method paired
+    unit by unit with the fp32 run it was quantized from, and the table shows both sizes."""
+    pytest.importorskip("onnxruntime")
+    benchmark = _bench_module("benchmark")
+    path = _run_tiny_recipe(
+        tmp_path, "tiny-int8",
+        prune={"criteria": ["l1"], "per_layer": [{"C1": 0.5, "C2": 0.5}], "finetune": {"epochs": 1}},
+        quantize=[{"calibration_batches": 1, "of": ["train", "prune"]},
+                  {"method": "dynamic", "of": ["train", "prune"]}])
+    record = read_json(benchmark.record(path, [], out=tmp_path / "int8.json"))
+    assert record["finished"] == record["steps"] == 2 * (1 + 1 + 4)
+    by_label = {m["label"]: m for m in record["methods"]}
+    quantized = [m for m in record["methods"] if m["kind"] == "quantized"]
+    assert sorted(m["criterion"] for m in quantized) == ["int8 dynamic", "int8 dynamic",
+                                                          "int8 static", "int8 static"]
+    for m in quantized:
+        fp32 = by_label[m["parent_label"]]  # the parent or the pruned method
+        assert fp32["kind"] in ("unpruned", "pruned") and sorted(m["values"]) == sorted(fp32["values"])
+        diff = m["vs_parent_t"]
+        assert diff["n"] == 2 and diff["mean"] == pytest.approx(
+            sum(m["values"][u] - fp32["values"][u] for u in m["values"]) / 2)
+        assert m["macs"] == fp32["macs"]  # quantizing keeps the model's arithmetic
+    static = next(m for m in quantized if m["criterion"] == "int8 static"
+                  and by_label[m["parent_label"]]["kind"] == "unpruned")
+    assert static["size_bytes"] < 0.5 * by_label[static["parent_label"]]["size_bytes"]
+    write_benchmarks = _bench_module("write_benchmarks")
+    text = write_benchmarks.quantize(tmp_path / "int8.json", "cmd")
+    rows = [line for line in text.splitlines() if line.startswith("| dcase21net")]
+    assert len(rows) == 4 and "12 of 12 runs finished" in text
+    row = next(r for r in rows if r.startswith(f"| {static['parent_label']} | int8 static |"))
+    assert static["fp32_onnx_bytes"] > 3 * static["size_bytes"]  # int8 ONNX vs fp32 ONNX
+    assert row.endswith(f"| {static['size_bytes'] / 1e3:,.0f} | "
+                        f"{static['fp32_onnx_bytes'] / 1e3:,.0f} | "
+                        f"{by_label[static['parent_label']]['size_bytes'] / 1e3:,.0f} |")
 
 
 def test_the_quick_criteria_benchmark_is_a_variant_of_the_full_recipe() -> None:

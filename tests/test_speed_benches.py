@@ -50,7 +50,7 @@ def test_bench_quantize_families_on_the_depthwise_net(tmp_path: Path) -> None:
     pytest.importorskip("onnxscript")
     bench = _bench("bench_quantize")
     out = tmp_path / "ql.json"
-    assert bench.main(["--families", "--only", "depthwise", "--rounds", "1",
+    assert bench.main(["--only", "depthwise", "--rounds", "1",
                        "--clip-seconds", "0.25", "--out", str(out)]) == 0
     row = read_json(out)["families"]["depthwise (mn04-like)"]
     assert row["bn_folded"] == 1 + 9 * 3 + 1  # every BN folded: stem, 9 blocks x 3, last 1x1

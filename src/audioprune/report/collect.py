@@ -63,6 +63,10 @@ class Row:
     method: str = ""  # everything that defines the run but its fold and seed (report.aggregate)
     precision: str = "fp32"  # int8 for a quantized run (its model.int8.onnx)
     deployed_params: int | None = None  # parameters as deployed (int8: BN folded, fused)
+    # int8: the fp32 ONNX file it was quantized from (the fused, BN-folded graph: a quaternion
+    # model's real convs hold 4x its stored parameters, so this, not size_bytes' checkpoint, is
+    # what int8 shrinks)
+    fp32_onnx_bytes: int | None = None
     clip_seconds: float | None = None  # audio per example (model.json's front end)
     uar: float | None = None  # unweighted average recall (single-label runs)
     variant: str = ""  # how a prune differs besides criterion and plan: "res(search)", ...
@@ -248,6 +252,7 @@ def read_row(run: Path) -> Row:
     quant = metrics.get("quantization") if isinstance(metrics.get("quantization"), dict) else None
     row.precision = str(metrics.get("precision", "fp32"))
     row.deployed_params = metrics.get("params_deployed")
+    row.fp32_onnx_bytes = metrics.get("fp32_onnx_bytes")
     row.clip_seconds = _clip_seconds(run)
     row.uar = metrics.get("uar")
     scratch = metrics.get("scratch_of")

@@ -685,6 +685,9 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "ravdess-heavy": (recipe_benchmark, R / "ravdess-heavy.json",
                       "python bench/benchmark.py recipes/ravdess/heavy.yaml --no-run --vs "
                       "tp-magnitude tp-taylor"),
+    "ravdess-heavy-ft15": (recipe_benchmark, R / "ravdess-heavy-ft15-leaders.json",
+                           "python bench/benchmark.py recipes/ravdess/heavy.yaml --variant "
+                           "ft15-leaders --no-run --vs tp-magnitude tp-taylor"),
     "ravdess-parents": (recipe_benchmark, R / "ravdess-parents.json",
                         "python bench/benchmark.py recipes/ravdess/parents.yaml --no-run"),
     "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),

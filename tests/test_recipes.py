@@ -205,6 +205,31 @@ def test_shipped_recipes_load_and_run_on_every_dataset() -> None:
         (REPO.parent / "shared" / "datasets" / "fsdd").resolve()
 
 
+@pytest.mark.parametrize("path, variant, shares_with", [
+    ("recipes/ravdess/heavy.yaml", "ft15-leaders", ("recipes/ravdess/heavy.yaml", None)),
+    ("recipes/ravdess/quantize.yaml", None, ("recipes/claims/ravdess_qcnn_prune_vs_kd.yaml", None)),
+])
+def test_a_benchmark_that_shares_runs_plans_the_same_runs(
+        path: str, variant: str | None, shares_with: tuple[str, str | None]) -> None:
+    """A recipe (or variant) that names another's `out:` reuses that recipe's finished runs only
+    if each run it shares is the same step: same name, same fingerprint (else the runner would
+    stop on the mismatch, or a record would mix settings)."""
+    from audioprune.pipeline.runner import fingerprint, recipe_folds
+
+    mine, theirs = load_recipe(REPO / path, variant), load_recipe(REPO / shares_with[0],
+                                                                  shares_with[1])
+    assert mine.out_dir == theirs.out_dir
+    their_steps = {s.run_name: s for s in plan_steps(theirs, recipe_folds(theirs))}
+    shared = [s for s in plan_steps(mine, recipe_folds(mine)) if s.run_name in their_steps]
+    kinds = {s.kind for s in shared}
+    assert {"train", "prune"} <= kinds and len(shared) >= 12
+    for step in shared:
+        assert fingerprint(step, mine) == fingerprint(their_steps[step.run_name], theirs), \
+            step.run_name
+    if variant:  # a variant of the same recipe: every one of its runs is one of the base's
+        assert len(shared) == len(plan_steps(mine, recipe_folds(mine)))
+
+
 def test_fsdd_prune_vs_kd_compares_at_matched_parameters() -> None:
     """The recipe's pruned teachers, KD student and labels-only student have the same size: the
     plan is applied to the teacher architecture (random weights) as prune would."""

@@ -403,6 +403,24 @@ def test_a_changed_recipe_is_refused_naming_the_difference(finished: tuple[Path,
     assert (stranger / "notes.txt").read_text() == "mine"
 
 
+def test_a_step_killed_as_it_began_is_run_again_not_refused(finished: tuple[Path, Path],
+                                                            tmp_path: Path) -> None:
+    """A kill inside the first write of a step (its recipe_step.json) leaves only that write's
+    temp file in the run directory: the step is new, not a stranger's directory (CI saw this)."""
+    _, done = finished
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    run = out / "dcase21net-l1-r50"
+    shutil.rmtree(run)
+    run.mkdir()
+    (run / ".recipe_step.json.k1ll3d.tmp").write_text('{"step": "pru')
+    result = run_recipe(parse_recipe(TINY), out, progress=False)
+    assert result.ran == ["prune dcase21net-l1-r50"]
+    assert not list(run.glob(".*.tmp"))
+    assert json.loads((run / "recipe_step.json").read_text())["criterion"] == "l1"
+    assert (run / "metrics.json").is_file()
+
+
 @pytest.mark.slow
 def test_killed_steps_restart_and_finish_as_if_never_stopped(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,12 +42,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def is_atomic_temp(path: Path) -> bool:
+    """Whether `path` is the name pattern of an `atomic_write` temp file (".NAME.*.tmp")."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def remove_stale_temps(directory: str | Path) -> list[Path]:
     """Delete the temp files a killed `atomic_write` left under `directory` (".NAME.*.tmp");
     call it only when no other process writes there (e.g. on --resume). Returns what went."""
     gone = []
     for tmp in Path(directory).rglob(".*.tmp"):
-        if tmp.is_file():
+        if tmp.is_file() and is_atomic_temp(tmp):
             tmp.unlink(missing_ok=True)
             gone.append(tmp)
     return gone

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from audioprune.errors import UserError
-from audioprune.fileio import write_json
+from audioprune.fileio import remove_stale_temps, write_json
 from audioprune.pipeline.executors import Outcome
 from audioprune.pipeline.fingerprint import STEP_JSON, fingerprint, step_state
 from audioprune.pipeline.schema import DistillSection, PruneSection, QuantizeSection, Recipe
@@ -186,6 +186,8 @@ def execute_step(step: Step, recipe: Recipe, out: Path, progress: bool,
         t0 = time.perf_counter()
         try:
             if state == "new":
+                if run.is_dir():  # a step killed as it began left its temp file; we hold the lock
+                    remove_stale_temps(run)
                 write_json(run / STEP_JSON, want)
             if step.kind == "train":
                 run_train(step, recipe, out, run, state, progress)

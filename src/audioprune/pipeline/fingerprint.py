@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from audioprune.errors import UserError
-from audioprune.fileio import read_json
+from audioprune.fileio import is_atomic_temp, read_json
 from audioprune.pipeline.schema import Recipe, TrainSection
 from audioprune.pipeline.steps import Step
 from audioprune.pipeline.units import data_spec, for_step, train_config
@@ -96,8 +96,8 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def step_state(run: Path, want: dict[str, Any], step: Step) -> str:
     """'done', 'partial' or 'new' for the run directory `run` of `step` (see the module doc)."""
-    if not run.exists() or not any(run.iterdir()):
-        return "new"
+    if not run.exists() or all(is_atomic_temp(c) for c in run.iterdir()):
+        return "new"  # nothing, or only the temp file of a step killed as it began
     saved_path = run / STEP_JSON
     if not saved_path.is_file():
         raise UserError(f"{run} exists but was not made by this pipeline (no {STEP_JSON}); move "

@@ -35,6 +35,17 @@ def test_the_rule_is_the_one_both_datasets_support() -> None:
     assert "fsdd-criteria.json" in EVIDENCE and "ravdess-criteria.json" in EVIDENCE
 
 
+def test_the_cli_help_names_the_rule_in_force(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`prune --help` once still described the retired rule (taylor above 40% of the MACs)."""
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at hyphens otherwise
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    said = text[text.index("auto:"):text.index("auto:") + 160]
+    assert "tp-magnitude at every measured budget" in said and "taylor" not in said
+
+
 def test_heavy_budget_prunes_what_tp_magnitude_prunes() -> None:
     model, x = small_cnn()
     twin = copy.deepcopy(model)

@@ -26,8 +26,8 @@ def register(sub: Any) -> None:
     p.add_argument("--criterion", help="pruning criterion, e.g. wdc, betweenness, l1, fpgm, random; "
                    "active (data-driven): hrank, activation, taylor (--criterion-arg batches=N); "
                    "Torch-Pruning's group importances: tp-magnitude, tp-lamp, tp-fpgm; auto: "
-                   "what the cross-validated benchmarks support at this budget (taylor keeping "
-                   ">= 40%% of the MACs, tp-magnitude below)")
+                   "what the cross-validated benchmarks support (tp-magnitude at every "
+                   "measured budget; the evidence is recorded in metrics.json)")
     what = p.add_argument_group("what to prune (give one of --ratio/--ratios/--target-*)")
     what.add_argument("--ratio", type=float, help="fraction of filters removed from every "
                       "selected layer, in [0, 1)")

@@ -161,6 +161,15 @@ def _pair(methods: list[dict[str, Any]], refs: list[str]) -> None:
                                                                  method=ci)) for ci in CIS}
 
 
+def trained_on(rows: list[Row]) -> dict[str, int]:
+    """How many of the runs each CPU trained ("not recorded": runs older than the record)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        cpu = r.cpu or "not recorded"
+        counts[cpu] = counts.get(cpu, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def record(recipe_path: Path, refs: list[str], wall_seconds: float | None = None,
            out: Path | None = None, variant: str | None = None) -> Path:
     recipe = load_recipe(recipe_path, variant)
@@ -190,6 +199,8 @@ def record(recipe_path: Path, refs: list[str], wall_seconds: float | None = None
         # the training loops' own seconds over every finished run (one thread per job)
         "train_seconds_total": round(sum(m["train_seconds"] for m in methods), 1),
         "machine": benchlib.machine(),
+        # where the runs were trained: the same seed gives other weights on another CPU
+        "trained_on": trained_on(rows),
         "variant": variant,
         "command": f"python bench/benchmark.py {recipe_path}"
                    + (f" --variant {variant}" if variant else "")

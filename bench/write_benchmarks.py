@@ -430,6 +430,14 @@ def method_name(m: dict[str, Any]) -> str:
     return " ".join(x for x in (m["criterion"], m["variant"]) if x)
 
 
+def _trained_on(counts: dict[str, int] | None) -> str:
+    """The CPUs the runs were trained on, when any run recorded its CPU: the same seed trains
+    to other weights on another CPU, so two records from different CPUs differ fold by fold."""
+    if not counts or set(counts) == {"not recorded"}:
+        return ""
+    return " Trained on " + ", ".join(f"{cpu} ({n} runs)" for cpu, n in counts.items()) + "."
+
+
 def recipe_benchmark(path: Path, command: str) -> str:
     """A benchmark.py record: per budget, every method's mean [95% CI] over the units, its
     paired difference to its parent and to the reference, costs and time."""
@@ -447,7 +455,8 @@ def recipe_benchmark(path: Path, command: str) -> str:
              f"its 95% interval (Student's t), and paired differences on the same units (points; "
              f"* = the interval excludes 0) to its own parent and to "
              f"{' / '.join(refs) or 'the reference'} at the same budget and fine-tuning. Methods "
-             f"more than 2% under their MAC budget on a unit are flagged, not hidden.", ""]
+             f"more than 2% under their MAC budget on a unit are flagged, not hidden."
+             + _trained_on(data.get("trained_on")), ""]
     if parents:
         lines.append(table(["parent", "units", "accuracy % [95% CI]", "UAR % [95% CI]",
                             "accuracy % per unit", "params", "MACs", "train s / run"],

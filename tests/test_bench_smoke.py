@@ -197,6 +197,10 @@ def test_the_benchmark_recorder_pairs_methods_at_their_budget(tmp_path: Path,
     assert record["train_seconds_total"] == pytest.approx(
         sum(m["train_seconds"] for m in methods.values()), abs=0.1)
     assert all(m["train_seconds"] > 0 for m in methods.values())
+    runs = sum(len(m["runs"]) for m in methods.values())  # every run says which CPU trained it
+    assert record["trained_on"] == {benchmark.benchlib.machine()["cpu"]: runs}
+    rendered = _bench_module("write_benchmarks").recipe_benchmark(out, "cmd")
+    assert f"Trained on {record['machine']['cpu']} ({runs} runs)." in rendered
     by_kind = {}
     for m in methods.values():
         by_kind.setdefault((m["criterion"], m["variant"], m["scratch_of"] is not None), m)

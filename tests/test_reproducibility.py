@@ -47,6 +47,9 @@ def test_same_seed_gives_identical_metrics_and_weights(tmp_path: Path) -> None:
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["environment"]["audioprune"] == audioprune.__version__
     assert config["environment"]["torch"] == torch.__version__
+    # the CPU and the thread count change rounding, so a run says which it had
+    assert config["environment"]["threads"] == torch.get_num_threads()
+    assert config["environment"]["cpu"] and isinstance(config["environment"]["cpu"], str)
     assert config["train"]["seed"] == 0 and config["train"]["lr"] == 3e-3
     assert config["data"]["options"] == {"split": "sizes:20,10,10"}
     assert a["environment"] == config["environment"]

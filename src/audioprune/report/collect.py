@@ -71,6 +71,7 @@ class Row:
     uar: float | None = None  # unweighted average recall (single-label runs)
     variant: str = ""  # how a prune differs besides criterion and plan: "res(search)", ...
     scratch_of: str | None = None  # a from-scratch baseline: the key of the prune run it copies
+    cpu: str | None = None  # the CPU it was trained on (metrics.json's environment; older runs: None)
 
     @property
     def params_bytes(self) -> int:
@@ -255,6 +256,7 @@ def read_row(run: Path) -> Row:
     row.fp32_onnx_bytes = metrics.get("fp32_onnx_bytes")
     row.clip_seconds = _clip_seconds(run)
     row.uar = metrics.get("uar")
+    row.cpu = (metrics.get("environment") or {}).get("cpu")
     scratch = metrics.get("scratch_of")
     if isinstance(scratch, dict) and scratch.get("run"):
         row.scratch_of = str(Path(scratch["run"]).resolve())

@@ -47,5 +47,20 @@ def run_log(run_dir: Path, is_main: bool = True) -> Iterator[None]:
         handler.close()
 
 
-def environment() -> dict[str, str]:
-    return {"audioprune": __version__, "torch": torch.__version__, "python": platform.python_version()}
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo, else what platform knows): two CPUs' kernels
+    round differently, so the same seed trains to other weights on another CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, str | int]:
+    """What a run's numbers depend on besides its code, data and seed: versions, the CPU and the
+    thread count (both change floating-point rounding, which training amplifies)."""
+    return {"audioprune": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "cpu": cpu_model(), "threads": torch.get_num_threads()}

@@ -89,6 +89,7 @@ from audioprune.measure.onnx_export import (
 )
 from audioprune.measure.quantize import INT8_ONNX
 from audioprune.nn.quaternion import is_quaternion
+from audioprune.runs.logs import cpu_model
 from audioprune.runs.run_dir import MODEL_JSON, MODEL_WEIGHTS, PROFILE_JSON, load_model
 
 __all__ = ["PROFILE_JSON", "profile_run"]
@@ -136,7 +137,7 @@ def _blocked(model: nn.Module, feats: torch.Tensor) -> dict[str, Any]:
 
 def _environment(threads: int) -> dict[str, Any]:
     env = {"torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": threads,
-           "machine": platform.machine(), "processor": platform.processor() or None,
+           "machine": platform.machine(), "processor": cpu_model(),
            "python": platform.python_version()}
     try:
         import onnxruntime

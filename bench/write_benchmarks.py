@@ -689,14 +689,17 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "fsdd-heavy": (recipe_benchmark, R / "fsdd-heavy.json",
                    "python bench/benchmark.py recipes/fsdd/heavy.yaml --no-run --vs tp-magnitude "
                    "tp-taylor"),
+    "fsdd-heavy-ft15": (recipe_benchmark, R / "fsdd-heavy-ft15.json",
+                        "python bench/benchmark.py recipes/fsdd/heavy.yaml --variant ft15 "
+                        "--no-run --vs tp-magnitude tp-taylor"),
     "quaternion-modes": (quaternion_modes, R / "quaternion_modes.json",
                          "python bench/bench_quaternion_modes.py"),
     "ravdess-heavy": (recipe_benchmark, R / "ravdess-heavy.json",
                       "python bench/benchmark.py recipes/ravdess/heavy.yaml --no-run --vs "
                       "tp-magnitude tp-taylor"),
-    "ravdess-heavy-ft15": (recipe_benchmark, R / "ravdess-heavy-ft15-leaders.json",
+    "ravdess-heavy-ft15": (recipe_benchmark, R / "ravdess-heavy-ft15.json",
                            "python bench/benchmark.py recipes/ravdess/heavy.yaml --variant "
-                           "ft15-leaders --no-run --vs tp-magnitude tp-taylor"),
+                           "ft15 --no-run --vs tp-magnitude tp-taylor"),
     "ravdess-parents": (recipe_benchmark, R / "ravdess-parents.json",
                         "python bench/benchmark.py recipes/ravdess/parents.yaml --no-run"),
     "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -163,10 +164,7 @@ def _pair(methods: list[dict[str, Any]], refs: list[str]) -> None:
 
 def trained_on(rows: list[Row]) -> dict[str, int]:
     """How many of the runs each CPU trained ("not recorded": runs older than the record)."""
-    counts: dict[str, int] = {}
-    for r in rows:
-        cpu = r.cpu or "not recorded"
-        counts[cpu] = counts.get(cpu, 0) + 1
+    counts = Counter(r.cpu or "not recorded" for r in rows)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 

@@ -52,7 +52,7 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
     call it only when no other process writes there (e.g. on --resume). Returns what went."""
     gone = []
     for tmp in Path(directory).rglob(".*.tmp"):
-        if tmp.is_file() and is_atomic_temp(tmp):
+        if tmp.is_file():
             tmp.unlink(missing_ok=True)
             gone.append(tmp)
     return gone

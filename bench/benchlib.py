@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+import audioprune as ap
 from audioprune.fileio import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,16 +42,8 @@ def load_average() -> float | None:
 def machine() -> dict[str, Any]:
     """The CPU, cores, library versions, date and the current load: a timing means nothing
     without them."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     info: dict[str, Any] = {
-        "cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "cpu": ap.cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "python": platform.python_version(), "torch": torch.__version__,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "load_average_1min": load_average(),

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -49,7 +50,7 @@ def test_same_seed_gives_identical_metrics_and_weights(tmp_path: Path) -> None:
     assert config["environment"]["torch"] == torch.__version__
     # the CPU and the thread count change rounding, so a run says which it had
     assert config["environment"]["threads"] == torch.get_num_threads()
-    assert config["environment"]["cpu"] and isinstance(config["environment"]["cpu"], str)
+    assert config["environment"]["cpu"] == audioprune.cpu_model()
     assert config["train"]["seed"] == 0 and config["train"]["lr"] == 3e-3
     assert config["data"]["options"] == {"split": "sizes:20,10,10"}
     assert a["environment"] == config["environment"]
@@ -71,3 +72,21 @@ def test_data_list_hash_tracks_files_labels_and_splits(tmp_path: Path) -> None:
     assert changed != base
     sf.write(rec / "3_anna_7.wav", np.full(900, 0.1, np.float32), 8000)  # one more file
     assert data_list_hash(load_dataset("fsdd", tmp_path)) not in (base, changed)
+
+
+def test_cpu_model_names_the_processor_not_the_architecture(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """platform.processor() is empty on Linux and platform.machine() says only x86_64: the name
+    two machines' runs differ by is the model name in /proc/cpuinfo, and without one it falls
+    back to what platform knows rather than failing."""
+    from audioprune.measure import latency
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n"
+                       "model name\t: Intel(R) Xeon(R) Processor\nflags\t: fpu\n")
+    real_path = latency.Path
+    monkeypatch.setattr(latency, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert latency.cpu_model() == "Intel(R) Xeon(R) Processor"
+    cpuinfo.unlink()  # no /proc (macOS, Windows): the platform's name
+    monkeypatch.setattr(latency.platform, "processor", lambda: "arm")
+    assert latency.cpu_model() == "arm"

@@ -9,6 +9,7 @@ The Python API (everything else is internal)::
     print(result.summary())
     counts = ap.count(model, example_inputs)                           # params, MACs per layer
     ap.blocked_macs(model, example_inputs)     # MACs in this CPU's SIMD blocks: what time follows
+    ap.cpu_model()                             # the CPU to name beside a latency or a training result
     ap.prune(model, example_inputs, "l1", budget="dcase2024", clip_seconds=1.0)  # 128 kB + 30M MAC/s
     onnx = ap.export_onnx(model, example_inputs)     # any nn.Module; BN folded, ORT parity checked
     ap.quantize_onnx(onnx, calibration_batches)      # int8 by ONNX Runtime (a front end stays fp32)
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from audioprune.audio.frontend import FrontEndConfig
     from audioprune.measure.blocking import blocked_macs
     from audioprune.measure.counting import Counts, count
+    from audioprune.measure.latency import cpu_model
     from audioprune.measure.onnx_module import ExportedOnnx, export_onnx
     from audioprune.measure.quantize import quantize_onnx
     from audioprune.models.registry import create_model
@@ -56,6 +58,7 @@ _LAZY = {
     "Pruner": "audioprune.pruning.pruner",
     "PruneResult": "audioprune.pruning.pruner",
     "count": "audioprune.measure.counting",
+    "cpu_model": "audioprune.measure.latency",
     "create_model": "audioprune.models.registry",
     "FrontEndConfig": "audioprune.audio.frontend",
     "blocked_macs": "audioprune.measure.blocking",
@@ -73,7 +76,7 @@ _LAZY = {
 
 __all__ = ["ArgumentError", "Counts", "ExportedOnnx", "FrontEndConfig", "Plan", "PruneResult", "PruneSpec", "Pruner",
            "UserError", "__version__",
-           "blocked_macs", "coarsen", "count", "create_model", "customized_pruners", "export_onnx",
+           "blocked_macs", "coarsen", "count", "cpu_model", "create_model", "customized_pruners", "export_onnx",
            "fuse_quaternion",
            "importance", "list_criteria", "load_pruned", "nn", "prune", "quantize_onnx",
            "save_pruned", "split_budget"]

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
@@ -27,7 +29,7 @@ import torch
 
 from audioprune.extras import require
 
-__all__ = ["Timing", "default_threads", "eager_latency", "ort_latency", "ort_session",
+__all__ = ["Timing", "cpu_model", "default_threads", "eager_latency", "ort_latency", "ort_session",
            "time_call", "torch_threads"]
 
 
@@ -49,6 +51,19 @@ class Timing:
                              f"{self.warmup}")
         if not 1 <= self.min_repeats <= self.max_repeats:
             raise ValueError("need 1 <= min_repeats <= max_repeats")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo, else what `platform` knows): a latency means
+    nothing without the machine, and two CPUs' kernels round differently, so the same seed
+    trains to other weights on another CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def default_threads() -> int:

@@ -11,6 +11,7 @@ from typing import Iterator
 import torch
 
 from audioprune import __version__
+from audioprune.measure.latency import cpu_model
 from audioprune.runs.run_dir import (
     LOG_FILE,
 )
@@ -45,18 +46,6 @@ def run_log(run_dir: Path, is_main: bool = True) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo, else what platform knows): two CPUs' kernels
-    round differently, so the same seed trains to other weights on another CPU."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def environment() -> dict[str, str | int]:

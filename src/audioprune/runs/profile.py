@@ -75,6 +75,7 @@ from audioprune.measure.counting import (
 )
 from audioprune.measure.latency import (
     Timing,
+    cpu_model,
     default_threads,
     eager_latency,
     ort_latency,
@@ -89,7 +90,6 @@ from audioprune.measure.onnx_export import (
 )
 from audioprune.measure.quantize import INT8_ONNX
 from audioprune.nn.quaternion import is_quaternion
-from audioprune.runs.logs import cpu_model
 from audioprune.runs.run_dir import MODEL_JSON, MODEL_WEIGHTS, PROFILE_JSON, load_model
 
 __all__ = ["PROFILE_JSON", "profile_run"]

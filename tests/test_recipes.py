@@ -167,6 +167,17 @@ def test_run_names_for_every_kind_of_plan() -> None:
 
     assert fingerprint(steps[0], matrix)["train"]["seed"] == 3  # the unit's seed, not `seed`
     assert fingerprint(steps[3], matrix)["data"]["seed"] == 5
+    # KD weights set by hand name the run (two groups that differ only there must not clash);
+    # on the defaults the names stay as they were
+    kd_recipe = parse_recipe(_set(BASE, "prune", [
+        {"criteria": ["l1"], "ratios": [0.5], "distill": {}, "iterative": 2, "progressive": True},
+        {"criteria": ["l1"], "ratios": [0.5], "distill": {"alpha": 0.5}, "iterative": 2,
+         "progressive": True},
+        {"criteria": ["l1"], "ratios": [0.5], "distill": {"temperature": 2, "alpha": 0.25}}]))
+    kd = plan_steps(kd_recipe)
+    assert [s.run_name for s in kd[1:]] == [
+        "dcase21net-l1-r50-prog2", "dcase21net-l1-r50-prog2-kda05", "dcase21net-l1-r50-kdT2a025"]
+    assert fingerprint(kd[2], kd_recipe)["distill"]["alpha"] == 0.5
 
 
 # ------------------------------------------------------------------------------ shipped recipes
@@ -332,8 +343,8 @@ def test_budget_with_kd_fine_tuning_then_int8(tmp_path: Path) -> None:
                   "finetune": {"epochs": 1}, "distill": {"temperature": 2.0, "alpha": 0.5}},
         "quantize": {"of": ["prune"], "calibration_batches": 1}, "profile": False})
     result = run_recipe(recipe, tmp_path / "out", progress=False)
-    pruned = [f"dcase21net-l1-paramsbytes30kmacs4M-fold{k}" for k in (1, 2)]
-    int8 = [f"dcase21net-l1-paramsbytes30kmacs4M-int8-fold{k}" for k in (1, 2)]
+    pruned = [f"dcase21net-l1-paramsbytes30kmacs4M-kdT2a05-fold{k}" for k in (1, 2)]
+    int8 = [f"dcase21net-l1-paramsbytes30kmacs4M-kdT2a05-int8-fold{k}" for k in (1, 2)]
     assert result.ran == ["train dcase21net-fold1", "train dcase21net-fold2"] + \
         [f"prune {p}" for p in pruned] + [f"quantize {q}" for q in int8]
     out = tmp_path / "out"

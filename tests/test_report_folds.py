@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,22 @@ def test_a_narrower_twin_is_its_own_method(tmp_path: Path) -> None:
     assert means == {"qcnn6(width=0.25) e20": pytest.approx(0.73),
                      "qcnn6(width=0.25,widths=block3.conv1:32/block4.conv1:64) e20":
                          pytest.approx(0.4875)}
+
+
+def test_kd_fine_tunes_that_differ_in_their_weights_are_two_methods(tmp_path: Path) -> None:
+    """A prune fine-tuned with KD at the recipe's defaults and one at alpha = 0.5 share the
+    criterion and plan: averaged together, each fold would keep one of them silently."""
+    root = tmp_path / "runs"
+    _write(root)
+    kd = {"loss": "hinton", "temperature": 4.0, "alpha": 0.9, "teacher": {"run": "x"}}
+    for k in FOLDS:
+        m = json.loads((root / f"dcase21net-fold{k}-l1" / "metrics.json").read_text())
+        for name, alpha, acc in (("kd", 0.9, 0.5), ("kda05", 0.5, 0.6)):
+            _run(root, f"dcase21net-fold{k}-l1-{name}",
+                 {**m, "accuracy": acc + k / 100, "distill": {**kd, "alpha": alpha}},
+                 {"train": {"seed": 0, "epochs": 10}}, "dcase21net")
+    report = write_report([root], tmp_path / "report")
+    means = {s.criterion: s.interval.mean for s in report.summaries if s.kind == "pruned"}
+    assert means["l1+kd"] == pytest.approx(0.525)  # the defaults keep the short label
+    assert means["l1+kd(alpha=0.5)"] == pytest.approx(0.625)
+    assert "l1" in means and "wdc" in means

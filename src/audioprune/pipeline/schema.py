@@ -166,7 +166,9 @@ class PruneSection(_Section):
     scope: Literal["root", "group"] | None = None  # None: the criterion's default
     group_reduction: Literal["mean", "sum", "max", "min"] = "mean"
     finetune: TrainSection = Field(default_factory=TrainSection)
-    distill: PruneDistill | None = None  # fine-tune with KD from the parent
+    # fine-tune with KD from the parent; a temperature or alpha set here names the runs (-kda05)
+    # and the report's method (tp-magnitude+kd(alpha=0.5)), so groups that differ only there
+    distill: PruneDistill | None = None  # never mix
     tag: str | None = None  # inserted into the run names when two groups would otherwise clash
 
     @field_validator("criteria", mode="before")

@@ -95,6 +95,11 @@ def _schedule_tags(group: PruneSection) -> list[str]:
         tags.append("res" + (r if isinstance(r, str) else f"{r[0]:g}x{r[1]:g}"))
     if group.progressive:
         tags.append(f"prog{group.iterative}")
+    d = group.distill
+    if d is not None and (d.temperature is not None or d.alpha is not None):
+        # only KD weights set by hand: the names of runs on the recipe's defaults stay as they were
+        tags.append("kd" + (f"T{_slug(f'{d.temperature:g}')}" if d.temperature is not None else "")
+                    + (f"a{_slug(f'{d.alpha:g}')}" if d.alpha is not None else ""))
     return tags
 
 

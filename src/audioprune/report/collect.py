@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audioprune.distill.losses import RECIPES
 from audioprune.errors import UserError
 from audioprune.fileio import read_json
 
@@ -268,7 +269,7 @@ def read_row(run: Path) -> Row:
     elif isinstance(parent, dict):
         pruning = metrics.get("pruning") or {}
         row.kind = "pruned"
-        row.criterion = str(pruning.get("criterion", "?")) + ("+kd" if distill else "")
+        row.criterion = str(pruning.get("criterion", "?")) + kd_label(distill)
         row.plan = format_plan(pruning.get("plan", {}).get("requested", {}))
         row.level = _level(pruning)
     elif distill and isinstance(distill.get("teacher"), dict):  # a KD student: vs its teacher
@@ -344,6 +345,21 @@ def _describe_method(row: Row, run: Path, metrics: dict[str, Any], config: dict[
         options["aggregate"] = pruning["aggregate"]
     opts = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
     row.method = f"{row.criterion}{f'({opts})' if opts else ''} @ {row.plan_key}"
+
+
+def kd_label(distill: dict[str, Any] | None) -> str:
+    """"+kd" for a fine-tune with KD, with the temperature and alpha where they differ from the
+    loss recipe's published defaults ("+kd(alpha=0.5)"): two KD fine-tunes that differ only in
+    their weights are two methods, not one with repeated units; "" without KD."""
+    if not distill:
+        return ""
+    recipe = RECIPES.get(str(distill.get("loss")))
+    if recipe is None:  # a loss this version does not know: no defaults to compare with
+        return "+kd"
+    parts = [f"{key}={float(distill[key]):g}" for key, default in
+             (("temperature", recipe.temperature), ("alpha", recipe.alpha))
+             if distill.get(key) is not None and float(distill[key]) != default]
+    return "+kd" + (f"({', '.join(parts)})" if parts else "")
 
 
 def _variant(pruning: dict[str, Any]) -> str:

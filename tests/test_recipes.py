@@ -221,6 +221,7 @@ def test_shipped_recipes_load_and_run_on_every_dataset() -> None:
     ("recipes/fsdd/heavy.yaml", "ft15", ("recipes/fsdd/heavy.yaml", None)),
     ("recipes/ravdess/heavy.yaml", "ft15", ("recipes/ravdess/heavy.yaml", None)),
     ("recipes/ravdess/heavy.yaml", "ft5", ("recipes/ravdess/heavy.yaml", None)),
+    ("recipes/fsdd/heavy.yaml", "ft5", ("recipes/fsdd/heavy.yaml", None)),
     ("recipes/ravdess/quantize.yaml", None, ("recipes/claims/ravdess_qcnn_prune_vs_kd.yaml", None)),
 ])
 def test_a_benchmark_that_shares_runs_plans_the_same_runs(

@@ -700,6 +700,9 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "ravdess-heavy-ft15": (recipe_benchmark, R / "ravdess-heavy-ft15.json",
                            "python bench/benchmark.py recipes/ravdess/heavy.yaml --variant "
                            "ft15 --no-run --vs tp-magnitude tp-taylor"),
+    "ravdess-heavy-ft5": (recipe_benchmark, R / "ravdess-heavy-ft5.json",
+                          "python bench/benchmark.py recipes/ravdess/heavy.yaml --variant "
+                          "ft5 --no-run --vs tp-magnitude tp-taylor"),
     "ravdess-parents": (recipe_benchmark, R / "ravdess-parents.json",
                         "python bench/benchmark.py recipes/ravdess/parents.yaml --no-run"),
     "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),

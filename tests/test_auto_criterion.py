@@ -17,7 +17,7 @@ import audioprune as ap
 from audioprune.cli import main
 from audioprune.errors import ArgumentError, UserError
 from audioprune.pipeline.recipe import parse_recipe
-from audioprune.pruning.auto import EVIDENCE, rule
+from audioprune.pruning.auto import EVIDENCE, EVIDENCE_FILES, rule
 from audioprune.runs.data import DataSpec
 from audioprune.runs.train import train_run
 from audioprune.train.fit import TrainConfig
@@ -32,7 +32,15 @@ def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
 def test_the_rule_is_the_one_both_datasets_support() -> None:
     for kept in (0.5, 0.3, 0.15):  # the measured budgets; with or without batches
         assert rule(kept, calibration=True)[0] == rule(kept, calibration=False)[0] == "tp-magnitude"
-    assert "fsdd-criteria.json" in EVIDENCE and "ravdess-criteria.json" in EVIDENCE
+    # every record the rule cites exists and measured tp-magnitude on both datasets
+    results = Path(__file__).resolve().parents[1] / "bench" / "results"
+    datasets = set()
+    for name in EVIDENCE_FILES:
+        assert name in EVIDENCE
+        record = json.loads((results / name).read_text())
+        assert any(m["criterion"] == "tp-magnitude" for m in record["methods"]), name
+        datasets.add(name.split("-")[0])
+    assert datasets == {"fsdd", "ravdess"}
 
 
 def test_the_cli_help_names_the_rule_in_force(capsys: pytest.CaptureFixture[str],

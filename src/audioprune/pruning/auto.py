@@ -11,7 +11,11 @@ Torch-Pruning's group magnitude (`tp-magnitude`) is not behind any method by a r
 difference at any budget on either dataset: it leads both at 30% (FSDD 77.7%, RAVDESS 36.3%)
 and FSDD at 15%; where another leads (tp-taylor at 50% on FSDD, +1.4 [-3.6, +6.4] points; l1 at
 50% and 15% on RAVDESS, +0.1 [-1.6, +1.9] and +2.2 [-5.9, +10.2]) the interval includes 0. So it
-is the choice at every budget, and it needs no calibration data.
+is the choice at every budget, and it needs no calibration data. Nor does `auto` add what is
+not a criterion: on both datasets, at 5 and 15 fine-tuning epochs (BENCHMARKS sections 14 and
+16), neither the searched resolution nor progressive pruning inside KD (at alpha 0.9 or 0.5),
+alone or together, is resolved ahead of tp-magnitude at 50, 30 or 15% of the MACs, and the same
+widths trained from scratch are behind it.
 
 Until 2026-12 `auto` chose Torch-Pruning's Taylor importance (`tp-taylor`) when the plan kept at
 least 40% of the MACs, on the FSDD comparison of an earlier script (+2.8 [0.5, 5.5] points over
@@ -36,9 +40,15 @@ from audioprune.pruning.plan import Plan, resolve_plan
 AUTO = "auto"
 CHOICE = "tp-magnitude"  # at every measured budget (see the module doc)
 log = logging.getLogger("audioprune.prune")
-EVIDENCE = ("BENCHMARKS.md sections 1 and 15: dcase21net at 50/30/15% of the MACs, FSDD "
-            "leave-one-speaker-out and RAVDESS actor folds (bench/results/fsdd-criteria.json, "
-            "ravdess-criteria.json)")
+# The records the rule rests on (bench/results/): the criteria at equal MACs, and the heavier
+# compressions that are not criteria (the searched resolution, progressive pruning inside KD,
+# the widths from scratch) at 5 and 15 fine-tuning epochs, none resolved ahead of tp-magnitude
+EVIDENCE_FILES = ("fsdd-criteria.json", "ravdess-criteria.json", "fsdd-heavy.json",
+                  "fsdd-heavy-ft15.json", "ravdess-heavy-ft5.json", "ravdess-heavy-ft15.json")
+EVIDENCE = ("BENCHMARKS.md sections 1 and 15 (criteria) and 14 and 16 (resolution, progressive "
+            "pruning with KD, from scratch): dcase21net at 50/30/15% of the MACs, FSDD "
+            "leave-one-speaker-out and RAVDESS actor folds (bench/results/"
+            + ", ".join(EVIDENCE_FILES) + ")")
 
 
 @dataclass(frozen=True)

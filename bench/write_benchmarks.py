@@ -692,6 +692,9 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "fsdd-heavy-ft15": (recipe_benchmark, R / "fsdd-heavy-ft15.json",
                         "python bench/benchmark.py recipes/fsdd/heavy.yaml --variant ft15 "
                         "--no-run --vs tp-magnitude tp-taylor"),
+    "fsdd-heavy-ft5": (recipe_benchmark, R / "fsdd-heavy-ft5.json",
+                       "python bench/benchmark.py recipes/fsdd/heavy.yaml --variant ft5 --no-run "
+                       "--vs tp-magnitude tp-taylor"),
     "quaternion-modes": (quaternion_modes, R / "quaternion_modes.json",
                          "python bench/bench_quaternion_modes.py"),
     "ravdess-heavy": (recipe_benchmark, R / "ravdess-heavy.json",

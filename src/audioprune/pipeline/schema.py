@@ -168,7 +168,8 @@ class PruneSection(_Section):
     finetune: TrainSection = Field(default_factory=TrainSection)
     # fine-tune with KD from the parent; a temperature or alpha set here names the runs (-kda05)
     # and the report's method (tp-magnitude+kd(alpha=0.5)), so groups that differ only there
-    distill: PruneDistill | None = None  # never mix
+    # never mix
+    distill: PruneDistill | None = None
     tag: str | None = None  # inserted into the run names when two groups would otherwise clash
 
     @field_validator("criteria", mode="before")

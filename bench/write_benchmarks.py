@@ -695,6 +695,9 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "fsdd-heavy-ft5": (recipe_benchmark, R / "fsdd-heavy-ft5.json",
                        "python bench/benchmark.py recipes/fsdd/heavy.yaml --variant ft5 --no-run "
                        "--vs tp-magnitude tp-taylor"),
+    "fsdd-heavy-ft15-kd05": (recipe_benchmark, R / "fsdd-heavy-ft15-kd05.json",
+                             "python bench/benchmark.py recipes/fsdd/heavy.yaml --variant "
+                             "ft15-kd05 --no-run --vs tp-magnitude tp-taylor"),
     "quaternion-modes": (quaternion_modes, R / "quaternion_modes.json",
                          "python bench/bench_quaternion_modes.py"),
     "ravdess-heavy": (recipe_benchmark, R / "ravdess-heavy.json",
@@ -706,6 +709,9 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
     "ravdess-heavy-ft5": (recipe_benchmark, R / "ravdess-heavy-ft5.json",
                           "python bench/benchmark.py recipes/ravdess/heavy.yaml --variant "
                           "ft5 --no-run --vs tp-magnitude tp-taylor"),
+    "ravdess-heavy-ft15-kd05": (recipe_benchmark, R / "ravdess-heavy-ft15-kd05.json",
+                                "python bench/benchmark.py recipes/ravdess/heavy.yaml --variant "
+                                "ft15-kd05 --no-run --vs tp-magnitude tp-taylor"),
     "ravdess-parents": (recipe_benchmark, R / "ravdess-parents.json",
                         "python bench/benchmark.py recipes/ravdess/parents.yaml --no-run"),
     "claims": (claims, R / "claims", "python bench/claims.py RECIPE"),

@@ -686,9 +686,6 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
                           "python bench/bench_quantize.py"),
     "ravdess-frontend": (frontend_study, R / "ravdess_frontend.json",
                          "python bench/ravdess_frontend.py"),
-    "fsdd-heavy": (recipe_benchmark, R / "fsdd-heavy.json",
-                   "python bench/benchmark.py recipes/fsdd/heavy.yaml --no-run --vs tp-magnitude "
-                   "tp-taylor"),
     "fsdd-heavy-ft15": (recipe_benchmark, R / "fsdd-heavy-ft15.json",
                         "python bench/benchmark.py recipes/fsdd/heavy.yaml --variant ft15 "
                         "--no-run --vs tp-magnitude tp-taylor"),
@@ -700,9 +697,6 @@ SECTIONS: dict[str, tuple[Callable[[Path, str], str], Path, str]] = {
                              "ft15-kd05 --no-run --vs tp-magnitude tp-taylor"),
     "quaternion-modes": (quaternion_modes, R / "quaternion_modes.json",
                          "python bench/bench_quaternion_modes.py"),
-    "ravdess-heavy": (recipe_benchmark, R / "ravdess-heavy.json",
-                      "python bench/benchmark.py recipes/ravdess/heavy.yaml --no-run --vs "
-                      "tp-magnitude tp-taylor"),
     "ravdess-heavy-ft15": (recipe_benchmark, R / "ravdess-heavy-ft15.json",
                            "python bench/benchmark.py recipes/ravdess/heavy.yaml --variant "
                            "ft15 --no-run --vs tp-magnitude tp-taylor"),

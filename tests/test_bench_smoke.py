@@ -369,3 +369,75 @@ def test_quaternion_modes_record_pairs_the_modes_and_checks_the_proved_equalitie
     assert 0.0 <= b["shared_fraction_mean"] <= 1.0
     diff = sum(b["concat"]["values"][u] - b["aggregate"]["values"][u] for u in ("fold1", "fold2"))
     assert b["concat_minus_aggregate"]["mean"] == pytest.approx(diff / 2)
+
+
+
+def _method(label: str, criterion: str, variant: str, budget: float | None, values: list[float],
+            *, kind: str = "pruned", vs: dict[str, Any] | None = None,
+            vs_parent: float | None = None, missed: bool = False) -> dict[str, Any]:
+    """One method as benchmark.py records it, with only what the target table reads."""
+    mean = sum(values) / len(values)
+    return {"label": label, "kind": kind, "criterion": criterion, "variant": variant,
+            "budget": budget, "scratch_of": None, "model": "net",
+            "values": {f"fold{i + 1}-s0": v for i, v in enumerate(values)},
+            "mean_ci_t": {"mean": mean, "low": mean - 0.05, "high": mean + 0.05, "n": len(values)},
+            "vs": vs or {}, "missed_budget": ["fold1-s0"] if missed else [],
+            "vs_parent_t": None if vs_parent is None else
+            {"mean": vs_parent, "low": vs_parent - 0.02, "high": vs_parent + 0.02, "n": 3}}
+
+
+def _diff(mean: float, low: float) -> dict[str, Any]:
+    """A paired difference as benchmark.py records it (Student's t)."""
+    return {"t": {"mean": mean, "low": low, "high": 2 * mean - low, "n": 3,
+                  "significant": low > 0}}
+
+
+def _heavy_methods(budget: float, lead: dict[str, Any], gap: float) -> list[dict[str, Any]]:
+    """At one budget: the two references (tp-magnitude leads), ours (tp-magnitude with the
+    resolution searched, `lead` ahead of tp-magnitude, `gap` from the parent), and a higher
+    mean that missed its budget on a fold."""
+    tpm = _method(f"tpm{budget}", "tp-magnitude", "", budget, [0.70, 0.72, 0.74])
+    tpt = _method(f"tpt{budget}", "tp-taylor", "", budget, [0.60, 0.62, 0.64])
+    res = _method(f"res{budget}", "tp-magnitude", "res(search)", budget, [0.75, 0.76, 0.77],
+                  vs={tpm["label"]: lead, tpt["label"]: _diff(0.14, 0.1)}, vs_parent=gap)
+    missed = _method(f"missed{budget}", "l1", "", budget, [0.9, 0.9, 0.9], missed=True,
+                     vs={tpm["label"]: _diff(0.18, 0.15)}, vs_parent=0.1)
+    return [tpm, tpt, res, missed]
+
+
+def test_the_target_table_pairs_our_best_with_torch_prunings_best(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 26's target, read off heavy-budget records: Torch-Pruning's best is a plain
+    reference importance (tp-magnitude with a resolution search is ours), our best is compared
+    with it by the record's own paired interval, a method that missed its budget is not at the
+    budget, the parent gap counts at 15 %, and records on other parents are not paired."""
+    write_benchmarks = _bench_module("write_benchmarks")
+    parent = _method("parent", "", "", None, [0.8, 0.8, 0.8], kind="unpruned")
+
+    def record(methods: list[dict[str, Any]], base: dict[str, Any] = parent) -> dict[str, Any]:
+        return {"methods": [base, *methods], "references": ["tp-magnitude", "tp-taylor"],
+                "finished": 9, "steps": 9}
+
+    ahead = _diff(0.04, 0.01)
+    write_json(tmp_path / "met.json", record(_heavy_methods(0.3, ahead, -0.05)
+                                             + _heavy_methods(0.15, ahead, -0.02)))
+    write_json(tmp_path / "short.json", record(_heavy_methods(0.3, _diff(0.04, -0.01), 0.0)
+                                               + _heavy_methods(0.15, ahead, -0.05)))
+    write_json(tmp_path / "elsewhere.json", record(
+        _heavy_methods(0.3, ahead, 0.0), base=dict(parent, values={"fold1-s0": 0.7})))
+    monkeypatch.setattr(write_benchmarks, "HEAVY_TARGET", (
+        ("MET", 5, ("met.json",)), ("SHORT", 15, ("short.json",)),
+        ("MIXED", 5, ("met.json", "elsewhere.json"))))
+    text = write_benchmarks.heavy_target(tmp_path, "cmd")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in ("MET", "SHORT", "MIXED")]
+    by_key = {(r[0], r[2]): r for r in rows}
+    met30 = by_key[("MET", "30%")]
+    assert met30[3] == "`tp-magnitude` 72.0 [67.0, 77.0]"
+    assert met30[4] == "`tp-magnitude res(search)` 76.0 [71.0, 81.0]"
+    assert met30[5:] == ["+4.0 [+1.0, +7.0] *", "-5.0 [-7.0, -3.0]", "met"]
+    assert by_key[("MET", "15%")][7] == "met"
+    assert by_key[("SHORT", "30%")][7] == "not met: not ahead by 1 point with the interval above 0"
+    assert by_key[("SHORT", "15%")][7] == "not met: more than 3 points under the parent"
+    assert by_key[("MIXED", "30%")][7] == "records on different parents: not paired"
+    assert "`met.json` (9 of 9 runs)" in text

@@ -46,7 +46,7 @@ log = logging.getLogger("audioprune.prune")
 EVIDENCE_FILES = ("fsdd-criteria.json", "ravdess-criteria.json", "fsdd-heavy-ft5.json",
                   "fsdd-heavy-ft15.json", "ravdess-heavy-ft5.json", "ravdess-heavy-ft15.json",
                   "fsdd-heavy-ft15-kd05.json", "ravdess-heavy-ft15-kd05.json",
-                  "fsdd-heavy-ft15-scratch.json")
+                  "fsdd-heavy-ft15-scratch.json", "fsdd-heavy-ft15-half.json")
 EVIDENCE = ("BENCHMARKS.md sections 1 and 15 (criteria) and 14 and 16 (resolution, progressive "
             "pruning with KD, from scratch): dcase21net at 50/30/15% of the MACs, FSDD "
             "leave-one-speaker-out and RAVDESS actor folds (bench/results/"

@@ -171,7 +171,8 @@ def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
             "parent": parent,
             "quantization": {"method": method, "per_channel": per_channel, "format":
                              "QDQ" if method == "static" else "dynamic (integer ops)",
-                             "weights": "int8, symmetric", "activations": "uint8" if method ==
+                             "weights": "int8, symmetric, 7-bit range (reduce_range)",
+                             "activations": "uint8" if method ==
                              "static" else "uint8, quantized per batch at run time",
                              "calibration_batches": len(calib_feats) if method == "static" else 0,
                              "calibration_examples": int(sum(len(f) for f in calib_feats))

@@ -175,6 +175,15 @@ def test_dynamic_and_quantization_aware_runs(fp32_run: Path, fsdd_small: Path, t
     assert m["quantization"]["calibration_batches"] == 0 and m["size_ratio"] < 0.35
     assert any(op.startswith("ConvInteger") or op == "DynamicQuantizeLinear"
                for op in m["quantization"]["ops"])
+    # 7-bit weights by default (ONNX Runtime saturates without VNNI), 8-bit when asked
+    full = tmp_path / "dynamic-8bit"
+    assert main(["quantize", str(fp32_run), "--out", str(full), "--method", "dynamic",
+                 "--full-range-weights"]) == 0
+    assert "7-bit" in m["quantization"]["weights"]
+    assert _metrics(full)["quantization"]["weights"] == "int8, symmetric, full range"
+    top = {run: max(int(np.abs(w.astype(int)).max()) for w in _onnx_weights(run / "model.int8.onnx")
+                    .values() if w.dtype == np.int8) for run in (dyn, full)}
+    assert top == {dyn: 64, full: 127}
     qat = tmp_path / "qat"
     assert main(["quantize", str(fp32_run), "--out", str(qat), "--qat-epochs", "1",
                  "--calibration-batches", "2"]) == 0

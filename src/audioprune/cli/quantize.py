@@ -24,6 +24,9 @@ def register(sub: Any) -> None:
     p.add_argument("--qat-epochs", type=int, default=0, metavar="N",
                    help="quantization-aware fine-tuning epochs before quantizing (fake-quantized "
                    "weights and inputs; default 0: post-training only)")
+    p.add_argument("--full-range-weights", dest="reduce_range", action="store_false",
+                   help="8-bit weights instead of the default 7: only for CPUs with VNNI or ARM "
+                   "(ONNX Runtime's int8 kernels saturate with them on other x86 CPUs)")
     p.add_argument("--data-root", help="where the run's dataset lives now (if it moved)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
@@ -38,7 +41,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     m = quantize_run(Path(args.run), Path(args.out), method=args.method,
                      calibration_batches_n=args.calibration_batches, per_channel=args.per_channel,
                      qat_epochs=args.qat_epochs, data_root=args.data_root, seed=args.seed,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, reduce_range=args.reduce_range)
     head = "mAP" if "mAP" in m else "accuracy"
     fp32 = m["fp32_onnx"].get(head)
     print(f"{args.out}: int8 ({m['quantization']['method']}) {head} {m[head]:.4f} vs fp32 "

@@ -91,9 +91,10 @@ def _metrics(logits: np.ndarray, targets: np.ndarray, task: str, n: int,
 def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
                  calibration_batches_n: int = 8, per_channel: bool = True, qat_epochs: int = 0,
                  data_root: str | None = None, seed: int = 0, batch_size: int = 32,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, reduce_range: bool = True) -> dict[str, Any]:
     """Quantize run `run` into run directory `out`; returns its metrics.json. `progress`: the
-    bars of decoding the data and of quantization-aware fine-tuning (on a terminal only)."""
+    bars of decoding the data and of quantization-aware fine-tuning (on a terminal only).
+    `reduce_range`: 7-bit weights, as in `quantize_onnx` (False: 8-bit, for VNNI or ARM CPUs)."""
     from audioprune.runs.data import DataSpec
     from audioprune.runs.parents import finetune_config, parent_data_spec
     from audioprune.train.fit import fit
@@ -115,7 +116,8 @@ def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
     out.mkdir(parents=True, exist_ok=True)
     config = {"command": "quantize", "parent": str(run.resolve()), "data": spec.__dict__,
               "quantize": {"method": method, "calibration_batches": calibration_batches_n,
-                           "per_channel": per_channel, "qat_epochs": qat_epochs, "seed": seed},
+                           "per_channel": per_channel, "qat_epochs": qat_epochs, "seed": seed,
+                           "reduce_range": reduce_range},
               "environment": environment()}
     write_json(out / CONFIG_JSON, config)
     with run_log(out):
@@ -131,7 +133,7 @@ def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
             cfg = finetune_config(run, epochs=qat_epochs, seed=seed, progress=progress,
                                   precision="fp32", compile=False)
             deploy = copy.deepcopy(deploy).train()
-            wrapped = with_fake_quant(deploy)
+            wrapped = with_fake_quant(deploy, reduce_range=reduce_range)
             log.info("quantization-aware fine-tuning: %d epochs, %d layers fake-quantized, lr %g",
                      qat_epochs, len(wrapped), cfg.lr)
             summary = fit(deploy, bundle.train, bundle.val, cfg, out / "qat")
@@ -151,7 +153,7 @@ def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
             log.info("quantizing (dynamic, %s weights)",
                      "per-channel" if per_channel else "per-tensor")
         int8 = quantize_onnx(fp32, calib_feats if method == "static" else None, method=method,
-                             per_channel=per_channel)
+                             per_channel=per_channel, reduce_range=reduce_range)
         feats, targets, groups = _features(model, bundle.test)
         m8 = _metrics(_ort_logits(int8, feats), targets, task, n, groups)
         m32 = _metrics(_ort_logits(fp32, feats), targets, task, n, groups)
@@ -171,7 +173,8 @@ def quantize_run(run: str | Path, out: str | Path, *, method: str = "static",
             "parent": parent,
             "quantization": {"method": method, "per_channel": per_channel, "format":
                              "QDQ" if method == "static" else "dynamic (integer ops)",
-                             "weights": "int8, symmetric, 7-bit range (reduce_range)",
+                             "weights": "int8, symmetric, " + ("7-bit range (reduce_range)"
+                                                               if reduce_range else "full range"),
                              "activations": "uint8" if method ==
                              "static" else "uint8, quantized per batch at run time",
                              "calibration_batches": len(calib_feats) if method == "static" else 0,

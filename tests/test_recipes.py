@@ -154,9 +154,11 @@ def test_run_names_for_every_kind_of_plan() -> None:
         ("quantize", "dcase21net-l1-dcase2024-fp32-int8-qat2", "dcase21net-l1-dcase2024-fp32")]
     assert steps[1].plan["budget"] == "dcase2024" and steps[1].plan["precision"] == "fp32"
     both = plan_steps(parse_recipe({**BASE, "quantize": [{"of": ["train"]},
-                                                         {"of": ["train"], "method": "dynamic"}]}))
+                                                         {"of": ["train"], "method": "dynamic"},
+                                                         {"of": ["train"], "reduce_range": False}]}))
     assert [(s.run_name, s.where) for s in both if s.kind == "quantize"] == [
-        ("dcase21net-int8", "quantize[0]"), ("dcase21net-int8-dynamic", "quantize[1]")]
+        ("dcase21net-int8", "quantize[0]"), ("dcase21net-int8-dynamic", "quantize[1]"),
+        ("dcase21net-int8-8bit", "quantize[2]")]
     matrix = parse_recipe({**BASE, "seeds": [3, 5]})
     steps = plan_steps(matrix, [2])
     assert [(s.run_name, s.parent, s.fold, s.seed) for s in steps] == [
@@ -348,12 +350,13 @@ def test_tiny_recipe_end_to_end(finished: tuple[Path, Path]) -> None:
 def test_budget_with_kd_fine_tuning_then_int8(tmp_path: Path) -> None:
     """The DCASE-style pipeline: prune to a budget at int8, fine-tune distilling from the parent,
     quantize the pruned model; folds give every step once per fold."""
-    recipe = parse_recipe({
+    spec = {
         "name": "deploy", "dataset": {**TINY_DATA, "split": "fold:1/2"}, "folds": [1, 2],
         "models": [{"name": "dcase21net", "train": TINY_TRAIN}],
         "prune": {"criteria": ["l1"], "budgets": ["params_bytes=30k,macs=4M"],
                   "finetune": {"epochs": 1}, "distill": {"temperature": 2.0, "alpha": 0.5}},
-        "quantize": {"of": ["prune"], "calibration_batches": 1}, "profile": False})
+        "quantize": {"of": ["prune"], "calibration_batches": 1}, "profile": False}
+    recipe = parse_recipe(spec)
     result = run_recipe(recipe, tmp_path / "out", progress=False)
     pruned = [f"dcase21net-l1-paramsbytes30kmacs4M-kdT2a05-fold{k}" for k in (1, 2)]
     int8 = [f"dcase21net-l1-paramsbytes30kmacs4M-kdT2a05-int8-fold{k}" for k in (1, 2)]
@@ -374,6 +377,14 @@ def test_budget_with_kd_fine_tuning_then_int8(tmp_path: Path) -> None:
     assert rows[int8[0]]["parent"] == str((out / pruned[0]).resolve())
     again = run_recipe(recipe, out, progress=False)  # everything done: nothing runs again
     assert again.ran == []
+    assert "7-bit" in q["quantization"]["weights"]
+    # 8-bit weights from the recipe: only the new int8 runs are made, and they are 8-bit
+    full = parse_recipe({**spec, "report": False, "quantize": [
+        {"of": ["prune"], "calibration_batches": 1, "reduce_range": False}]})
+    assert run_recipe(full, out, progress=False).ran == \
+        [f"quantize {q.replace('-int8-', '-int8-8bit-')}" for q in int8]
+    q8 = json.loads((out / int8[0].replace("-int8-", "-int8-8bit-") / "metrics.json").read_text())
+    assert q8["quantization"]["weights"] == "int8, symmetric, full range"
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:

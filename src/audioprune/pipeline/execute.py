@@ -135,7 +135,7 @@ def run_quantize(step: Step, recipe: Recipe, out: Path, run: Path, state: str) -
         _clear(run)
     quantize_run(parent, run, method=q.method, calibration_batches_n=q.calibration_batches,
                  per_channel=q.per_channel, qat_epochs=q.qat_epochs,
-                 data_root=recipe.dataset.root, seed=recipe.seed)
+                 data_root=recipe.dataset.root, seed=recipe.seed, reduce_range=q.reduce_range)
 
 
 def run_distill(step: Step, recipe: Recipe, out: Path, run: Path, state: str,

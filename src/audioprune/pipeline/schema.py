@@ -250,13 +250,15 @@ class QuantizeSection(_Section):
     calibration_batches: int = Field(8, ge=1)
     per_channel: bool = True
     qat_epochs: int = Field(0, ge=0)
+    reduce_range: bool = True
     of: list[Literal["train", "prune", "distill"]] = Field(
         default_factory=lambda: ["train", "prune", "distill"], min_length=1)
 
     @property
     def suffix(self) -> str:
         return "int8" + ("" if self.method == "static" else f"-{self.method}") + \
-            (f"-qat{self.qat_epochs}" if self.qat_epochs else "")
+            (f"-qat{self.qat_epochs}" if self.qat_epochs else "") + \
+            ("" if self.reduce_range else "-8bit")
 
 
 class ProfileSection(_Section):

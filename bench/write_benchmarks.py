@@ -725,10 +725,12 @@ def quantize_families(path: Path, command: str) -> str:
     for name, f in data["families"].items():
         for batch, lat in f["latency"].items():
             rows.append([name, f"{f['macs'] / 1e6:.1f} M", batch, f"{lat['fp32']['ms']:.2f}",
-                         _ratio(lat.get("int8 static")), _ratio(lat.get("int8 dynamic")),
+                         _ratio(lat.get("int8 static")), _ratio(lat.get("int8 static 8-bit")),
+                         _ratio(lat.get("int8 dynamic")),
                          f"{f['bytes']['int8 static'] / f['bytes']['fp32']:.2f}"])
     return "\n".join([table(["family", "MACs", "batch", "fp32 ms", "int8 static (ratio)",
-                             "int8 dynamic (ratio)", "int8 / fp32 size"], rows), "",
+                             "int8 static, 8-bit weights (ratio)", "int8 dynamic (ratio)",
+                             "int8 / fp32 size"], rows), "",
                       f"{data['threads']} thread, {data['rounds']} rounds, {data['clip_seconds']} s "
                       f"clips, ratio = int8 / fp32 (< 1: int8 faster). " + _when(data["machine"])])
 

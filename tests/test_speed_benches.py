@@ -44,7 +44,7 @@ def test_bench_memory_format_compares_layouts_on_the_same_function(tmp_path: Pat
     assert r["best"] in r["variants"]
 
 
-@pytest.mark.slow  # ~20 s: export, two quantizations, timing
+@pytest.mark.slow  # ~20 s: export, three quantizations, timing
 def test_bench_quantize_families_on_the_depthwise_net(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -56,5 +56,6 @@ def test_bench_quantize_families_on_the_depthwise_net(tmp_path: Path) -> None:
     assert row["bn_folded"] == 1 + 9 * 3 + 1  # every BN folded: stem, 9 blocks x 3, last 1x1
     assert row["bytes"]["int8 static"] < 0.5 * row["bytes"]["fp32"]
     for b in ("b1", "b8"):
-        assert set(row["latency"][b]) == {"fp32", "int8 static", "int8 dynamic"}
+        assert set(row["latency"][b]) == {"fp32", "int8 static", "int8 static 8-bit",
+                                          "int8 dynamic"}
         assert row["latency"][b]["fp32"]["ratio"] == 1.0
